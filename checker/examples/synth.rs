@@ -1,0 +1,45 @@
+//! Writes a synthetic history, linearizable by construction, as faultline JSONL on stdout.
+//!
+//! ```text
+//! cargo run --release -p faultline-checker --example synth -- \
+//!     --ops 1000000 --keys 10000 --clients 32 --info 0.01 --seed 1 > big.jsonl
+//! faultline check big.jsonl
+//! ```
+
+use std::io::{BufWriter, Write};
+
+use faultline_checker::synth::{SynthConfig, generate};
+
+fn main() {
+    let mut config = SynthConfig::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let number = || -> f64 {
+            value
+                .parse()
+                .unwrap_or_else(|_| usage(&format!("{flag}: `{value}` is not a number")))
+        };
+        match flag.as_str() {
+            "--ops" => config.ops = number() as usize,
+            "--keys" => config.keys = number() as usize,
+            "--clients" => config.clients = number() as usize,
+            "--info" => config.info_rate = number(),
+            "--seed" => config.seed = number() as u64,
+            other => usage(&format!("unknown flag {other}")),
+        }
+    }
+    let out = std::io::stdout().lock();
+    let mut out = BufWriter::new(out);
+    generate(&config)
+        .write_jsonl(&mut out)
+        .and_then(|()| out.flush())
+        .unwrap_or_else(|e| usage(&format!("cannot write: {e}")));
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!(
+        "synth: {problem}\nusage: synth [--ops N] [--keys N] [--clients N] [--info RATE] [--seed N]"
+    );
+    std::process::exit(2)
+}

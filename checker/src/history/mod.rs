@@ -1,0 +1,123 @@
+//! The history model (DESIGN §2): events as read from a file, and operations, the paired form
+//! every checker works on.
+//!
+//! A reader turns a file into [`Event`]s; [`pair`] turns events into a [`History`] of
+//! [`Operation`]s. Nothing here knows any file format or any consistency model.
+
+mod pair;
+
+pub use pair::{PairError, Pairer, pair};
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Who issued an event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Process {
+    /// A client's logical process number. A process runs one operation at a time.
+    Client(u64),
+    /// The fault injector; its events are `info` only and are not operations.
+    Nemesis,
+}
+
+/// The kind of an event: an invocation or one of the three completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The operation was sent.
+    Invoke,
+    /// It happened, with this result.
+    Ok,
+    /// It certainly did not happen.
+    Fail,
+    /// Unknown: it may have happened, at any time after its invocation.
+    Info,
+}
+
+/// One line of a history, whatever file format it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Nanoseconds since the run started, or the event's position when the format has no times.
+    pub time: u64,
+    /// Who issued it.
+    pub process: Process,
+    /// Invoke or completion.
+    pub kind: EventKind,
+    /// The operation's name: `read`, `write`, `cas`, `get`, `put`, `append`, `add`, ...
+    pub f: String,
+    /// The object it acts on; `None` for single-object histories.
+    pub key: Option<String>,
+    /// The operation's argument (on invoke) or result (on completion).
+    pub value: Value,
+    /// Error text of a completion, if any.
+    pub error: Option<String>,
+    /// A `fail` of a `cas` that says the comparison failed (DESIGN §2).
+    pub mismatch: bool,
+    /// The 1-based line of the file the event came from, for messages.
+    pub line: usize,
+}
+
+/// How an operation completed, as the checkers see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Completed `ok`: it happened, with the recorded output.
+    Ok,
+    /// Completed `fail`: it did not happen.
+    Fail,
+    /// A `cas` that completed `fail` because the value was not the expected one: it wrote
+    /// nothing, and it observed that the value differed.
+    Mismatch,
+    /// Completed `info`, or never completed: it may have happened at any time after its call.
+    Info,
+}
+
+/// An invocation paired with its completion.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Operation {
+    /// Position in [`History::ops`], in order of invocation.
+    pub id: usize,
+    /// The client process that ran it.
+    pub process: u64,
+    /// The operation's name.
+    pub f: String,
+    /// The object it acts on.
+    pub key: Option<String>,
+    /// The argument from the invocation (`null` for reads).
+    pub input: Value,
+    /// The result from the completion (`null` unless `ok`).
+    pub output: Value,
+    /// Time of the invocation.
+    pub call: u64,
+    /// Time of the completion; `None` means infinity (an `info` or unfinished operation).
+    pub ret: Option<u64>,
+    /// How it completed.
+    pub status: Status,
+    /// The line of the invocation in the source file.
+    pub line: usize,
+}
+
+impl Operation {
+    /// Whether this operation only observes (reads change nothing).
+    pub fn is_read(&self) -> bool {
+        matches!(self.f.as_str(), "read" | "get")
+    }
+}
+
+/// A paired history: every client operation, in order of invocation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// The operations, `ops[i].id == i`.
+    pub ops: Vec<Operation>,
+    /// Things a person should know that did not stop the reading (a truncated last line, ...).
+    pub warnings: Vec<String>,
+}
+
+impl History {
+    /// The number of distinct keys, counting "no key" as one object.
+    pub fn key_count(&self) -> usize {
+        let mut keys: Vec<Option<&str>> = self.ops.iter().map(|op| op.key.as_deref()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len()
+    }
+}

@@ -1,0 +1,38 @@
+//! faultline's checkers: the history model and the consistency checkers that judge it.
+//!
+//! This crate is pure computation: it reads history files and decides verdicts. It never opens
+//! a socket, never blocks on a network, and prints nothing; callers render its results.
+//!
+//! # Brief overview
+//!
+//! - [`format::read_path`] reads a history file (faultline JSONL, Jepsen log, Jepsen EDN) into
+//!   a [`History`] of paired [`Operation`]s.
+//! - [`linearizability::check`] decides whether a history is linearizable with respect to a
+//!   [`ModelKind`], and returns a [`LinearizabilityReport`]: PASS, FAIL with an explanation per
+//!   failing key, or UNKNOWN with the reason.
+//! - [`Verdict`] is the common shape every checker's result takes for reports.
+//!
+//! ```
+//! use faultline_checker::{format, linearizability, Options, Validity};
+//!
+//! let text = r#"{"process":0,"type":"invoke","f":"write","value":1}
+//! {"process":0,"type":"ok","f":"write","value":1}
+//! {"process":1,"type":"invoke","f":"read","value":null}
+//! {"process":1,"type":"ok","f":"read","value":1}
+//! "#;
+//! let history = format::read_str(text, None).unwrap().history;
+//! let report = linearizability::check(&history, &Options::default()).unwrap();
+//! assert_eq!(report.validity, Validity::Pass);
+//! ```
+
+pub mod format;
+pub mod history;
+pub mod linearizability;
+pub mod model;
+pub mod synth;
+mod verdict;
+
+pub use history::{History, Operation, Status};
+pub use linearizability::{LinearizabilityReport, Options};
+pub use model::{ModelKind, Semantics};
+pub use verdict::{Validity, Verdict};

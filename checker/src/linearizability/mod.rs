@@ -1,0 +1,410 @@
+//! The linearizability checker (DESIGN §3.1): is there a total order of the operations, each
+//! placed between its call and its return, that the model accepts?
+//!
+//! [`check`] prepares the history (drops what cannot matter, splits it by key, compiles each
+//! key's operations for the model), runs the WGL [`search`] on every key in parallel on all
+//! cores, cancels the rest at the first FAIL, and explains each failure. Which operations take
+//! part:
+//!
+//! - `fail` operations did not happen and are dropped, except a `cas` mismatch under strict
+//!   semantics, which is kept as the observation "the value was not the expected one";
+//! - `info` reads are dropped: they had no effect and their result is unknown;
+//! - other `info` operations return at infinity: they may take effect any time after their call.
+
+mod bitset;
+mod entries;
+mod schedule;
+mod search;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::history::{History, Operation, Status};
+use crate::model::{Model, ModelError, ModelKind, Queue, Register, Semantics, Set, TextRegister};
+use crate::verdict::{Validity, Verdict};
+use search::{Budget, Found, Search, Stop};
+
+/// How many distinct states an explanation lists before the failing operation.
+const MAX_STATES: usize = 8;
+
+/// What to check against, and the limits of the search.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The model; `None` infers it from the operations ([`ModelKind::infer`]).
+    pub model: Option<ModelKind>,
+    /// Every object's value before the first operation.
+    pub initial: Value,
+    /// How reads of null and failed operations are read.
+    pub semantics: Semantics,
+    /// Give UNKNOWN after this long.
+    pub timeout: Option<Duration>,
+    /// Give UNKNOWN when the search caches of one check hold more than this many bytes.
+    pub max_cache_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            model: None,
+            initial: Value::Null,
+            semantics: Semantics::Strict,
+            timeout: None,
+            max_cache_bytes: 2 << 30,
+        }
+    }
+}
+
+/// The outcome of a linearizability check.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinearizabilityReport {
+    /// PASS, FAIL or UNKNOWN.
+    pub validity: Validity,
+    /// The model the history was checked against.
+    pub model: ModelKind,
+    /// Whether the model was inferred from the operations rather than given.
+    pub model_inferred: bool,
+    /// The semantics used.
+    pub semantics: Semantics,
+    /// Operations that took part (after dropping `fail`s and `info` reads).
+    pub operations: usize,
+    /// Independent objects (keys) the history split into.
+    pub keys: usize,
+    /// One explanation per key found not linearizable.
+    pub failures: Vec<KeyFailure>,
+    /// Why the verdict is UNKNOWN, when it is.
+    pub unknown_reasons: Vec<String>,
+}
+
+/// Why one key is not linearizable.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyFailure {
+    /// The key (`None` for a single-object history).
+    pub key: Option<String>,
+    /// The operation that could not be linearized.
+    pub op: Operation,
+    /// The longest linearizable prefix the search found: operations in order, with the state
+    /// after each.
+    pub prefix: Vec<LinearizedOp>,
+    /// States the model could be in just before `op` had to take effect.
+    pub states_before: Vec<String>,
+    /// Whether `states_before` lists every such state (false when the list was capped or the
+    /// search for them ran out of time).
+    pub states_complete: bool,
+}
+
+/// One step of a linearization.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinearizedOp {
+    /// The operation.
+    pub op: Operation,
+    /// The model's state after it.
+    pub state: String,
+}
+
+impl LinearizabilityReport {
+    /// The report in the common verdict shape, with the whole report as details.
+    pub fn verdict(&self) -> Verdict {
+        let summary = match self.validity {
+            Validity::Pass => format!(
+                "linearizable: {} operations on {} key(s), model {}",
+                self.operations, self.keys, self.model
+            ),
+            Validity::Fail => {
+                let f = &self.failures[0];
+                format!(
+                    "not linearizable: {}{} (line {}) cannot be placed",
+                    f.key
+                        .as_ref()
+                        .map(|k| format!("on key {k:?}, "))
+                        .unwrap_or_default(),
+                    describe_op(&f.op),
+                    f.op.line
+                )
+            }
+            Validity::Unknown => format!("unknown: {}", self.unknown_reasons.join("; ")),
+        };
+        Verdict {
+            valid: self.validity,
+            checker: "linearizability".into(),
+            summary,
+            details: serde_json::to_value(self).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// Describes an operation in one line: `p3 cas [1,2] → mismatch`.
+pub fn describe_op(op: &Operation) -> String {
+    let input = if op.input.is_null() {
+        String::new()
+    } else {
+        format!(" {}", op.input)
+    };
+    let outcome = match op.status {
+        Status::Ok if op.is_read() || op.f == "dequeue" => format!(" → {}", op.output),
+        Status::Ok => " → ok".to_string(),
+        Status::Mismatch => " → mismatch".to_string(),
+        Status::Fail => " → fail".to_string(),
+        Status::Info => " → info".to_string(),
+    };
+    let text = format!("p{} {}{input}{outcome}", op.process, op.f);
+    crate::model::shorten(text, 160)
+}
+
+/// Whether an operation takes part in the check (see the module documentation).
+fn takes_part(op: &Operation, semantics: Semantics) -> bool {
+    match op.status {
+        Status::Ok => true,
+        Status::Fail => false,
+        Status::Mismatch => semantics == Semantics::Strict,
+        Status::Info => !op.is_read(),
+    }
+}
+
+/// One key's operations, compiled for its model.
+enum Compiled {
+    Register(Register, Vec<<Register as Model>::Op>),
+    Text(TextRegister, Vec<<TextRegister as Model>::Op>),
+    Set(Set, Vec<<Set as Model>::Op>),
+    Queue(Queue, Vec<<Queue as Model>::Op>),
+}
+
+/// One independent object of the history.
+struct Part<'h> {
+    key: Option<String>,
+    ops: Vec<&'h Operation>,
+}
+
+/// What checking one part gave.
+enum PartOutcome {
+    Pass,
+    Fail(Box<KeyFailure>),
+    Stopped(Stop),
+}
+
+/// Checks `history` for linearizability.
+///
+/// Errors when an operation does not fit the model (an unknown operation name, a malformed
+/// `cas` input); the error names the operation's line.
+pub fn check(history: &History, options: &Options) -> Result<LinearizabilityReport, ModelError> {
+    let started = Instant::now();
+    let kind = options
+        .model
+        .unwrap_or_else(|| ModelKind::infer(&history.ops));
+    let parts = split_by_key(history, options.semantics);
+    let operations = parts.iter().map(|p| p.ops.len()).sum();
+    let compiled: Vec<Compiled> = parts
+        .par_iter()
+        .map(|part| compile(kind, &part.ops, options))
+        .collect::<Result<_, _>>()?;
+
+    let budget = Budget {
+        deadline: options.timeout.map(|t| started + t),
+        cancel: AtomicBool::new(false),
+        cache_bytes: AtomicU64::new(0),
+        max_cache_bytes: options.max_cache_bytes,
+    };
+    let tasks: Vec<(usize, Box<dyn Task + '_>)> = parts
+        .iter()
+        .zip(&compiled)
+        .enumerate()
+        .map(|(i, (part, compiled))| (i, task(part, compiled, &budget)))
+        .collect();
+    let outcomes = schedule::run(tasks);
+
+    let mut failures = Vec::new();
+    let mut stops: Vec<(Stop, usize)> = Vec::new();
+    for (i, outcome) in outcomes {
+        match outcome {
+            PartOutcome::Pass => {}
+            PartOutcome::Fail(failure) => failures.push(*failure),
+            PartOutcome::Stopped(stop) => stops.push((stop, i)),
+        }
+    }
+    failures.sort_by(|a, b| a.key.cmp(&b.key));
+    let undecided = stops.len();
+    let mut unknown_reasons = Vec::new();
+    if failures.is_empty() {
+        if stops.iter().any(|(s, _)| *s == Stop::Timeout) {
+            unknown_reasons.push(format!(
+                "the check timed out after {} with {undecided} of {} key(s) undecided (raise --timeout)",
+                humanize(options.timeout.unwrap_or_default()),
+                parts.len()
+            ));
+        }
+        if let Some((_, i)) = stops.iter().find(|(s, _)| *s == Stop::CacheFull) {
+            unknown_reasons.push(format!(
+                "the search cache passed its bound of {} MiB{} (raise --max-cache)",
+                options.max_cache_bytes >> 20,
+                parts[*i]
+                    .key
+                    .as_ref()
+                    .map(|k| format!(" on key {k:?}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let validity = if !failures.is_empty() {
+        Validity::Fail
+    } else if !unknown_reasons.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::Pass
+    };
+    Ok(LinearizabilityReport {
+        validity,
+        model: kind,
+        model_inferred: options.model.is_none(),
+        semantics: options.semantics,
+        operations,
+        keys: parts.len(),
+        failures,
+        unknown_reasons,
+    })
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Splits the operations that take part by key, keeping invocation order within each key.
+fn split_by_key(history: &History, semantics: Semantics) -> Vec<Part<'_>> {
+    let mut index: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut parts: Vec<Part<'_>> = Vec::new();
+    for op in history.ops.iter().filter(|op| takes_part(op, semantics)) {
+        let i = *index.entry(op.key.as_deref()).or_insert_with(|| {
+            parts.push(Part {
+                key: op.key.clone(),
+                ops: Vec::new(),
+            });
+            parts.len() - 1
+        });
+        parts[i].ops.push(op);
+    }
+    parts
+}
+
+fn compile(kind: ModelKind, ops: &[&Operation], options: &Options) -> Result<Compiled, ModelError> {
+    let (initial, semantics) = (&options.initial, options.semantics);
+    Ok(match kind {
+        ModelKind::Kv if ops.iter().any(|op| op.f == "append") => {
+            let (m, c) = TextRegister::build(ops, initial, semantics)?;
+            Compiled::Text(m, c)
+        }
+        ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv => {
+            let (m, c) = Register::build(kind, ops, initial, semantics)?;
+            Compiled::Register(m, c)
+        }
+        ModelKind::Set => {
+            let (m, c) = Set::build(ops, initial, semantics)?;
+            Compiled::Set(m, c)
+        }
+        ModelKind::Queue => {
+            let (m, c) = Queue::build(ops, initial)?;
+            Compiled::Queue(m, c)
+        }
+    })
+}
+
+/// A part's search, as the scheduler sees it.
+trait Task: Send {
+    /// Runs at most `slice` search steps; `Some` once the part has an outcome.
+    fn advance(&mut self, slice: u64) -> Option<PartOutcome>;
+}
+
+fn task<'a>(part: &'a Part<'a>, compiled: &'a Compiled, budget: &'a Budget) -> Box<dyn Task + 'a> {
+    match compiled {
+        Compiled::Register(m, ops) => Box::new(PartTask::new(part, m, ops, budget)),
+        Compiled::Text(m, ops) => Box::new(PartTask::new(part, m, ops, budget)),
+        Compiled::Set(m, ops) => Box::new(PartTask::new(part, m, ops, budget)),
+        Compiled::Queue(m, ops) => Box::new(PartTask::new(part, m, ops, budget)),
+    }
+}
+
+/// One part's search and what it needs to explain a failure.
+struct PartTask<'a, M: Model> {
+    part: &'a Part<'a>,
+    model: &'a M,
+    ops: &'a [M::Op],
+    budget: &'a Budget,
+    search: Search<'a, M>,
+}
+
+impl<'a, M: Model> PartTask<'a, M> {
+    fn new(part: &'a Part<'a>, model: &'a M, ops: &'a [M::Op], budget: &'a Budget) -> Self {
+        let search = Search::new(model, ops, &intervals(part), budget);
+        PartTask {
+            part,
+            model,
+            ops,
+            budget,
+            search,
+        }
+    }
+
+    /// Explains a failure: the prefix with the state after each operation, and the states the
+    /// model could be in before the failing one.
+    fn explain(&self, prefix: Vec<usize>, failing: usize) -> KeyFailure {
+        let (model, ops, part) = (self.model, self.ops, self.part);
+        let mut state = model.init();
+        let prefix = prefix
+            .into_iter()
+            .map(|i| {
+                // The search built this prefix by legal steps from the initial state.
+                state = model
+                    .step(&state, &ops[i])
+                    .expect("a prefix the search linearized replays");
+                LinearizedOp {
+                    op: part.ops[i].clone(),
+                    state: model.describe(&state),
+                }
+            })
+            .collect();
+        // A second search that watches the failing operation's return collects the states
+        // the model could be in there. It ignores cancellation (this part's own FAIL set
+        // it), but not the deadline or the cache bound.
+        let mut watch = Search::new(model, ops, &intervals(part), self.budget)
+            .states_at(failing, MAX_STATES + 1);
+        let finished = matches!(watch.run(u64::MAX), Some(Found::NotLinearizable { .. }));
+        let states = watch.focus_states();
+        KeyFailure {
+            key: part.key.clone(),
+            op: part.ops[failing].clone(),
+            prefix,
+            states_before: states
+                .iter()
+                .take(MAX_STATES)
+                .map(|s| model.describe(s))
+                .collect(),
+            states_complete: finished && states.len() <= MAX_STATES,
+        }
+    }
+}
+
+impl<M: Model> Task for PartTask<'_, M>
+where
+    M::State: Sync,
+{
+    fn advance(&mut self, slice: u64) -> Option<PartOutcome> {
+        Some(match self.search.run(slice)? {
+            Found::Linearizable => PartOutcome::Pass,
+            Found::Stopped(stop) => PartOutcome::Stopped(stop),
+            Found::NotLinearizable { prefix, failing } => {
+                self.budget.cancel.store(true, Ordering::Relaxed);
+                PartOutcome::Fail(Box::new(self.explain(prefix, failing)))
+            }
+        })
+    }
+}
+
+fn intervals(part: &Part<'_>) -> Vec<(u64, Option<u64>)> {
+    part.ops.iter().map(|op| (op.call, op.ret)).collect()
+}

@@ -1,0 +1,198 @@
+//! The command line: every command and flag, defined once with its documentation. Parsing only
+//! validates; commands resolve what they need from these values.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use faultline_checker::format::Format;
+use faultline_checker::{ModelKind, Semantics};
+
+/// faultline tells you whether a distributed system keeps the consistency it promises.
+///
+/// It checks recorded histories of operations for linearizability and gives a verdict: PASS,
+/// FAIL with an explanation, or UNKNOWN with the reason.
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check history files for linearizability.
+    Check(CheckArgs),
+}
+
+/// Check history files for linearizability.
+///
+/// Reads each FILE (faultline JSONL, a Jepsen log, or Jepsen EDN; detected from the content),
+/// checks it against a model and prints one row per file, then the explanation of each FAIL:
+/// the operation that could not be linearized, the longest linearizable prefix found, and the
+/// states the model could be in just before it.
+///
+/// Exit codes: 0 every file PASS; 1 some FAIL; 3 some UNKNOWN and no FAIL; 4 some file could
+/// not be read or does not fit the model (this wins over the verdicts); 2 bad usage.
+///
+/// Examples:
+///
+///   faultline check history.jsonl
+///
+///   faultline check jepsen/*.log --model cas-register
+///
+///   faultline check history.edn --semantics knossos --timeout 30s --format json
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckArgs {
+    /// History files (or run directories holding a history.jsonl).
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+
+    /// The model to check against; inferred from the operations when absent.
+    ///
+    /// register: read, write. cas-register: read, write, cas ([expected, new]). kv: independent
+    /// keys with read/get, write/put, cas and append on strings (an absent key reads as "").
+    /// set: add, read (the whole set). queue: enqueue, dequeue (FIFO; null when empty).
+    /// Every model is checked per key: keys are independent objects.
+    #[arg(long, value_name = "MODEL", env = "FAULTLINE_MODEL", value_parser = parse_model)]
+    pub(crate) model: Option<ModelKind>,
+
+    /// Every object's value before the first operation, as JSON.
+    #[arg(long, value_name = "JSON", default_value = "null", env = "FAULTLINE_INITIAL", value_parser = parse_json)]
+    pub(crate) initial: serde_json::Value,
+
+    /// How to read reads of null and failed operations.
+    ///
+    /// strict (the default): a read of null means the key was absent, and a cas that failed
+    /// with a mismatch is kept as an observation (the value was not the expected one); other
+    /// fails are dropped. knossos: Knossos' conventions, to re-check old Jepsen histories and
+    /// get Knossos' verdicts: a read that returned nil matches any value, and every fail is
+    /// dropped, mismatched cas included. strict finds bugs that knossos hides: a read of nil
+    /// that should have seen a value, a cas that failed although the value matched.
+    #[arg(long, value_name = "SEMANTICS", default_value = "strict", env = "FAULTLINE_SEMANTICS", value_parser = parse_semantics)]
+    pub(crate) semantics: Semantics,
+
+    /// Give UNKNOWN for a file whose check takes longer than this (e.g. 500ms, 30s, 2m).
+    #[arg(long, value_name = "DURATION", env = "FAULTLINE_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+
+    /// Give UNKNOWN when a file's search caches need more memory than this (e.g. 512MiB, 4GiB).
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", env = "FAULTLINE_MAX_CACHE", value_parser = parse_size)]
+    pub(crate) max_cache: u64,
+
+    /// The history format; detected from each file's content when absent.
+    #[arg(long, value_name = "FORMAT", env = "FAULTLINE_INPUT_FORMAT", value_parser = parse_format)]
+    pub(crate) input_format: Option<Format>,
+
+    /// How to print the verdicts: a table with explanations, or one JSON document.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "FAULTLINE_FORMAT")]
+    pub(crate) format: OutputFormat,
+}
+
+/// How verdicts are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// A table, then the explanation of each FAIL.
+    Table,
+    /// One JSON document with every verdict.
+    Json,
+}
+
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    s.parse()
+}
+
+fn parse_semantics(s: &str) -> Result<Semantics, String> {
+    s.parse()
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON ({e}); write a string as '\"text\"'"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; write a duration such as 500ms, 30s or 2m"))
+}
+
+/// Parses a size in bytes: `1048576`, `512MiB`, `4GiB`, `64M`, `2G`, `100KB`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write one such as 512MiB or 4GiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`; use B, KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn check_flags() {
+        let cli = Cli::try_parse_from([
+            "faultline",
+            "check",
+            "a.log",
+            "--model",
+            "cas-register",
+            "--initial",
+            "0",
+            "--semantics",
+            "knossos",
+            "--timeout",
+            "2s",
+            "--input-format",
+            "jepsen-log",
+            "--format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Check(args) = cli.command;
+        assert_eq!(args.model, Some(ModelKind::CasRegister));
+        assert_eq!(args.initial, serde_json::json!(0));
+        assert_eq!(args.semantics, Semantics::Knossos);
+        assert_eq!(args.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(args.input_format, Some(Format::JepsenLog));
+        assert_eq!(args.format, OutputFormat::Json);
+        assert_eq!(args.max_cache, 2 << 30);
+        assert!(Cli::try_parse_from(["faultline", "check", "a", "--model", "bogus"]).is_err());
+        assert!(Cli::try_parse_from(["faultline", "check", "a", "--initial", "{"]).is_err());
+        assert!(Cli::try_parse_from(["faultline", "check"]).is_err());
+    }
+}

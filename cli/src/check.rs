@@ -1,0 +1,96 @@
+//! `faultline check`: read each file, check it, print the verdicts, choose the exit code.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use faultline_checker::{Options, format, linearizability};
+use faultline_results::{FileCheck, explain_report, json_document, table, totals};
+use rayon::prelude::*;
+
+use crate::args::{CheckArgs, OutputFormat};
+
+/// Runs `faultline check`.
+pub(crate) fn run(args: &CheckArgs) -> ExitCode {
+    let options = Options {
+        model: args.model,
+        initial: args.initial.clone(),
+        semantics: args.semantics,
+        timeout: args.timeout,
+        max_cache_bytes: args.max_cache,
+    };
+    let checks: Vec<FileCheck> = args
+        .files
+        .par_iter()
+        .map(|path| check_file(path, args, &options))
+        .collect();
+
+    for check in &checks {
+        for warning in &check.warnings {
+            eprintln!("faultline: warning: {}: {warning}", check.file);
+        }
+    }
+    match args.format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json_document(&checks)).expect("JSON values serialize")
+        ),
+        OutputFormat::Table => print_table(&checks),
+    }
+    exit_code(&checks)
+}
+
+fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> FileCheck {
+    let file = path.display().to_string();
+    let read = match format::read_path(path, args.input_format) {
+        Ok(read) => read,
+        Err(e) => {
+            return FileCheck {
+                file,
+                format: None,
+                warnings: Vec::new(),
+                operations: 0,
+                outcome: Err(e.to_string()),
+                elapsed: Default::default(),
+            };
+        }
+    };
+    let started = Instant::now();
+    let outcome = linearizability::check(&read.history, options)
+        .map_err(|e| format!("{}:{e}", path.display()));
+    FileCheck {
+        file,
+        format: read.format.map(|f| f.name().to_string()),
+        warnings: read.history.warnings.clone(),
+        operations: read.history.ops.len(),
+        outcome,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn print_table(checks: &[FileCheck]) {
+    println!("{}", table(checks));
+    println!("{}", totals(checks));
+    for check in checks {
+        match &check.outcome {
+            Ok(report) if report.validity != faultline_checker::Validity::Pass => {
+                println!("\n{} {}", check.verdict_word(), check.file);
+                print!("{}", explain_report(report));
+            }
+            Ok(_) => {}
+            Err(e) => println!("\nERROR {e}"),
+        }
+    }
+}
+
+fn exit_code(checks: &[FileCheck]) -> ExitCode {
+    let word = |w: &str| checks.iter().any(|c| c.verdict_word() == w);
+    ExitCode::from(if word("ERROR") {
+        4
+    } else if word("FAIL") {
+        1
+    } else if word("UNKNOWN") {
+        3
+    } else {
+        0
+    })
+}

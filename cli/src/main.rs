@@ -1,0 +1,24 @@
+//! The `faultline` binary: parses the command line, runs the command, and turns its outcome
+//! into an exit code (DESIGN §7):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | every verdict PASS |
+//! | 1 | some verdict FAIL |
+//! | 2 | bad usage (clap) |
+//! | 3 | some verdict UNKNOWN and none FAIL |
+//! | 4 | an input could not be read or judged (this wins over the verdicts) |
+
+mod args;
+mod check;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match cli.command {
+        args::Command::Check(check) => check::run(&check),
+    }
+}

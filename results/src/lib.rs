@@ -1,0 +1,228 @@
+//! faultline's verdict output: the table, the explanations and the JSON document that
+//! `faultline check` prints.
+//!
+//! Reports render what checkers computed; they compute nothing themselves.
+//!
+//! # Brief overview
+//!
+//! - [`FileCheck`] is one checked file: its report, or why it could not be read.
+//! - [`table`] renders one row per file (file, operations, keys, verdict, time).
+//! - [`explain_failure`] renders why a key is not linearizable, in bounded space.
+//! - [`json_document`] is the whole run as one JSON document.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use faultline_checker::linearizability::{KeyFailure, LinearizabilityReport, describe_op};
+use faultline_checker::{Operation, Validity};
+use serde_json::{Value, json};
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+/// How many operations of a failure's linearizable prefix the text explanation shows (the
+/// last ones, nearest the failure); JSON has them all.
+pub const PREFIX_SHOWN: usize = 10;
+
+/// One file given to `faultline check`.
+#[derive(Debug)]
+pub struct FileCheck {
+    /// The file as the user named it.
+    pub file: String,
+    /// The format it was read as (`jsonl`, `jepsen-log`, `edn`), if it was read.
+    pub format: Option<String>,
+    /// Warnings from reading it (a truncated last line, ...).
+    pub warnings: Vec<String>,
+    /// Operations in the history.
+    pub operations: usize,
+    /// The report, or the error that stopped the file from being checked.
+    pub outcome: Result<LinearizabilityReport, String>,
+    /// Time spent checking (not reading).
+    pub elapsed: Duration,
+}
+
+impl FileCheck {
+    /// The verdict word for the table: PASS, FAIL, UNKNOWN or ERROR.
+    pub fn verdict_word(&self) -> &'static str {
+        match &self.outcome {
+            Ok(report) => report.validity.as_str(),
+            Err(_) => "ERROR",
+        }
+    }
+}
+
+#[derive(Tabled)]
+struct Row {
+    file: String,
+    operations: usize,
+    keys: String,
+    verdict: &'static str,
+    time: String,
+}
+
+/// The table: one row per file.
+pub fn table(checks: &[FileCheck]) -> String {
+    let rows = checks.iter().map(|c| Row {
+        file: c.file.clone(),
+        operations: c.operations,
+        keys: match &c.outcome {
+            Ok(report) => report.keys.to_string(),
+            Err(_) => "-".into(),
+        },
+        verdict: c.verdict_word(),
+        time: format_duration(c.elapsed),
+    });
+    Table::new(rows).with(Style::sharp()).to_string()
+}
+
+/// A duration for people: `850µs`, `12.3ms`, `1.24s`.
+pub fn format_duration(d: Duration) -> String {
+    let micros = d.as_micros();
+    if micros < 1000 {
+        format!("{micros}µs")
+    } else if micros < 1_000_000 {
+        format!("{:.1}ms", micros as f64 / 1000.0)
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
+}
+
+/// The totals line: `24 PASS, 79 FAIL, 0 UNKNOWN, 0 ERROR`.
+pub fn totals(checks: &[FileCheck]) -> String {
+    let count = |w: &str| checks.iter().filter(|c| c.verdict_word() == w).count();
+    format!(
+        "{} PASS, {} FAIL, {} UNKNOWN, {} ERROR",
+        count("PASS"),
+        count("FAIL"),
+        count("UNKNOWN"),
+        count("ERROR")
+    )
+}
+
+fn op_line(op: &Operation) -> String {
+    let ret = op.ret.map_or("∞".to_string(), |r| r.to_string());
+    format!(
+        "{}  (line {}, t {}..{})",
+        describe_op(op),
+        op.line,
+        op.call,
+        ret
+    )
+}
+
+/// Why one key is not linearizable, for a person. Bounded: at most [`PREFIX_SHOWN`] prefix
+/// operations and the capped list of states.
+pub fn explain_failure(failure: &KeyFailure) -> String {
+    let mut out = String::new();
+    let key = failure
+        .key
+        .as_ref()
+        .map_or("the single object".to_string(), |k| format!("key {k:?}"));
+    let _ = writeln!(out, "  {key}: no linearization places this operation:");
+    let _ = writeln!(out, "    {}", op_line(&failure.op));
+    let n = failure.prefix.len();
+    if n == 0 {
+        let _ = writeln!(
+            out,
+            "  no operation could be linearized before it had to take effect."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  longest linearizable prefix found: {n} operation(s){}; state after each:",
+            if n > PREFIX_SHOWN {
+                format!(", the last {PREFIX_SHOWN} shown")
+            } else {
+                String::new()
+            }
+        );
+        for step in &failure.prefix[n.saturating_sub(PREFIX_SHOWN)..] {
+            let _ = writeln!(out, "    {}  ⇒ {}", op_line(&step.op), step.state);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  states the model could be in just before it{}: {}",
+        if failure.states_complete {
+            ""
+        } else {
+            " (not all listed)"
+        },
+        if failure.states_before.is_empty() {
+            "none found".to_string()
+        } else {
+            failure.states_before.join(", ")
+        }
+    );
+    out
+}
+
+/// The explanation of a whole report: the model line, then each failing key or the reasons
+/// it is unknown.
+pub fn explain_report(report: &LinearizabilityReport) -> String {
+    let mut out = format!(
+        "  model {}{}, {} semantics; {} operations on {} key(s)\n",
+        report.model,
+        if report.model_inferred {
+            " (inferred from the operations; --model overrides)"
+        } else {
+            ""
+        },
+        serde_json::to_value(report.semantics)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        report.operations,
+        report.keys
+    );
+    match report.validity {
+        Validity::Fail => {
+            for failure in &report.failures {
+                out.push_str(&explain_failure(failure));
+            }
+        }
+        Validity::Unknown => {
+            for reason in &report.unknown_reasons {
+                let _ = writeln!(out, "  unknown: {reason}");
+            }
+        }
+        Validity::Pass => {}
+    }
+    out
+}
+
+/// Every file's verdict as one JSON document.
+pub fn json_document(checks: &[FileCheck]) -> Value {
+    let files: Vec<Value> = checks
+        .iter()
+        .map(|c| {
+            let mut file = json!({
+                "file": c.file,
+                "format": c.format,
+                "operations": c.operations,
+                "verdict": c.verdict_word(),
+                "seconds": c.elapsed.as_secs_f64(),
+                "warnings": c.warnings,
+            });
+            match &c.outcome {
+                Ok(report) => file["linearizability"] = report.verdict().details,
+                Err(e) => file["error"] = json!(e),
+            }
+            if let Ok(report) = &c.outcome {
+                file["summary"] = json!(report.verdict().summary);
+            }
+            file
+        })
+        .collect();
+    let verdict = if checks.iter().any(|c| c.outcome.is_err()) {
+        "ERROR"
+    } else {
+        Validity::combine(
+            checks
+                .iter()
+                .filter_map(|c| c.outcome.as_ref().ok())
+                .map(|r| r.validity),
+        )
+        .as_str()
+    };
+    json!({ "verdict": verdict, "files": files })
+}
