@@ -21,15 +21,6 @@ pub(super) fn run<'a>(tasks: Vec<(usize, Box<dyn Task + 'a>)>) -> Vec<(usize, Pa
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(tasks.len());
-    if workers <= 1 {
-        return tasks
-            .into_iter()
-            .map(|(i, mut task)| {
-                let outcome = task.advance(u64::MAX);
-                (i, outcome.expect("an unbounded slice ends with an outcome"))
-            })
-            .collect();
-    }
     let queue: Mutex<VecDeque<Queued<'a>>> = Mutex::new(
         tasks
             .into_iter()
@@ -37,30 +28,35 @@ pub(super) fn run<'a>(tasks: Vec<(usize, Box<dyn Task + 'a>)>) -> Vec<(usize, Pa
             .collect(),
     );
     let done = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let next = queue
-                        .lock()
-                        .expect("no worker panics holding the queue")
-                        .pop_front();
-                    let Some((i, mut task, slice)) = next else {
-                        return;
-                    };
-                    match task.advance(slice) {
-                        Some(outcome) => done
-                            .lock()
-                            .expect("no worker panics holding it")
-                            .push((i, outcome)),
-                        None => queue
-                            .lock()
-                            .expect("no worker panics holding the queue")
-                            .push_back((i, task, slice.saturating_mul(2))),
-                    }
-                }
-            });
+    let work = || {
+        loop {
+            let next = queue
+                .lock()
+                .expect("no worker panics holding the queue")
+                .pop_front();
+            let Some((i, mut task, slice)) = next else {
+                return;
+            };
+            match task.advance(slice) {
+                Some(outcome) => done
+                    .lock()
+                    .expect("no worker panics holding it")
+                    .push((i, outcome)),
+                None => queue
+                    .lock()
+                    .expect("no worker panics holding the queue")
+                    .push_back((i, task, slice.saturating_mul(2))),
+            }
         }
-    });
+    };
+    if workers <= 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(work);
+            }
+        });
+    }
     done.into_inner().expect("workers have finished")
 }

@@ -169,6 +169,9 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// Runs at most `slice` steps: `Some` verdict, or `None` to be resumed later.
     pub(super) fn run(&mut self, slice: u64) -> Option<Found> {
+        if let Some(stop) = self.over_budget() {
+            return Some(Found::Stopped(stop));
+        }
         let hasher = rustc_hash::FxBuildHasher;
         let end = self.iterations.saturating_add(slice);
         while let Some(at) = self.node {
