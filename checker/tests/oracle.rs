@@ -265,7 +265,7 @@ fn specs(model: ModelKind, text: bool, processes: usize) -> impl Strategy<Value 
 /// Times the specs per process (each process runs one operation at a time; after `info` its
 /// slot continues under a fresh process number) and pairs the events into a history.
 fn build(specs: &[Spec]) -> History {
-    let mut free_at = vec![0u64; 4];
+    let mut free_at = [0u64; 4];
     let mut process: Vec<u64> = (0..4).collect();
     let mut next_process = 4;
     let mut events: Vec<(u64, u8, Event)> = Vec::new();

@@ -21,7 +21,6 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Check history files for linearizability.
     Check(CheckArgs),
 }
 
@@ -32,17 +31,19 @@ pub(crate) enum Command {
 /// the operation that could not be linearized, the longest linearizable prefix found, and the
 /// states the model could be in just before it.
 ///
-/// Exit codes: 0 every file PASS; 1 some FAIL; 3 some UNKNOWN and no FAIL; 4 some file could
-/// not be read or does not fit the model (this wins over the verdicts); 2 bad usage.
+/// Exit codes:
+///   0  every file PASS
+///   1  some file FAIL
+///   3  some file UNKNOWN (timeout, memory bound) and none FAIL
+///   4  some file could not be read or does not fit the model (wins over the verdicts)
+///   2  bad usage
 ///
 /// Examples:
-///
 ///   faultline check history.jsonl
-///
 ///   faultline check jepsen/*.log --model cas-register
-///
 ///   faultline check history.edn --semantics knossos --timeout 30s --format json
 #[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
 pub(crate) struct CheckArgs {
     /// History files (or run directories holding a history.jsonl).
     #[arg(required = true, value_name = "FILE")]
@@ -80,7 +81,8 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_name = "SIZE", default_value = "2GiB", env = "FAULTLINE_MAX_CACHE", value_parser = parse_size)]
     pub(crate) max_cache: u64,
 
-    /// The history format; detected from each file's content when absent.
+    /// The history format: jsonl, jepsen-log or edn; detected from each file's content when
+    /// absent.
     #[arg(long, value_name = "FORMAT", env = "FAULTLINE_INPUT_FORMAT", value_parser = parse_format)]
     pub(crate) input_format: Option<Format>,
 
