@@ -55,17 +55,23 @@ struct Row {
     file: String,
     operations: usize,
     keys: String,
+    model: String,
     verdict: &'static str,
     time: String,
 }
 
-/// The table: one row per file.
+/// The table: one row per file, with the model used (and whether it was inferred).
 pub fn table(checks: &[FileCheck]) -> String {
     let rows = checks.iter().map(|c| Row {
         file: c.file.clone(),
         operations: c.operations,
         keys: match &c.outcome {
             Ok(report) => report.keys.to_string(),
+            Err(_) => "-".into(),
+        },
+        model: match &c.outcome {
+            Ok(report) if report.model_inferred => format!("{} (inferred)", report.model),
+            Ok(report) => report.model.to_string(),
             Err(_) => "-".into(),
         },
         verdict: c.verdict_word(),

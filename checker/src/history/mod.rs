@@ -111,13 +111,3 @@ pub struct History {
     /// Things a person should know that did not stop the reading (a truncated last line, ...).
     pub warnings: Vec<String>,
 }
-
-impl History {
-    /// The number of distinct keys, counting "no key" as one object.
-    pub fn key_count(&self) -> usize {
-        let mut keys: Vec<Option<&str>> = self.ops.iter().map(|op| op.key.as_deref()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys.len()
-    }
-}
