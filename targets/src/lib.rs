@@ -1,0 +1,17 @@
+//! faultline's targets: what the runner sends operations to.
+//!
+//! This crate holds the bundled reference systems as node state machines with no I/O
+//! ([`systems`]), the process runtime that runs one node as an HTTP server with peer links,
+//! a fault layer and durable storage ([`runtime`]), and the local cluster that starts, watches
+//! and stops a set of node processes ([`cluster`]). A reference system never imports the
+//! runtime; the runtime drives any system through the [`systems::Node`] trait.
+//!
+//! # Brief overview
+//!
+//! - [`systems::quorum::QuorumNode`]: a Dynamo-style store (N/R/W, consistent hashing, LWW or
+//!   vector clocks, read repair, sloppy quorums, ABD mode).
+//! - [`runtime::run_node`]: serves one node (`faultline node`).
+//! - [`cluster::Cluster`]: starts a cluster of node processes and stops every one of them on
+//!   drop, Ctrl-C or panic.
+
+pub mod systems;

@@ -1,0 +1,59 @@
+//! The bundled reference systems, each a node state machine with no I/O (DESIGN §4.1).
+//!
+//! A node receives inputs (a client request, a peer message, a tick) with the time read by its
+//! runtime, and returns [`Output`]s: messages to send, replies to give, records to persist. It
+//! never reads a clock, opens a socket or touches a file; the runtime in [`crate::runtime`]
+//! does all of that, so the same node code runs in unit tests, under a simulated network, and
+//! as a real process.
+
+pub mod kv;
+pub mod quorum;
+
+pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// What a node asks its runtime to do. Outputs are drained in order, and the order is the
+/// contract: a `Persist` must be durable before any later `Send` or `Reply` leaves the node.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum Output<M, R> {
+    /// Send `msg` to peer `to`.
+    Send {
+        /// The destination node.
+        to: NodeId,
+        /// The message.
+        msg: M,
+    },
+    /// Answer client request `id`.
+    Reply {
+        /// The request being answered.
+        id: RequestId,
+        /// The answer.
+        reply: ClientReply,
+    },
+    /// Write `record` to durable storage (and sync it) before acting on later outputs.
+    Persist(R),
+}
+
+/// A reference-system node as its runtime drives it.
+pub trait Node: Send + 'static {
+    /// Messages between nodes.
+    type Message: Serialize + DeserializeOwned + Send + std::fmt::Debug + 'static;
+    /// Records of durable state; a node restarted on its records recovers what it persisted.
+    type Record: Serialize + DeserializeOwned + Send + 'static;
+
+    /// A client request arrived.
+    fn handle_client(&mut self, now: Now, id: RequestId, request: ClientRequest);
+    /// A peer's message arrived.
+    fn handle_peer(&mut self, now: Now, from: NodeId, msg: Self::Message);
+    /// Time passed; the runtime calls this every few milliseconds.
+    fn handle_tick(&mut self, now: Now);
+    /// The next thing to do, until `None`.
+    fn poll_output(&mut self) -> Option<Output<Self::Message, Self::Record>>;
+    /// The node's state for `GET /admin/state`.
+    fn describe(&self) -> serde_json::Value;
+    /// What this node itself holds for `key` (for `GET /admin/state?key=`).
+    fn describe_key(&self, key: &str) -> serde_json::Value;
+}
