@@ -22,6 +22,94 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     Check(CheckArgs),
+    /// Start and manage a local cluster of a bundled reference system.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Run one node of a bundled cluster (started by `faultline cluster up`).
+    #[command(hide = true)]
+    Node(NodeArgs),
+}
+
+/// What `faultline cluster` does.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    Up(ClusterUpArgs),
+}
+
+/// Start a local cluster of a bundled reference system and keep it running.
+///
+/// Starts every node as a child process on free loopback ports, waits until each answers
+/// GET /health, prints the nodes' URLs and an example request, and stays in the foreground.
+/// Ctrl-C or SIGTERM stops every node. Nodes speak the faultline KV protocol (GET/PUT /kv/KEY,
+/// POST /kv/KEY/cas) and take faults through POST /admin/faults; GET /admin/state shows the
+/// ring, the settings, the faults and message counters.
+///
+/// Settings of the quorum system (--set key=value,...):
+///   n            replicas per key (1..=nodes, default 3)
+///   r, w         replies a read waits for, acks a write waits for (1..=n, default 2)
+///   vnodes       virtual nodes per node on the ring (1..=1024, default 64)
+///   resolution   lww (last writer wins by the coordinator's clock) | vclock (siblings)
+///   read-repair  off | async | blocking
+///   sloppy       true | false (writes go to fallback nodes with hints when owners are silent)
+///   mode         dynamo | abd (multi-writer ABD: linearizable reads and writes when r+w>n)
+///   timeout-ms   how long a coordinator waits for a quorum (default 1000)
+/// cas is read-compare-write through the coordinator, not atomic.
+///
+/// Examples:
+///   faultline cluster up
+///   faultline cluster up --nodes 5 --set n=3,r=1,w=1
+///   faultline cluster up --set resolution=vclock,sloppy=true --data-dir ./cluster-data
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ClusterUpArgs {
+    /// The reference system to run.
+    #[arg(long, default_value = "quorum", env = "FAULTLINE_SYSTEM")]
+    pub(crate) system: String,
+
+    /// How many nodes.
+    #[arg(long, default_value_t = 5, env = "FAULTLINE_NODES")]
+    pub(crate) nodes: u32,
+
+    /// System settings as key=value, comma-separated; repeatable (see above).
+    #[arg(long = "set", value_name = "KEY=VALUE,...", env = "FAULTLINE_SET")]
+    pub(crate) settings: Vec<String>,
+
+    /// Keep node data and logs here (default: a temporary directory removed at exit).
+    #[arg(long, value_name = "DIR", env = "FAULTLINE_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// Seed of the nodes' fault layers (random loss, duplication, jitter).
+    #[arg(long, default_value_t = 0, env = "FAULTLINE_SEED")]
+    pub(crate) seed: u64,
+}
+
+/// Run one node of a bundled cluster.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeArgs {
+    /// The reference system.
+    #[arg(long, default_value = "quorum")]
+    pub(crate) system: String,
+    /// This node's id (0-based; its name is n<id+1>).
+    #[arg(long)]
+    pub(crate) id: u32,
+    /// The client HTTP address.
+    #[arg(long)]
+    pub(crate) http: std::net::SocketAddr,
+    /// Every node's peer address, in id order, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) peers: Vec<std::net::SocketAddr>,
+    /// The data directory.
+    #[arg(long)]
+    pub(crate) data_dir: PathBuf,
+    /// System settings as key=value, comma-separated; repeatable.
+    #[arg(long = "set")]
+    pub(crate) settings: Vec<String>,
+    /// Seed of the fault layer.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Stop when the parent process dies.
+    #[arg(long)]
+    pub(crate) exit_with_parent: bool,
 }
 
 /// Check history files for linearizability.
@@ -185,7 +273,9 @@ mod tests {
             "json",
         ])
         .unwrap();
-        let Command::Check(args) = cli.command;
+        let Command::Check(args) = cli.command else {
+            panic!("parsed as check")
+        };
         assert_eq!(args.model, Some(ModelKind::CasRegister));
         assert_eq!(args.initial, serde_json::json!(0));
         assert_eq!(args.semantics, Semantics::Knossos);

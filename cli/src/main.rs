@@ -11,6 +11,7 @@
 
 mod args;
 mod check;
+mod cluster;
 
 use std::process::ExitCode;
 
@@ -20,5 +21,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match cli.command {
         args::Command::Check(check) => check::run(&check),
+        args::Command::Cluster(args::ClusterCommand::Up(up)) => cluster::up(&up),
+        args::Command::Node(node) => cluster::node(&node),
     }
 }

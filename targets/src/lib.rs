@@ -14,4 +14,6 @@
 //! - [`cluster::Cluster`]: starts a cluster of node processes and stops every one of them on
 //!   drop, Ctrl-C or panic.
 
+pub mod cluster;
+pub mod runtime;
 pub mod systems;

@@ -192,6 +192,30 @@ impl Settings {
     }
 }
 
+impl std::fmt::Display for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let resolution = match self.resolution {
+            Resolution::Lww => "lww",
+            Resolution::Vclock => "vclock",
+        };
+        let read_repair = match self.read_repair {
+            ReadRepair::Off => "off",
+            ReadRepair::Async => "async",
+            ReadRepair::Blocking => "blocking",
+        };
+        let mode = match self.mode {
+            Mode::Dynamo => "dynamo",
+            Mode::Abd => "abd",
+        };
+        write!(
+            f,
+            "n={} r={} w={} vnodes={} resolution={resolution} read-repair={read_repair} \
+             sloppy={} mode={mode} timeout-ms={}",
+            self.n, self.r, self.w, self.vnodes, self.sloppy, self.timeout_ms
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +246,9 @@ mod tests {
             "{err}"
         );
         assert!(Settings::new(5).apply(["mode=paxos"]).is_err());
+        assert_eq!(
+            Settings::new(5).to_string(),
+            "n=3 r=2 w=2 vnodes=64 resolution=lww read-repair=off sloppy=false mode=dynamo timeout-ms=1000"
+        );
     }
 }

@@ -1,0 +1,143 @@
+//! `faultline cluster up` and the hidden `faultline node`: wiring between the command line and
+//! the targets crate's cluster and runtime.
+
+use std::process::ExitCode;
+
+use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
+use faultline_targets::runtime::{NodeConfig, run_quorum};
+use faultline_targets::systems::quorum::Settings;
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+use crate::args::{ClusterUpArgs, NodeArgs};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
+#[derive(Tabled)]
+struct NodeRow {
+    node: String,
+    url: String,
+    pid: String,
+}
+
+/// Runs `faultline cluster up`.
+pub(crate) fn up(args: &ClusterUpArgs) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("faultline: cannot find my own executable to start nodes: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    let spec = ClusterSpec {
+        system: args.system.clone(),
+        nodes: args.nodes,
+        settings: args.settings.clone(),
+        data_dir: args.data_dir.clone(),
+        exe,
+        seed: args.seed,
+    };
+    if let Err(e) = check_spec(&spec) {
+        eprintln!("faultline: {e}");
+        return ExitCode::from(2);
+    }
+    runtime().block_on(async {
+        let started = std::time::Instant::now();
+        let cluster = match Cluster::start(spec).await {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                eprintln!("faultline: the cluster did not start: {e}");
+                return ExitCode::from(4);
+            }
+        };
+        print_cluster(&cluster, started.elapsed());
+        let code = wait_for_stop().await;
+        eprintln!("faultline: stopping {} nodes", cluster.nodes().len());
+        drop(cluster);
+        code
+    })
+}
+
+fn print_cluster(cluster: &Cluster, took: std::time::Duration) {
+    let rows = cluster.nodes().iter().map(|n| NodeRow {
+        node: n.name.clone(),
+        url: n.url.clone(),
+        pid: n.pid().map_or("-".into(), |p| p.to_string()),
+    });
+    println!(
+        "{} cluster of {} nodes healthy in {} ms: {}",
+        cluster.system(),
+        cluster.nodes().len(),
+        took.as_millis(),
+        cluster.settings()
+    );
+    println!("{}", Table::new(rows).with(Style::sharp()));
+    let url = &cluster.nodes()[0].url;
+    println!("data and node logs: {}", cluster.data_dir().display());
+    println!("try:");
+    println!("  curl -X PUT {url}/kv/greeting -d '{{\"value\": \"hello\"}}'");
+    println!("  curl {url}/kv/greeting");
+    println!("  curl {url}/admin/state");
+    println!("Ctrl-C stops the cluster.");
+}
+
+/// Waits for Ctrl-C (exit 130) or SIGTERM (exit 0).
+async fn wait_for_stop() -> ExitCode {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ExitCode::from(130),
+        _ = term.recv() => ExitCode::SUCCESS,
+    }
+}
+
+/// Runs the hidden `faultline node`.
+pub(crate) fn node(args: &NodeArgs) -> ExitCode {
+    if args.exit_with_parent {
+        // The cluster that started us may be SIGKILLed: never outlive it.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+        if nix::unistd::getppid() == nix::unistd::Pid::from_raw(1) {
+            return ExitCode::from(4);
+        }
+    }
+    if args.system != "quorum" {
+        eprintln!("faultline node: unknown system `{}`", args.system);
+        return ExitCode::from(2);
+    }
+    let settings = match Settings::new(args.peers.len() as u32)
+        .apply(args.settings.iter().map(String::as_str))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("faultline node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.id as usize >= args.peers.len() {
+        eprintln!(
+            "faultline node: --id {} but only {} peers",
+            args.id,
+            args.peers.len()
+        );
+        return ExitCode::from(2);
+    }
+    let config = NodeConfig {
+        id: args.id,
+        http: args.http,
+        peers: args.peers.clone(),
+        data_dir: args.data_dir.clone(),
+        seed: args.seed,
+    };
+    match runtime().block_on(run_quorum(config, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faultline node: {e}");
+            ExitCode::from(4)
+        }
+    }
+}

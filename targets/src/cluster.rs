@@ -1,0 +1,357 @@
+//! A local cluster of reference-system nodes, each its own OS process (`faultline node`).
+//!
+//! [`Cluster::start`] checks the settings before anything starts, picks free loopback ports,
+//! starts every node in its own process group with its log in the data directory, and waits
+//! until every node answers `GET /health`. The cluster owns its children: [`Cluster::stop`]
+//! (also run on drop, so on panic too) sends SIGTERM to each group, waits, then SIGKILLs.
+//! Each node also asks the kernel to stop it if faultline dies, and the pids are written to
+//! `<data-dir>/pids` so a crashed faultline's nodes can be found.
+
+use std::fs::File;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::systems::kv::node_name;
+use crate::systems::quorum::Settings;
+
+/// The systems `faultline cluster up --system` knows.
+pub const SYSTEMS: &[&str] = &["quorum"];
+
+/// What cluster to start.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// The reference system (`quorum`).
+    pub system: String,
+    /// How many nodes.
+    pub nodes: u32,
+    /// `key=value` settings (each string may hold several, comma-separated).
+    pub settings: Vec<String>,
+    /// Where nodes keep their data and logs; a fresh temporary directory, removed at stop,
+    /// when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// The `faultline` executable that runs `faultline node`.
+    pub exe: PathBuf,
+    /// Seed of the nodes' fault layers.
+    pub seed: u64,
+}
+
+/// Why a cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The spec is impossible; nothing was started.
+    #[error("{0}")]
+    Spec(String),
+    /// Starting or watching a process failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A node did not become healthy.
+    #[error(
+        "{node} did not become healthy within {seconds}s: {why}\n--- last lines of {log} ---\n{tail}"
+    )]
+    Unhealthy {
+        /// The node's name.
+        node: String,
+        /// How long faultline waited.
+        seconds: u64,
+        /// What was seen.
+        why: String,
+        /// The node's log file.
+        log: String,
+        /// Its last lines.
+        tail: String,
+    },
+}
+
+/// One node process of a cluster.
+#[derive(Debug)]
+pub struct NodeProcess {
+    /// `n1`, `n2`, ...
+    pub name: String,
+    /// Its client URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// The node's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+}
+
+/// A running local cluster. Dropping it stops every node.
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Vec<NodeProcess>,
+    settings: Settings,
+    system: String,
+    exe: PathBuf,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// How long a node may take to answer `/health` after starting.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
+/// How long a node may take to exit after SIGTERM before it is killed.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Checks a spec without starting anything; returns the resolved settings.
+pub fn check_spec(spec: &ClusterSpec) -> Result<Settings, ClusterError> {
+    if !SYSTEMS.contains(&spec.system.as_str()) {
+        return Err(ClusterError::Spec(format!(
+            "unknown system `{}`; bundled systems: {}",
+            spec.system,
+            SYSTEMS.join(", ")
+        )));
+    }
+    if !(1..=64).contains(&spec.nodes) {
+        return Err(ClusterError::Spec(format!(
+            "--nodes {} must be between 1 and 64",
+            spec.nodes
+        )));
+    }
+    Settings::new(spec.nodes)
+        .apply(spec.settings.iter().map(String::as_str))
+        .map_err(ClusterError::Spec)
+}
+
+/// Free loopback ports, found by binding port 0 (released just before the nodes bind them).
+fn free_addrs(count: usize) -> io::Result<Vec<SocketAddr>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<io::Result<Vec<_>>>()?;
+    listeners.iter().map(TcpListener::local_addr).collect()
+}
+
+impl Cluster {
+    /// Starts the cluster and waits until every node is healthy.
+    pub async fn start(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+        let settings = check_spec(&spec)?;
+        let (data_dir, temp) = match &spec.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("faultline-cluster-")
+                    .tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let n = spec.nodes as usize;
+        let addrs = free_addrs(2 * n)?;
+        let (http, peers) = addrs.split_at(n);
+        let peer_list: Vec<String> = peers.iter().map(SocketAddr::to_string).collect();
+        let mut nodes = Vec::with_capacity(n);
+        for (id, http) in http.iter().enumerate() {
+            let name = node_name(id as u32);
+            let node_dir = data_dir.join(&name);
+            let mut args = vec![
+                "node".to_string(),
+                "--system".into(),
+                spec.system.clone(),
+                "--id".into(),
+                id.to_string(),
+                "--http".into(),
+                http.to_string(),
+                "--peers".into(),
+                peer_list.join(","),
+                "--data-dir".into(),
+                node_dir.display().to_string(),
+                "--seed".into(),
+                spec.seed.to_string(),
+                "--exit-with-parent".into(),
+            ];
+            for s in &spec.settings {
+                args.push("--set".into());
+                args.push(s.clone());
+            }
+            nodes.push(NodeProcess {
+                name,
+                url: format!("http://{http}"),
+                data_dir: node_dir,
+                args,
+                child: None,
+            });
+        }
+        let mut cluster = Cluster {
+            nodes,
+            settings,
+            system: spec.system,
+            exe: spec.exe,
+            data_dir,
+            _temp: temp,
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// The nodes, in id order.
+    pub fn nodes(&self) -> &[NodeProcess] {
+        &self.nodes
+    }
+
+    /// Every node's client URL, in id order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url.clone()).collect()
+    }
+
+    /// The resolved settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The system's name.
+    pub fn system(&self) -> &str {
+        &self.system
+    }
+
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn spawn(&mut self, i: usize) -> io::Result<()> {
+        let node = &mut self.nodes[i];
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(node.log_path())?;
+        let child = Command::new(&self.exe)
+            .args(&node.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()?;
+        node.child = Some(child);
+        self.write_pids()
+    }
+
+    fn write_pids(&self) -> io::Result<()> {
+        let lines: String = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.pid().map(|pid| format!("{} {pid}\n", n.name)))
+            .collect();
+        std::fs::write(self.data_dir.join("pids"), lines)
+    }
+
+    async fn wait_healthy(&mut self, i: usize) -> Result<(), ClusterError> {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        let url = format!("{}/health", self.nodes[i].url);
+        let mut last = String::from("no answer yet");
+        while started.elapsed() < HEALTHY_WITHIN {
+            let node = &mut self.nodes[i];
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                last = format!("the process exited ({status})");
+                break;
+            }
+            match client
+                .get(&url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("/health answered {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let node = &self.nodes[i];
+        let log = node.log_path();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        Err(ClusterError::Unhealthy {
+            node: node.name.clone(),
+            seconds: HEALTHY_WITHIN.as_secs(),
+            why: last,
+            log: log.display().to_string(),
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        })
+    }
+
+    /// Sends `signal` to node `i`'s process group (SIGSTOP pauses, SIGCONT resumes).
+    pub fn signal(&self, i: usize, signal: Signal) -> io::Result<()> {
+        let Some(pid) = self.nodes[i].pid() else {
+            return Ok(());
+        };
+        killpg(Pid::from_raw(pid as i32), signal).map_err(io::Error::from)
+    }
+
+    /// Kills node `i` with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self, i: usize) -> io::Result<()> {
+        self.signal(i, Signal::SIGKILL)?;
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` again on its data directory and waits until it is healthy.
+    pub async fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
+        if self.nodes[i].child.is_some() {
+            self.kill(i)?;
+        }
+        self.spawn(i)?;
+        self.wait_healthy(i).await
+    }
+
+    /// Stops every node: SIGTERM to each group, a grace period, then SIGKILL. Idempotent.
+    pub fn stop(&mut self) {
+        for i in 0..self.nodes.len() {
+            let _ = self.signal(i, Signal::SIGCONT); // a paused node cannot act on SIGTERM
+            let _ = self.signal(i, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + GRACE;
+        for i in 0..self.nodes.len() {
+            let Some(mut child) = self.nodes[i].child.take() else {
+                continue;
+            };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.data_dir.join("pids"));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

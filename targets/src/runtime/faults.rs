@@ -1,0 +1,189 @@
+//! The fault layer between a node and the network (DESIGN §4.1), set through
+//! `POST /admin/faults`: drop messages to or from given peers (partitions, one-way too), lose,
+//! duplicate or delay a share of messages, and offset the node's wall clock.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::systems::NodeId;
+use crate::systems::kv::node_name;
+
+/// The faults a node applies. Each `POST /admin/faults` replaces them all; `{}` heals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Peers whose messages from this node are dropped (`["n2", "n3"]`).
+    pub drop_to: Vec<String>,
+    /// Peers whose messages to this node are dropped.
+    pub drop_from: Vec<String>,
+    /// Share of outgoing messages lost, 0 to 1.
+    pub loss: f64,
+    /// Share of outgoing messages sent twice, 0 to 1.
+    pub duplicate: f64,
+    /// Delay added to every outgoing message, in milliseconds.
+    pub delay_ms: u64,
+    /// Random extra delay up to this many milliseconds (reorders messages).
+    pub jitter_ms: u64,
+    /// Milliseconds added to the node's wall clock.
+    pub clock_offset_ms: i64,
+}
+
+impl Faults {
+    /// Refuses faults that name unknown nodes or impossible shares.
+    pub fn validate(&self, nodes: u32) -> Result<(), String> {
+        let names: Vec<String> = (0..nodes).map(node_name).collect();
+        for name in self.drop_to.iter().chain(&self.drop_from) {
+            if !names.contains(name) {
+                return Err(format!(
+                    "unknown node `{name}`; this cluster has {}",
+                    names.join(", ")
+                ));
+            }
+        }
+        for (what, p) in [("loss", self.loss), ("duplicate", self.duplicate)] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{what}={p} must be between 0 and 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the fault layer does with one outgoing message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fate {
+    /// Copies to send (0: lost or dropped).
+    pub copies: u32,
+    /// Delay before sending, in milliseconds.
+    pub delay_ms: u64,
+}
+
+/// The faults in force and the seeded randomness that applies them.
+#[derive(Debug)]
+pub struct FaultLayer {
+    faults: Faults,
+    drop_to: Vec<bool>,
+    drop_from: Vec<bool>,
+    rng: ChaCha8Rng,
+}
+
+impl FaultLayer {
+    /// No faults, for a cluster of `nodes`; `seed` drives every random choice.
+    pub fn new(nodes: u32, seed: u64) -> Self {
+        FaultLayer {
+            faults: Faults::default(),
+            drop_to: vec![false; nodes as usize],
+            drop_from: vec![false; nodes as usize],
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// Replaces the faults (already validated).
+    pub fn set(&mut self, faults: Faults) {
+        let nodes = self.drop_to.len() as NodeId;
+        let mark = |names: &[String]| {
+            (0..nodes)
+                .map(|id| names.contains(&node_name(id)))
+                .collect()
+        };
+        self.drop_to = mark(&faults.drop_to);
+        self.drop_from = mark(&faults.drop_from);
+        self.faults = faults;
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Whether a message from `from` is dropped on arrival.
+    pub fn drops_from(&self, from: NodeId) -> bool {
+        self.drop_from.get(from as usize).copied().unwrap_or(false)
+    }
+
+    /// What happens to a message to `to`.
+    pub fn outgoing(&mut self, to: NodeId) -> Fate {
+        let f = &self.faults;
+        if self.drop_to.get(to as usize).copied().unwrap_or(false)
+            || (f.loss > 0.0 && self.rng.random_bool(f.loss))
+        {
+            return Fate {
+                copies: 0,
+                delay_ms: 0,
+            };
+        }
+        let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate) {
+            2
+        } else {
+            1
+        };
+        let jitter = if f.jitter_ms > 0 {
+            self.rng.random_range(0..=f.jitter_ms)
+        } else {
+            0
+        };
+        Fate {
+            copies,
+            delay_ms: f.delay_ms + jitter,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_and_shares() {
+        let mut layer = FaultLayer::new(3, 1);
+        assert_eq!(
+            layer.outgoing(1),
+            Fate {
+                copies: 1,
+                delay_ms: 0
+            }
+        );
+        let faults = Faults {
+            drop_to: vec!["n2".into()],
+            drop_from: vec!["n3".into()],
+            duplicate: 1.0,
+            delay_ms: 5,
+            ..Faults::default()
+        };
+        faults.validate(3).unwrap();
+        layer.set(faults);
+        assert_eq!(layer.outgoing(1).copies, 0);
+        assert_eq!(
+            layer.outgoing(2),
+            Fate {
+                copies: 2,
+                delay_ms: 5
+            }
+        );
+        assert!(layer.drops_from(2) && !layer.drops_from(1));
+        let lossy = Faults {
+            loss: 0.5,
+            ..Faults::default()
+        };
+        layer.set(lossy);
+        let lost = (0..1000).filter(|_| layer.outgoing(0).copies == 0).count();
+        assert!((400..600).contains(&lost), "{lost}");
+        assert!(
+            Faults {
+                drop_to: vec!["n9".into()],
+                ..Faults::default()
+            }
+            .validate(3)
+            .is_err()
+        );
+        assert!(
+            Faults {
+                loss: 2.0,
+                ..Faults::default()
+            }
+            .validate(3)
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! The HTTP face of a node: the faultline KV protocol (DESIGN §4) plus the admin endpoints.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /kv/{key}` | 200 `{"value": v, "meta": ...}`, 404 absent, 503 |
+//! | `PUT /kv/{key}` `{"value": v, "context"?: c}` | 200, 503 nothing applied, 504 indeterminate |
+//! | `POST /kv/{key}/cas` `{"expect": a, "value": b}` | 200, 412 mismatch, 503, 504 |
+//! | `GET /health` | 200 |
+//! | `POST /admin/faults` | replace the fault layer's faults (`{}` heals) |
+//! | `GET /admin/state[?key=k]` | ring, settings, faults, clock offset, counters (and what this node holds for `k`) |
+//!
+//! Limits: keys up to [`MAX_KEY`] bytes (longer: 400), bodies up to [`MAX_BODY`] bytes
+//! (larger: 413). Bad JSON or a missing field: 400. Every error body is `{"error": "..."}`.
+//! A mutation with an `Idempotency-Key` header is answered with the first result for that key
+//! again (409 while the first is still running); the node remembers keys until it restarts.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, Faults};
+use crate::systems::ClientRequest;
+
+/// The longest key accepted, in bytes.
+pub const MAX_KEY: usize = 256;
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// How long a handler waits for the node before answering 504 itself.
+const NODE_WAIT: Duration = Duration::from_secs(70);
+
+#[derive(Clone)]
+struct App {
+    commands: mpsc::Sender<Command>,
+    idempotency: Arc<Mutex<HashMap<String, Remembered>>>,
+    name: String,
+}
+
+#[derive(Clone)]
+enum Remembered {
+    Running,
+    Done(u16, Value),
+}
+
+pub(super) async fn serve(
+    listener: TcpListener,
+    commands: mpsc::Sender<Command>,
+    name: String,
+) -> io::Result<()> {
+    let app = App {
+        commands,
+        idempotency: Arc::default(),
+        name,
+    };
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/kv/{key}", get(read).put(write))
+        .route("/kv/{key}/cas", post(cas))
+        .route("/admin/faults", post(set_faults))
+        .route("/admin/state", get(state))
+        .with_state(app);
+    axum::serve(listener, router).await
+}
+
+/// A request refused with a status and a message, answered as `{"error": message}`.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    Refusal(status, message.into()).into_response()
+}
+
+fn respond(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(body)).into_response()
+}
+
+async fn health(State(app): State<App>) -> Response {
+    respond(200, json!({ "status": "ok", "node": app.name }))
+}
+
+fn check_key(key: &str) -> Result<(), Refusal> {
+    if key.len() > MAX_KEY {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("the key is {} bytes; the limit is {MAX_KEY}", key.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a JSON body within [`MAX_BODY`].
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Refusal> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the limit of {MAX_BODY} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+async fn ask(app: &App, request: ClientRequest) -> (u16, Value) {
+    let (reply, answer) = oneshot::channel();
+    if app
+        .commands
+        .send(Command::Client { request, reply })
+        .await
+        .is_err()
+    {
+        return (503, json!({ "error": "the node is shutting down" }));
+    }
+    match tokio::time::timeout(NODE_WAIT, answer).await {
+        Ok(Ok(reply)) => (reply.status(), reply.body()),
+        Ok(Err(_)) => (503, json!({ "error": "the node is shutting down" })),
+        Err(_) => (504, json!({ "error": "the node did not answer in time" })),
+    }
+}
+
+/// Runs a mutation once per `Idempotency-Key`.
+async fn mutate(app: &App, headers: &HeaderMap, request: ClientRequest) -> Response {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(key) = key else {
+        let (status, body) = ask(app, request).await;
+        return respond(status, body);
+    };
+    {
+        let mut seen = app.idempotency.lock().expect("never held across a panic");
+        match seen.get(&key) {
+            Some(Remembered::Done(status, body)) => return respond(*status, body.clone()),
+            Some(Remembered::Running) => {
+                return error(
+                    StatusCode::CONFLICT,
+                    "a request with this Idempotency-Key is still running",
+                );
+            }
+            None => {
+                seen.insert(key.clone(), Remembered::Running);
+            }
+        }
+    }
+    let (status, body) = ask(app, request).await;
+    app.idempotency
+        .lock()
+        .expect("never held across a panic")
+        .insert(key, Remembered::Done(status, body.clone()));
+    respond(status, body)
+}
+
+async fn read(State(app): State<App>, Path(key): Path<String>) -> Result<Response, Refusal> {
+    check_key(&key)?;
+    let (status, body) = ask(&app, ClientRequest::Get { key }).await;
+    Ok(respond(status, body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteBody {
+    value: Value,
+    #[serde(default)]
+    context: Option<Value>,
+}
+
+async fn write(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    check_key(&key)?;
+    let body: WriteBody = json_body(body).await?;
+    let request = ClientRequest::Put {
+        key,
+        value: body.value,
+        context: body.context,
+    };
+    Ok(mutate(&app, &headers, request).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    expect: Value,
+    value: Value,
+}
+
+async fn cas(
+    State(app): State<App>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    check_key(&key)?;
+    let body: CasBody = json_body(body).await?;
+    let request = ClientRequest::Cas {
+        key,
+        expect: body.expect,
+        value: body.value,
+    };
+    Ok(mutate(&app, &headers, request).await)
+}
+
+async fn set_faults(State(app): State<App>, body: Body) -> Response {
+    let faults: Faults = match json_body(body).await {
+        Ok(f) => f,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let (reply, answer) = oneshot::channel();
+    if app
+        .commands
+        .send(Command::SetFaults { faults, reply })
+        .await
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    match answer.await {
+        Ok(Ok(faults)) => respond(200, json!(faults)),
+        Ok(Err(why)) => error(StatusCode::BAD_REQUEST, why),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    key: Option<String>,
+}
+
+async fn state(State(app): State<App>, Query(query): Query<StateQuery>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    let command = Command::State {
+        key: query.key,
+        reply,
+    };
+    if app.commands.send(command).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    match answer.await {
+        Ok(state) => respond(200, state),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systems::ClientReply;
+
+    #[test]
+    fn replies_map_to_protocol_statuses() {
+        let ok = ClientReply::Ok {
+            value: json!(1),
+            meta: Value::Null,
+        };
+        assert_eq!((ok.status(), ok.body()), (200, json!({ "value": 1 })));
+        assert_eq!(ClientReply::Mismatch.status(), 412);
+        assert_eq!(ClientReply::Unavailable("x".into()).status(), 503);
+        assert_eq!(ClientReply::Timeout("x".into()).status(), 504);
+    }
+}
