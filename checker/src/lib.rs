@@ -10,6 +10,8 @@
 //! - [`linearizability::check`] decides whether a history is linearizable with respect to a
 //!   [`ModelKind`], and returns a [`LinearizabilityReport`]: PASS, FAIL with an explanation per
 //!   failing key, or UNKNOWN with the reason.
+//! - [`set::check`] judges a set history (no acknowledged add lost), [`stats::stats`] measures
+//!   throughput, latency and ok/fail/info shares.
 //! - [`Verdict`] is the common shape every checker's result takes for reports.
 //!
 //! ```
@@ -29,6 +31,8 @@ pub mod format;
 pub mod history;
 pub mod linearizability;
 pub mod model;
+pub mod set;
+pub mod stats;
 pub mod synth;
 mod verdict;
 

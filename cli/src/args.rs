@@ -21,6 +21,7 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    Run(RunArgs),
     Check(CheckArgs),
     /// Start and manage a local cluster of a bundled reference system.
     #[command(subcommand)]
@@ -28,6 +29,96 @@ pub(crate) enum Command {
     /// Run one node of a bundled cluster (started by `faultline cluster up`).
     #[command(hide = true)]
     Node(NodeArgs),
+}
+
+/// Run a workload against a target, record the history, check it and report.
+///
+/// With no options this is the demo: a five-node bundled quorum cluster (n=3 r=2 w=2, last
+/// writer wins), the cas workload from 8 clients at 500 ops/s for 20 seconds, then the
+/// verdict. Without faults and at a gentle rate the store often looks linearizable; push it
+/// (--rate 0) or weaken it (--set r=1,w=1) and the checker shows why R+W>N alone is not
+/// linearizability: cas is read-compare-write, and concurrent writes race.
+///
+/// Every run writes results/<utc>-<target>-<workload>/ (run.json, history.jsonl, verdict.json,
+/// junit.xml) and points results/latest at it; `faultline check results/latest` re-checks it.
+///
+/// Exit codes:
+///   0  every verdict PASS
+///   1  some verdict FAIL
+///   3  some verdict UNKNOWN and none FAIL
+///   4  the harness or the target could not run (unreachable target, bad settings, I/O)
+///   130 interrupted by Ctrl-C (after stopping every node and flushing the history)
+///   2  bad usage
+///
+/// Examples:
+///   faultline run
+///   faultline run --workload register --set n=3,r=1,w=1 --time-limit 10s
+///   faultline run --set mode=abd --workload register
+///   faultline run --target http://127.0.0.1:8001,127.0.0.1:8002 --workload set --ops 2000
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct RunArgs {
+    /// What to test: bundled:quorum (started and stopped by faultline), or
+    /// http://host:port[,host:port...] for any server speaking the faultline KV protocol.
+    #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
+    pub(crate) target: String,
+
+    /// The workload: register (read/write), cas (read/write/cas) or set (adds, final reads).
+    #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
+    pub(crate) workload: faultline_workloads::Workload,
+
+    /// Settings of a bundled system as key=value, comma-separated; repeatable
+    /// (see `faultline cluster up --help`).
+    #[arg(long = "set", value_name = "KEY=VALUE,...", env = "FAULTLINE_SET")]
+    pub(crate) settings: Vec<String>,
+
+    /// Nodes of a bundled cluster.
+    #[arg(long, default_value_t = 5, env = "FAULTLINE_NODES")]
+    pub(crate) nodes: u32,
+
+    /// Concurrent clients; each is bound to one node, round-robin.
+    #[arg(long, default_value_t = 8, env = "FAULTLINE_CLIENTS")]
+    pub(crate) clients: usize,
+
+    /// Operations per second over all clients; 0 means as fast as possible.
+    #[arg(long, default_value_t = 500.0, env = "FAULTLINE_RATE")]
+    pub(crate) rate: f64,
+
+    /// How long to issue operations (e.g. 20s, 2m).
+    #[arg(long, default_value = "20s", env = "FAULTLINE_TIME_LIMIT", value_parser = parse_duration)]
+    pub(crate) time_limit: Duration,
+
+    /// Stop after this many operations (whichever of this and --time-limit comes first).
+    #[arg(long, env = "FAULTLINE_OPS")]
+    pub(crate) ops: Option<u64>,
+
+    /// An operation without an answer after this long completes info.
+    #[arg(long, default_value = "2s", env = "FAULTLINE_OP_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) op_timeout: Duration,
+
+    /// Keys for the register and cas workloads.
+    #[arg(long, default_value_t = 5, env = "FAULTLINE_KEYS")]
+    pub(crate) keys: usize,
+
+    /// Seed of every random choice (printed and stored in run.json); random when absent.
+    #[arg(long, env = "FAULTLINE_SEED")]
+    pub(crate) seed: Option<u64>,
+
+    /// Where run directories go.
+    #[arg(long, default_value = "results", env = "FAULTLINE_OUT")]
+    pub(crate) out: PathBuf,
+
+    /// A bearer token sent with every request to an http:// target.
+    #[arg(long, env = "FAULTLINE_AUTH_TOKEN", hide_env_values = true)]
+    pub(crate) auth_token: Option<String>,
+
+    /// How to print the result: tables, or verdict.json on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "FAULTLINE_FORMAT")]
+    pub(crate) format: OutputFormat,
+}
+
+fn parse_workload(s: &str) -> Result<faultline_workloads::Workload, String> {
+    s.parse()
 }
 
 /// What `faultline cluster` does.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use faultline_checker::{Options, format, linearizability};
-use faultline_results::{FileCheck, explain_report, json_document, table, totals};
+use faultline_results::{FileCheck, Judged, json_document, table, totals};
 use rayon::prelude::*;
 
 use crate::args::{CheckArgs, OutputFormat};
@@ -55,8 +55,15 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
         }
     };
     let started = Instant::now();
-    let outcome = linearizability::check(&read.history, options)
-        .map_err(|e| format!("{}:{e}", path.display()));
+    let outcome = match crate::judge::run_workload(path) {
+        // A run directory is judged by the checkers its workload names.
+        Ok(Some(workload)) => crate::judge::judge(&read.history, workload)
+            .map_err(|e| format!("{}/{e}", path.display())),
+        Ok(None) => linearizability::check(&read.history, options)
+            .map(Judged::from_linearizability)
+            .map_err(|e| format!("{}:{e}", path.display())),
+        Err(e) => Err(e),
+    };
     FileCheck {
         file,
         format: read.format.map(|f| f.name().to_string()),
@@ -72,9 +79,15 @@ fn print_table(checks: &[FileCheck]) {
     println!("{}", totals(checks));
     for check in checks {
         match &check.outcome {
-            Ok(report) if report.validity != faultline_checker::Validity::Pass => {
+            Ok(judged) if judged.validity() != faultline_checker::Validity::Pass => {
                 println!("\n{} {}", check.verdict_word(), check.file);
-                print!("{}", explain_report(report));
+                for (verdict, explanation) in &judged.verdicts {
+                    if explanation.is_empty() {
+                        println!("  {}: {}", verdict.checker, verdict.summary);
+                    } else {
+                        print!("{explanation}");
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => println!("\nERROR {e}"),

@@ -12,6 +12,8 @@
 mod args;
 mod check;
 mod cluster;
+mod judge;
+mod run;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match cli.command {
+        args::Command::Run(run) => run::run(&run),
         args::Command::Check(check) => check::run(&check),
         args::Command::Cluster(args::ClusterCommand::Up(up)) => cluster::up(&up),
         args::Command::Node(node) => cluster::node(&node),

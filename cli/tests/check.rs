@@ -164,7 +164,7 @@ fn json_output_is_one_document() {
     assert_eq!(doc["verdict"], "FAIL");
     assert_eq!(doc["files"][0]["verdict"], "FAIL");
     assert_eq!(doc["files"][0]["format"], "jsonl");
-    let failure = &doc["files"][0]["linearizability"]["failures"][0];
+    let failure = &doc["files"][0]["verdicts"][0]["details"]["failures"][0];
     assert_eq!(failure["op"]["line"], 3);
     assert_eq!(failure["prefix"][0]["state"], "1");
     assert_eq!(doc["files"][1]["verdict"], "PASS");

@@ -9,12 +9,19 @@
 //! - [`table`] renders one row per file (file, operations, keys, verdict, time).
 //! - [`explain_failure`] renders why a key is not linearizable, in bounded space.
 //! - [`json_document`] is the whole run as one JSON document.
+//! - [`RunDir`] writes a run's directory: `run.json`, `history.jsonl`, `verdict.json`,
+//!   `junit.xml`, and `latest`; [`stats_table`] and [`verdict_table`] are a run's final tables.
+
+mod run_dir;
+
+pub use run_dir::{RunDir, junit};
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use faultline_checker::linearizability::{KeyFailure, LinearizabilityReport, describe_op};
-use faultline_checker::{Operation, Validity};
+use faultline_checker::stats::Stats;
+use faultline_checker::{Operation, Validity, Verdict};
 use serde_json::{Value, json};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
@@ -34,17 +41,46 @@ pub struct FileCheck {
     pub warnings: Vec<String>,
     /// Operations in the history.
     pub operations: usize,
-    /// The report, or the error that stopped the file from being checked.
-    pub outcome: Result<LinearizabilityReport, String>,
+    /// The verdicts, or the error that stopped the file from being checked.
+    pub outcome: Result<Judged, String>,
     /// Time spent checking (not reading).
     pub elapsed: Duration,
+}
+
+/// What the checkers said of one history.
+#[derive(Debug)]
+pub struct Judged {
+    /// One verdict per checker, each with its text explanation (empty for PASS).
+    pub verdicts: Vec<(Verdict, String)>,
+    /// The linearizability report, when that checker ran (its model and keys go in the table).
+    pub linearizability: Option<LinearizabilityReport>,
+}
+
+impl Judged {
+    /// The linearizability checker's verdict and explanation.
+    pub fn from_linearizability(report: LinearizabilityReport) -> Judged {
+        let explanation = if report.validity == Validity::Pass {
+            String::new()
+        } else {
+            explain_report(&report)
+        };
+        Judged {
+            verdicts: vec![(report.verdict(), explanation)],
+            linearizability: Some(report),
+        }
+    }
+
+    /// FAIL if any verdict fails, else UNKNOWN if any is unknown, else PASS.
+    pub fn validity(&self) -> Validity {
+        Validity::combine(self.verdicts.iter().map(|(v, _)| v.valid))
+    }
 }
 
 impl FileCheck {
     /// The verdict word for the table: PASS, FAIL, UNKNOWN or ERROR.
     pub fn verdict_word(&self) -> &'static str {
         match &self.outcome {
-            Ok(report) => report.validity.as_str(),
+            Ok(judged) => judged.validity().as_str(),
             Err(_) => "ERROR",
         }
     }
@@ -65,13 +101,19 @@ pub fn table(checks: &[FileCheck]) -> String {
     let rows = checks.iter().map(|c| Row {
         file: c.file.clone(),
         operations: c.operations,
-        keys: match &c.outcome {
-            Ok(report) => report.keys.to_string(),
-            Err(_) => "-".into(),
+        keys: match c.outcome.as_ref().map(|j| j.linearizability.as_ref()) {
+            Ok(Some(report)) => report.keys.to_string(),
+            _ => "-".into(),
         },
-        model: match &c.outcome {
-            Ok(report) if report.model_inferred => format!("{} (inferred)", report.model),
-            Ok(report) => report.model.to_string(),
+        model: match c.outcome.as_ref().map(|j| j.linearizability.as_ref()) {
+            Ok(Some(report)) if report.model_inferred => format!("{} (inferred)", report.model),
+            Ok(Some(report)) => report.model.to_string(),
+            Ok(None) => c
+                .outcome
+                .as_ref()
+                .ok()
+                .and_then(|j| j.verdicts.first())
+                .map_or("-".into(), |(v, _)| v.checker.clone()),
             Err(_) => "-".into(),
         },
         verdict: c.verdict_word(),
@@ -210,11 +252,10 @@ pub fn json_document(checks: &[FileCheck]) -> Value {
                 "warnings": c.warnings,
             });
             match &c.outcome {
-                Ok(report) => file["linearizability"] = report.verdict().details,
+                Ok(judged) => {
+                    file["verdicts"] = judged.verdicts.iter().map(|(v, _)| json!(v)).collect();
+                }
                 Err(e) => file["error"] = json!(e),
-            }
-            if let Ok(report) = &c.outcome {
-                file["summary"] = json!(report.verdict().summary);
             }
             file
         })
@@ -226,9 +267,62 @@ pub fn json_document(checks: &[FileCheck]) -> Value {
             checks
                 .iter()
                 .filter_map(|c| c.outcome.as_ref().ok())
-                .map(|r| r.validity),
+                .map(Judged::validity),
         )
         .as_str()
     };
     json!({ "verdict": verdict, "files": files })
+}
+
+#[derive(Tabled)]
+struct StatsRow {
+    f: String,
+    count: usize,
+    ok: usize,
+    fail: usize,
+    info: usize,
+    #[tabled(rename = "p50 ms")]
+    p50: String,
+    #[tabled(rename = "p95 ms")]
+    p95: String,
+    #[tabled(rename = "p99 ms")]
+    p99: String,
+    #[tabled(rename = "max ms")]
+    max: String,
+    #[tabled(rename = "ok/s")]
+    throughput: String,
+}
+
+/// The stats table: a row per operation, then `all`.
+pub fn stats_table(stats: &Stats) -> String {
+    let rows = stats.by_f.iter().chain([&stats.all]).map(|s| StatsRow {
+        f: s.f.clone(),
+        count: s.count,
+        ok: s.ok,
+        fail: s.fail,
+        info: s.info,
+        p50: format!("{:.2}", s.p50_ms),
+        p95: format!("{:.2}", s.p95_ms),
+        p99: format!("{:.2}", s.p99_ms),
+        max: format!("{:.2}", s.max_ms),
+        throughput: format!("{:.0}", s.ok_per_s),
+    });
+    Table::new(rows).with(Style::sharp()).to_string()
+}
+
+#[derive(Tabled)]
+struct VerdictRow {
+    checker: String,
+    verdict: &'static str,
+    summary: String,
+}
+
+/// The verdict table: a row per checker.
+pub fn verdict_table(verdicts: &[Verdict]) -> String {
+    let rows = verdicts.iter().map(|v| VerdictRow {
+        checker: v.checker.clone(),
+        verdict: v.valid.as_str(),
+        summary: v.summary.clone(),
+    });
+    Table::new(rows).with(Style::sharp()).to_string()
 }

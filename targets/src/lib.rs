@@ -14,6 +14,7 @@
 //! - [`cluster::Cluster`]: starts a cluster of node processes and stops every one of them on
 //!   drop, Ctrl-C or panic.
 
+pub mod client;
 pub mod cluster;
 pub mod runtime;
 pub mod systems;

@@ -1,0 +1,54 @@
+//! Which checkers judge a run, shared by `faultline run` and `faultline check <run-dir>`.
+
+use std::path::Path;
+
+use faultline_checker::{History, ModelKind, Options, Validity, linearizability, set};
+use faultline_results::Judged;
+use faultline_workloads::Workload;
+
+/// The workload a run directory's `run.json` names; `None` for anything that is not a run
+/// directory.
+pub(crate) fn run_workload(path: &Path) -> Result<Option<Workload>, String> {
+    let run_json = path.join("run.json");
+    if !path.is_dir() || !run_json.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&run_json)
+        .map_err(|e| format!("{}: cannot read: {e}", run_json.display()))?;
+    let run: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not JSON: {e}", run_json.display()))?;
+    let name = run["workload"]
+        .as_str()
+        .ok_or_else(|| format!("{}: no \"workload\"", run_json.display()))?;
+    name.parse()
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", run_json.display()))
+}
+
+/// Runs the checkers `workload` names on `history`.
+pub(crate) fn judge(history: &History, workload: Workload) -> Result<Judged, String> {
+    match workload {
+        Workload::Register | Workload::Cas => {
+            let options = Options {
+                model: Some(ModelKind::Kv),
+                ..Options::default()
+            };
+            linearizability::check(history, &options)
+                .map(Judged::from_linearizability)
+                .map_err(|e| format!("history.jsonl:{e}"))
+        }
+        Workload::Set => {
+            let report = set::check(history);
+            let verdict = report.verdict();
+            let explanation = if verdict.valid == Validity::Pass {
+                String::new()
+            } else {
+                format!("  set: {}\n", verdict.summary)
+            };
+            Ok(Judged {
+                verdicts: vec![(verdict, explanation)],
+                linearizability: None,
+            })
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Workloads: which operations clients send, generated from one seeded RNG.
+
+use std::fmt;
+use std::str::FromStr;
+
+use faultline_targets::client::Op;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+/// A workload (DESIGN §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Reads and writes on a few keys; each written value unique per key. Checked for
+    /// linearizability with the kv model.
+    Register,
+    /// Reads, writes and compare-and-sets on a few keys. Checked for linearizability.
+    Cas,
+    /// Adds of unique elements, then a read of the whole set through every node. Checked by the
+    /// set checker: no acknowledged add lost.
+    Set,
+}
+
+impl Workload {
+    /// Every workload.
+    pub const ALL: [Workload; 3] = [Workload::Register, Workload::Cas, Workload::Set];
+
+    /// The name on the command line and in `run.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Register => "register",
+            Workload::Cas => "cas",
+            Workload::Set => "set",
+        }
+    }
+
+    /// The checkers that judge it, by name.
+    pub fn checkers(self) -> &'static [&'static str] {
+        match self {
+            Workload::Register | Workload::Cas => &["linearizability"],
+            Workload::Set => &["set"],
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| format!("unknown workload `{s}`; expected register, cas or set"))
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One operation: what the history records and what is sent to the target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadOp {
+    /// The history's `f`.
+    pub f: &'static str,
+    /// The history's `key`.
+    pub key: String,
+    /// The history's invoke `value`.
+    pub value: Value,
+    /// The request sent.
+    pub op: Op,
+}
+
+/// Produces a workload's operations.
+#[derive(Debug)]
+pub struct Generator {
+    workload: Workload,
+    keys: usize,
+    rng: ChaCha8Rng,
+    /// Per key: the next value to write (values are unique per key) and the last written.
+    next_value: Vec<u64>,
+    last_written: Vec<Option<u64>>,
+    next_element: u64,
+}
+
+/// The key a set element is stored under.
+pub(crate) fn element_key(element: u64) -> String {
+    format!("set-{element}")
+}
+
+impl Generator {
+    /// A generator over `keys` keys, seeded with `seed` (ChaCha8).
+    pub fn new(workload: Workload, keys: usize, seed: u64) -> Self {
+        let keys = keys.max(1);
+        Generator {
+            workload,
+            keys,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next_value: vec![1; keys],
+            last_written: vec![None; keys],
+            next_element: 0,
+        }
+    }
+
+    /// Elements added so far (set workload): `0..elements()`.
+    pub fn elements(&self) -> u64 {
+        self.next_element
+    }
+
+    /// The next operation.
+    pub fn next_op(&mut self) -> WorkloadOp {
+        if self.workload == Workload::Set {
+            let e = self.next_element;
+            self.next_element += 1;
+            return WorkloadOp {
+                f: "add",
+                key: "set".into(),
+                value: json!(e),
+                op: Op::Write {
+                    key: element_key(e),
+                    value: json!(e),
+                },
+            };
+        }
+        let k = self.rng.random_range(0..self.keys);
+        let key = format!("k{k}");
+        let roll = self.rng.random_range(0..10);
+        let read = if self.workload == Workload::Cas {
+            roll < 4
+        } else {
+            roll < 5
+        };
+        if read {
+            return WorkloadOp {
+                f: "read",
+                key: key.clone(),
+                value: Value::Null,
+                op: Op::Read { key },
+            };
+        }
+        let value = self.next_value[k];
+        self.next_value[k] += 1;
+        let cas = self.workload == Workload::Cas && roll >= 7;
+        let expect = self.last_written[k].map_or(Value::Null, |v| json!(v));
+        self.last_written[k] = Some(value);
+        if cas {
+            WorkloadOp {
+                f: "cas",
+                key: key.clone(),
+                value: json!([expect, value]),
+                op: Op::Cas {
+                    key,
+                    expect,
+                    value: json!(value),
+                },
+            }
+        } else {
+            WorkloadOp {
+                f: "write",
+                key: key.clone(),
+                value: json!(value),
+                op: Op::Write {
+                    key,
+                    value: json!(value),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_unique_per_key_and_seeds_replay() {
+        let ops = |seed| {
+            let mut g = Generator::new(Workload::Cas, 3, seed);
+            (0..500).map(|_| g.next_op()).collect::<Vec<_>>()
+        };
+        let a = ops(7);
+        assert_eq!(a, ops(7));
+        assert_ne!(a, ops(8));
+        let mut written = std::collections::HashSet::new();
+        for op in &a {
+            let v = match op.f {
+                "write" => op.value.clone(),
+                "cas" => op.value[1].clone(),
+                _ => continue,
+            };
+            assert!(written.insert((op.key.clone(), v)), "a value written twice");
+        }
+        assert!(a.iter().any(|o| o.f == "cas") && a.iter().any(|o| o.f == "read"));
+    }
+
+    #[test]
+    fn set_adds_unique_elements() {
+        let mut g = Generator::new(Workload::Set, 1, 1);
+        let first = g.next_op();
+        let second = g.next_op();
+        assert_eq!((first.f, first.value), ("add", json!(0)));
+        assert_eq!(
+            second.op,
+            Op::Write {
+                key: "set-1".into(),
+                value: json!(1)
+            }
+        );
+        assert_eq!(g.elements(), 2);
+    }
+}

@@ -1,0 +1,288 @@
+//! The runner: concurrent clients, paced to a total rate, for a time or an operation count,
+//! each operation recorded as an invoke and a completion.
+//!
+//! Every client runs one operation at a time under its process number, bound to one node
+//! (round-robin). An operation past `op_timeout` completes `info`; after an `info` the client
+//! goes on under a fresh process number (its old request may still be in flight). When the
+//! stop signal fires (Ctrl-C), clients stop at once: operations in flight stay without a
+//! completion, which the checker reads as `info`.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faultline_targets::client::{Client, Completion, Op};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::generator::{Generator, Workload, element_key};
+use crate::recorder::{EventLine, Recorder, Who};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The workload.
+    pub workload: Workload,
+    /// Keys for register and cas.
+    pub keys: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Operations per second in total; 0 means as fast as possible.
+    pub rate: f64,
+    /// Stop issuing after this long.
+    pub time_limit: Option<Duration>,
+    /// Stop after this many operations.
+    pub ops: Option<u64>,
+    /// An operation still running after this completes `info`.
+    pub op_timeout: Duration,
+    /// Seed of the workload's random choices.
+    pub seed: u64,
+    /// The target's node names, by index (`n1`, ...).
+    pub nodes: Vec<String>,
+}
+
+/// How a run went.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// Operations invoked.
+    pub invoked: u64,
+    /// Completed ok.
+    pub ok: u64,
+    /// Completed fail.
+    pub fail: u64,
+    /// Completed info.
+    pub info: u64,
+    /// Whether the stop signal ended it early.
+    pub interrupted: bool,
+}
+
+struct Shared<C> {
+    config: RunConfig,
+    client: Arc<C>,
+    recorder: Arc<Recorder>,
+    generator: Mutex<Generator>,
+    issued: AtomicU64,
+    next_process: AtomicU64,
+}
+
+/// Runs the workload; returns when the time or operation budget is spent, or at the stop signal.
+pub async fn run<C: Client + 'static>(
+    config: RunConfig,
+    client: Arc<C>,
+    recorder: Arc<Recorder>,
+    stop: watch::Receiver<bool>,
+) -> io::Result<RunSummary> {
+    let shared = Arc::new(Shared {
+        generator: Mutex::new(Generator::new(config.workload, config.keys, config.seed)),
+        issued: AtomicU64::new(0),
+        next_process: AtomicU64::new(config.clients as u64),
+        config,
+        client,
+        recorder: recorder.clone(),
+    });
+    let flusher = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::recorder::FLUSH_EVERY);
+            loop {
+                every.tick().await;
+                if recorder.flush().is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut clients = JoinSet::new();
+    for i in 0..shared.config.clients {
+        clients.spawn(client_loop(shared.clone(), i, stop.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(done) = clients.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(io::Error::other(format!("a client task failed: {e}"))),
+        }
+    }
+    let interrupted = *stop.borrow();
+    if result.is_ok() && !interrupted && shared.config.workload == Workload::Set {
+        result = final_reads(&shared, stop.clone()).await;
+    }
+    flusher.abort();
+    recorder.flush()?;
+    result?;
+    let counts = &recorder.counts;
+    Ok(RunSummary {
+        invoked: counts.invoked.load(Ordering::Relaxed),
+        ok: counts.ok.load(Ordering::Relaxed),
+        fail: counts.fail.load(Ordering::Relaxed),
+        info: counts.info.load(Ordering::Relaxed),
+        interrupted: *stop.borrow(),
+    })
+}
+
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow()
+}
+
+/// Waits until the stop signal fires (forever if its sender is gone without firing).
+async fn stop_fired(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn client_loop<C: Client>(
+    shared: Arc<Shared<C>>,
+    index: usize,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let config = &shared.config;
+    let recorder = &shared.recorder;
+    let node = index % shared.client.nodes().max(1);
+    let node_name = config.nodes.get(node).cloned();
+    let mut process = index as u64;
+    loop {
+        if stopped(&stop) {
+            return Ok(());
+        }
+        let k = shared.issued.fetch_add(1, Ordering::Relaxed);
+        if config.ops.is_some_and(|n| k >= n) {
+            return Ok(());
+        }
+        if config.rate > 0.0 {
+            let at = Duration::from_secs_f64(k as f64 / config.rate);
+            if config.time_limit.is_some_and(|t| at >= t) {
+                return Ok(());
+            }
+            if let Some(wait) = at.checked_sub(recorder.elapsed()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop_fired(stop.clone()) => return Ok(()),
+                }
+            }
+        }
+        if config.time_limit.is_some_and(|t| recorder.elapsed() >= t) {
+            return Ok(());
+        }
+        let op = shared
+            .generator
+            .lock()
+            .expect("never held across a panic")
+            .next_op();
+        recorder.record(&EventLine {
+            process: Who::Client(process),
+            kind: "invoke",
+            f: op.f,
+            key: Some(&op.key),
+            value: &op.value,
+            node: node_name.as_deref(),
+            error: None,
+            meta: None,
+        })?;
+        let call = shared.client.invoke(node, &op.op, config.op_timeout);
+        let completion = tokio::select! {
+            c = tokio::time::timeout(config.op_timeout + Duration::from_millis(20), call) => {
+                c.unwrap_or_else(|_| Completion::Info {
+                    error: format!("no answer within {:?}", config.op_timeout),
+                })
+            }
+            _ = stop_fired(stop.clone()) => return Ok(()),
+        };
+        let (kind, value, error, meta) = match &completion {
+            // A read completes with the value read; other operations repeat their input.
+            Completion::Ok { value, meta } => (
+                "ok",
+                if matches!(op.op, Op::Read { .. }) {
+                    value
+                } else {
+                    &op.value
+                },
+                None,
+                meta.as_ref(),
+            ),
+            Completion::Fail { error } => ("fail", &op.value, Some(error.as_str()), None),
+            Completion::Info { error } => ("info", &op.value, Some(error.as_str()), None),
+        };
+        recorder.record(&EventLine {
+            process: Who::Client(process),
+            kind,
+            f: op.f,
+            key: Some(&op.key),
+            value,
+            node: node_name.as_deref(),
+            error,
+            meta,
+        })?;
+        if kind == "info" {
+            process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The set workload's end: through every node, read every element that was added, and record
+/// one `read` of the whole set per node.
+async fn final_reads<C: Client + 'static>(
+    shared: &Arc<Shared<C>>,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let elements = shared
+        .generator
+        .lock()
+        .expect("never held across a panic")
+        .elements();
+    for node in 0..shared.client.nodes() {
+        let process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+        let name = shared.config.nodes.get(node).cloned();
+        let record = |kind: &str, value: &Value, error: Option<&str>| {
+            shared.recorder.record(&EventLine {
+                process: Who::Client(process),
+                kind,
+                f: "read",
+                key: Some("set"),
+                value,
+                node: name.as_deref(),
+                error,
+                meta: None,
+            })
+        };
+        record("invoke", &Value::Null, None)?;
+        let mut present = Vec::new();
+        let mut unsure = 0;
+        for chunk in (0..elements).collect::<Vec<_>>().chunks(64) {
+            if stopped(&stop) {
+                return Ok(());
+            }
+            let mut reads = JoinSet::new();
+            for &e in chunk {
+                let client = shared.client.clone();
+                let timeout = shared.config.op_timeout;
+                reads.spawn(async move {
+                    let op = Op::Read {
+                        key: element_key(e),
+                    };
+                    (e, client.invoke(node, &op, timeout).await)
+                });
+            }
+            while let Some(read) = reads.join_next().await {
+                match read {
+                    Ok((_, Completion::Ok { value, .. })) if value.is_null() => {}
+                    // The element, or whatever else the key held (the checker calls it
+                    // unexpected).
+                    Ok((_, Completion::Ok { value, .. })) => present.push(value),
+                    _ => unsure += 1,
+                }
+            }
+        }
+        present.sort_by_key(|v| (v.as_u64().unwrap_or(u64::MAX), v.to_string()));
+        if unsure == 0 {
+            record("ok", &json!(present), None)?;
+        } else {
+            let why = format!("{unsure} of {elements} element reads did not complete");
+            record("info", &Value::Null, Some(&why))?;
+        }
+    }
+    Ok(())
+}
