@@ -34,10 +34,13 @@ pub(crate) enum Command {
 /// Run a workload against a target, record the history, check it and report.
 ///
 /// With no options this is the demo: a five-node bundled quorum cluster (n=3 r=2 w=2, last
-/// writer wins), the cas workload from 8 clients at 500 ops/s for 20 seconds, then the
-/// verdict. Without faults and at a gentle rate the store often looks linearizable; push it
-/// (--rate 0) or weaken it (--set r=1,w=1) and the checker shows why R+W>N alone is not
-/// linearizability: cas is read-compare-write, and concurrent writes race.
+/// writer wins), the cas workload from 8 clients at 500 ops/s for 20 seconds under network
+/// partitions and clock skew, then the verdict: R+W>N alone is not linearizability.
+///
+/// The nemesis alternates a fault and a heal at random gaps (--nemesis-interval), every choice
+/// from the seed; each is an event in the history and a line on the terminal. At the end every
+/// fault is healed before the final reads, and the stats are split into healthy periods and
+/// periods under each fault kind: availability under partition, measured.
 ///
 /// Every run writes results/<utc>-<target>-<workload>/ (run.json, history.jsonl, verdict.json,
 /// junit.xml) and points results/latest at it; `faultline check results/latest` re-checks it.
@@ -53,7 +56,8 @@ pub(crate) enum Command {
 /// Examples:
 ///   faultline run
 ///   faultline run --workload register --set n=3,r=1,w=1 --time-limit 10s
-///   faultline run --set mode=abd --workload register
+///   faultline run --workload register --set n=3,w=1,r=1 --nemesis partition --time-limit 15s
+///   faultline run --set mode=abd --workload register --nemesis partition,kill,pause
 ///   faultline run --target http://127.0.0.1:8001,127.0.0.1:8002 --workload set --ops 2000
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -108,6 +112,22 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = "results", env = "FAULTLINE_OUT")]
     pub(crate) out: PathBuf,
 
+    /// Faults to inject: a comma-separated mix of partition, clock, kill, pause, packet, or
+    /// none. Default: partition,clock for bundled targets, none for http:// targets (which
+    /// have no nemesis backend yet).
+    #[arg(long, value_name = "KINDS", env = "FAULTLINE_NEMESIS")]
+    pub(crate) nemesis: Option<String>,
+
+    /// Mean time between nemesis actions: each fault starts after a random wait in
+    /// [0, 2×interval) and is healed after another.
+    #[arg(long, default_value = "3s", env = "FAULTLINE_NEMESIS_INTERVAL", value_parser = parse_duration)]
+    pub(crate) nemesis_interval: Duration,
+
+    /// Partition shapes to choose from: halves, random-halves, one, minority, majority,
+    /// majorities-ring, bridge (default: all; halves-like shapes are sometimes one-way).
+    #[arg(long, value_name = "SHAPES", value_delimiter = ',', env = "FAULTLINE_PARTITION_SHAPES", value_parser = parse_shape)]
+    pub(crate) partition_shapes: Vec<faultline_nemesis::Shape>,
+
     /// A bearer token sent with every request to an http:// target.
     #[arg(long, env = "FAULTLINE_AUTH_TOKEN", hide_env_values = true)]
     pub(crate) auth_token: Option<String>,
@@ -115,6 +135,10 @@ pub(crate) struct RunArgs {
     /// How to print the result: tables, or verdict.json on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "FAULTLINE_FORMAT")]
     pub(crate) format: OutputFormat,
+}
+
+fn parse_shape(s: &str) -> Result<faultline_nemesis::Shape, String> {
+    s.parse()
 }
 
 fn parse_workload(s: &str) -> Result<faultline_workloads::Workload, String> {

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use faultline_checker::{Validity, format, stats};
-use faultline_results::{RunDir, stats_table, verdict_table};
+use faultline_nemesis::{BundledBackend, Kind, Schedule};
+use faultline_results::{RunDir, period_table, stats_table, verdict_table};
 use faultline_targets::client::HttpClient;
 use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
-use faultline_workloads::{Recorder, RunConfig, RunSummary};
+use faultline_workloads::{EventLine, Recorder, RunConfig, RunSummary, Who, Workload};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -21,6 +22,25 @@ use crate::args::{OutputFormat, RunArgs};
 enum Target {
     Bundled(ClusterSpec),
     Http(Vec<String>),
+}
+
+/// The faults to inject, resolved for the target: partition and clock skew for bundled
+/// targets unless told otherwise, nothing for URLs (no backend can reach them yet).
+fn nemesis_kinds(args: &RunArgs, target: &Target) -> Result<Vec<Kind>, String> {
+    match (&args.nemesis, target) {
+        (None, Target::Bundled(_)) => Ok(vec![Kind::Partition, Kind::Clock]),
+        (None, Target::Http(_)) => Ok(Vec::new()),
+        (Some(list), target) => {
+            let kinds = Kind::parse_list(list).map_err(|e| format!("--nemesis: {e}"))?;
+            if !kinds.is_empty() && matches!(target, Target::Http(_)) {
+                return Err(
+                    "no nemesis backend for this target; use --nemesis none or a bundled target"
+                        .into(),
+                );
+            }
+            Ok(kinds)
+        }
+    }
 }
 
 /// Exit code for a harness or target that could not run.
@@ -89,8 +109,11 @@ fn resolve(args: &RunArgs) -> Result<Target, String> {
 
 /// Runs `faultline run`.
 pub(crate) fn run(args: &RunArgs) -> ExitCode {
-    let target = match resolve(args) {
-        Ok(t) => t,
+    let (target, kinds) = match resolve(args).and_then(|t| {
+        let kinds = nemesis_kinds(args, &t)?;
+        Ok((t, kinds))
+    }) {
+        Ok(resolved) => resolved,
         Err(e) => {
             eprintln!("faultline: {e}");
             return ExitCode::from(2);
@@ -101,7 +124,7 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
         .build()
         .expect("a tokio runtime starts")
         .block_on(async {
-            match run_target(args, target).await {
+            match run_target(args, target, kinds).await {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("faultline: {e}");
@@ -111,7 +134,7 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
         })
 }
 
-async fn run_target(args: &RunArgs, target: Target) -> Result<ExitCode, String> {
+async fn run_target(args: &RunArgs, target: Target, kinds: Vec<Kind>) -> Result<ExitCode, String> {
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -187,6 +210,9 @@ async fn run_target(args: &RunArgs, target: Target) -> Result<ExitCode, String> 
         "ops": args.ops,
         "op_timeout_ms": args.op_timeout.as_millis() as u64,
         "keys": args.keys,
+        "nemesis": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "nemesis_interval_ms": args.nemesis_interval.as_millis() as u64,
+        "partition_shapes": args.partition_shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
     });
     dir.write_json("run.json", &run_json)
         .map_err(|e| format!("{}: {e}", dir.path.display()))?;
@@ -212,13 +238,95 @@ async fn run_target(args: &RunArgs, target: Target) -> Result<ExitCode, String> 
         }
     });
     let progress = tokio::spawn(show_progress(recorder.clone(), args.time_limit));
-    let outcome = faultline_workloads::run(config, client, recorder.clone(), stop_rx).await;
+    let (nemesis_stop, nemesis_stopped) = watch::channel(false);
+    let nemesis = if kinds.is_empty() {
+        None
+    } else {
+        let mut backend = BundledBackend::new(cluster.clone())?;
+        let mut schedule = Schedule::new(
+            kinds,
+            args.partition_shapes.clone(),
+            args.nemesis_interval,
+            urls.len(),
+            seed,
+        );
+        let recorder = recorder.clone();
+        Some(tokio::spawn(async move {
+            let report = |f: &str, value: serde_json::Value| nemesis_event(&recorder, f, &value);
+            let outcome =
+                faultline_nemesis::run(&mut schedule, &mut backend, report, nemesis_stopped).await;
+            (backend, outcome)
+        }))
+    };
+    let outcome = faultline_workloads::run(
+        config.clone(),
+        client.clone(),
+        recorder.clone(),
+        stop_rx.clone(),
+    )
+    .await;
+    let _ = nemesis_stop.send(true);
+    let mut nemesis_error = None;
+    if let Some(task) = nemesis {
+        match task.await {
+            Ok((mut backend, outcome)) => {
+                if let Err(e) = outcome {
+                    nemesis_error = Some(e);
+                }
+                // Everything healed before the final reads.
+                if let Err(e) = backend.heal_all().await {
+                    nemesis_error.get_or_insert(e);
+                }
+                nemesis_event(
+                    &recorder,
+                    "all",
+                    &json!({"action": "heal", "healed": "everything"}),
+                );
+            }
+            Err(e) => nemesis_error = Some(format!("the nemesis task failed: {e}")),
+        }
+    }
+    let outcome = match outcome {
+        Ok(summary) if args.workload == Workload::Set && !summary.interrupted => {
+            faultline_workloads::final_reads(&config, client, recorder.clone(), &summary, stop_rx)
+                .await
+                .map(|()| summary)
+        }
+        other => other,
+    };
     progress.abort();
     let _ = progress.await;
     stop_cluster();
     interrupts.abort();
     let summary: RunSummary = outcome.map_err(|e| format!("the run failed: {e}"))?;
-    report(args, &dir, &summary, seed)
+    let code = report(args, &dir, &summary, seed)?;
+    if let Some(e) = nemesis_error {
+        // The verdict covers what happened, but the faults were not the ones planned.
+        eprintln!("faultline: the nemesis could not apply or heal a fault: {e}");
+        return Ok(ExitCode::from(CANNOT_RUN));
+    }
+    Ok(code)
+}
+
+/// Records a nemesis event in the history and says it on the terminal.
+fn nemesis_event(recorder: &Recorder, f: &str, value: &serde_json::Value) {
+    let line = EventLine {
+        process: Who::Nemesis("nemesis"),
+        kind: "info",
+        f,
+        key: None,
+        value,
+        node: None,
+        error: None,
+        meta: None,
+    };
+    if let Err(e) = recorder.record(&line) {
+        eprintln!("faultline: cannot record a nemesis event: {e}");
+    }
+    eprintln!(
+        "[{:>6.1}s] nemesis {f}: {value}",
+        recorder.elapsed().as_secs_f64()
+    );
 }
 
 /// Prints a progress line: a live bar on a terminal, a line every 5 s otherwise.
@@ -309,6 +417,9 @@ fn report(
         ),
         OutputFormat::Table => {
             println!("{}", stats_table(&stats));
+            if !read.history.nemesis.is_empty() {
+                println!("{}", period_table(&stats));
+            }
             println!("{}", verdict_table(&verdicts));
             for (verdict, explanation) in &judged.verdicts {
                 if verdict.valid != Validity::Pass && !explanation.is_empty() {

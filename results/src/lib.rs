@@ -326,3 +326,39 @@ pub fn verdict_table(verdicts: &[Verdict]) -> String {
     });
     Table::new(rows).with(Style::sharp()).to_string()
 }
+
+#[derive(Tabled)]
+struct PeriodRow {
+    period: String,
+    seconds: String,
+    count: usize,
+    ok: usize,
+    fail: usize,
+    info: usize,
+    #[tabled(rename = "available")]
+    availability: String,
+    #[tabled(rename = "ok/s")]
+    throughput: String,
+    #[tabled(rename = "p50 ms")]
+    p50: String,
+    #[tabled(rename = "p99 ms")]
+    p99: String,
+}
+
+/// The table of healthy periods and fault windows: how available the system was under each
+/// kind of fault.
+pub fn period_table(stats: &Stats) -> String {
+    let rows = stats.by_period.iter().map(|p| PeriodRow {
+        period: p.period.clone(),
+        seconds: format!("{:.1}", p.seconds),
+        count: p.ops.count,
+        ok: p.ops.ok,
+        fail: p.ops.fail,
+        info: p.ops.info,
+        availability: format!("{:.1}%", 100.0 * p.availability),
+        throughput: format!("{:.0}", p.ops.ok_per_s),
+        p50: format!("{:.2}", p.ops.p50_ms),
+        p99: format!("{:.2}", p.ops.p99_ms),
+    });
+    Table::new(rows).with(Style::sharp()).to_string()
+}

@@ -316,11 +316,17 @@ impl Cluster {
 
     /// Starts node `i` again on its data directory and waits until it is healthy.
     pub async fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.respawn(i)?;
+        self.wait_healthy(i).await
+    }
+
+    /// Starts node `i` again on its data directory (killing it first if it runs) without
+    /// waiting for it; see [`wait_healthy`] for a wait that needs no lock on the cluster.
+    pub fn respawn(&mut self, i: usize) -> io::Result<()> {
         if self.nodes[i].child.is_some() {
             self.kill(i)?;
         }
-        self.spawn(i)?;
-        self.wait_healthy(i).await
+        self.spawn(i)
     }
 
     /// Stops every node: SIGTERM to each group, a grace period, then SIGKILL. Idempotent.
@@ -348,6 +354,27 @@ impl Cluster {
         }
         let _ = std::fs::remove_file(self.data_dir.join("pids"));
     }
+}
+
+/// Waits until `url` answers `GET /health`, for at most `within`.
+pub async fn wait_healthy(url: &str, within: Duration) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut last = String::from("no answer");
+    while started.elapsed() < within {
+        match client
+            .get(format!("{url}/health"))
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("/health answered {}", r.status()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(format!("{url} not healthy after {within:?}: {last}"))
 }
 
 impl Drop for Cluster {

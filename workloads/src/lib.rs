@@ -17,4 +17,4 @@ mod runner;
 
 pub use generator::{Generator, Workload, WorkloadOp};
 pub use recorder::{Counts, EventLine, Recorder, Who};
-pub use runner::{RunConfig, RunSummary, run};
+pub use runner::{RunConfig, RunSummary, final_reads, run};

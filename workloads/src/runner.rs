@@ -56,6 +56,10 @@ pub struct RunSummary {
     pub info: u64,
     /// Whether the stop signal ended it early.
     pub interrupted: bool,
+    /// Set elements added (`0..elements`), for [`final_reads`].
+    pub elements: u64,
+    /// The first process number not yet used.
+    pub next_process: u64,
 }
 
 struct Shared<C> {
@@ -67,7 +71,9 @@ struct Shared<C> {
     next_process: AtomicU64,
 }
 
-/// Runs the workload; returns when the time or operation budget is spent, or at the stop signal.
+/// Runs the workload's main phase; returns when the time or operation budget is spent, or at
+/// the stop signal. The set workload's final reads are [`final_reads`], run after the faults
+/// are healed.
 pub async fn run<C: Client + 'static>(
     config: RunConfig,
     client: Arc<C>,
@@ -106,10 +112,6 @@ pub async fn run<C: Client + 'static>(
             Err(e) => result = Err(io::Error::other(format!("a client task failed: {e}"))),
         }
     }
-    let interrupted = *stop.borrow();
-    if result.is_ok() && !interrupted && shared.config.workload == Workload::Set {
-        result = final_reads(&shared, stop.clone()).await;
-    }
     flusher.abort();
     recorder.flush()?;
     result?;
@@ -120,6 +122,12 @@ pub async fn run<C: Client + 'static>(
         fail: counts.fail.load(Ordering::Relaxed),
         info: counts.info.load(Ordering::Relaxed),
         interrupted: *stop.borrow(),
+        elements: shared
+            .generator
+            .lock()
+            .expect("never held across a panic")
+            .elements(),
+        next_process: shared.next_process.load(Ordering::Relaxed),
     })
 }
 
@@ -224,20 +232,21 @@ async fn client_loop<C: Client>(
 
 /// The set workload's end: through every node, read every element that was added, and record
 /// one `read` of the whole set per node.
-async fn final_reads<C: Client + 'static>(
-    shared: &Arc<Shared<C>>,
+pub async fn final_reads<C: Client + 'static>(
+    config: &RunConfig,
+    client: Arc<C>,
+    recorder: Arc<Recorder>,
+    summary: &RunSummary,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let elements = shared
-        .generator
-        .lock()
-        .expect("never held across a panic")
-        .elements();
-    for node in 0..shared.client.nodes() {
-        let process = shared.next_process.fetch_add(1, Ordering::Relaxed);
-        let name = shared.config.nodes.get(node).cloned();
+    let elements = summary.elements;
+    let mut next_process = summary.next_process;
+    for node in 0..client.nodes() {
+        let process = next_process;
+        next_process += 1;
+        let name = config.nodes.get(node).cloned();
         let record = |kind: &str, value: &Value, error: Option<&str>| {
-            shared.recorder.record(&EventLine {
+            recorder.record(&EventLine {
                 process: Who::Client(process),
                 kind,
                 f: "read",
@@ -257,8 +266,8 @@ async fn final_reads<C: Client + 'static>(
             }
             let mut reads = JoinSet::new();
             for &e in chunk {
-                let client = shared.client.clone();
-                let timeout = shared.config.op_timeout;
+                let client = client.clone();
+                let timeout = config.op_timeout;
                 reads.spawn(async move {
                     let op = Op::Read {
                         key: element_key(e),
@@ -284,5 +293,5 @@ async fn final_reads<C: Client + 'static>(
             record("info", &Value::Null, Some(&why))?;
         }
     }
-    Ok(())
+    recorder.flush()
 }

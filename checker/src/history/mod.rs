@@ -103,11 +103,24 @@ impl Operation {
     }
 }
 
+/// Something the nemesis did: a fault started or healed (DESIGN §6).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NemesisEvent {
+    /// When.
+    pub time: u64,
+    /// The fault kind (`partition`, `clock`, `kill`, `pause`, `packet`).
+    pub f: String,
+    /// What was done to which nodes; `{"action": "start", ...}` or `{"action": "heal", ...}`.
+    pub value: Value,
+}
+
 /// A paired history: every client operation, in order of invocation.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     /// The operations, `ops[i].id == i`.
     pub ops: Vec<Operation>,
+    /// The nemesis's events, in time order.
+    pub nemesis: Vec<NemesisEvent>,
     /// Things a person should know that did not stop the reading (a truncated last line, ...).
     pub warnings: Vec<String>,
 }

@@ -4,11 +4,11 @@
 //! at infinity, after which a process number may come back (Jepsen and faultline both give the
 //! client a fresh number, but a reused one is harmless because the `info` operation stays
 //! concurrent with everything after it); an invocation that never completes is `info` too.
-//! Nemesis events are not operations and are skipped.
+//! Nemesis events are not operations; they are kept apart, for fault windows.
 
 use std::collections::HashMap;
 
-use super::{Event, EventKind, History, Operation, Process, Status};
+use super::{Event, EventKind, History, NemesisEvent, Operation, Process, Status};
 
 /// An event that cannot be paired, with the line it came from.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,6 +32,11 @@ impl Pairer {
     /// Adds the next event of the file.
     pub fn push(&mut self, event: Event) -> Result<(), PairError> {
         let Process::Client(process) = event.process else {
+            self.history.nemesis.push(NemesisEvent {
+                time: event.time,
+                f: event.f,
+                value: event.value,
+            });
             return Ok(());
         };
         let fail = |message: String| PairError {
@@ -191,6 +196,8 @@ mod tests {
         nemesis.process = Process::Nemesis;
         let history = pair([nemesis]).unwrap();
         assert!(history.ops.is_empty());
+        assert_eq!(history.nemesis.len(), 1);
+        assert_eq!(history.nemesis[0].f, "partition");
     }
 
     #[test]

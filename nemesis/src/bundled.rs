@@ -1,0 +1,273 @@
+//! The `bundled` backend: faults on faultline's own reference clusters, through each node's
+//! `POST /admin/faults` (partitions, clock offsets, packet faults) and signals to its process
+//! (SIGKILL then restart on the same data directory, SIGSTOP then SIGCONT).
+//!
+//! The fault layer of a node takes its whole configuration at once, so the backend keeps the
+//! configuration it wants each node to have and sends it whole after every change.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faultline_targets::cluster::{Cluster, wait_healthy};
+use faultline_targets::runtime::Faults;
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::fault::{ClockMode, Fault, NodeId, name};
+
+/// How long a node may take to answer an admin request.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a restarted node may take to become healthy.
+const RESTART_WITHIN: Duration = Duration::from_secs(10);
+
+/// Applies faults to a bundled cluster.
+pub struct BundledBackend {
+    cluster: Arc<Mutex<Option<Cluster>>>,
+    urls: Vec<String>,
+    http: reqwest::Client,
+    desired: Vec<Faults>,
+    killed: BTreeSet<NodeId>,
+    paused: BTreeSet<NodeId>,
+    strobe: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl BundledBackend {
+    /// A backend for the cluster in `cluster` (shared with whoever stops it at the end).
+    pub fn new(cluster: Arc<Mutex<Option<Cluster>>>) -> Result<Self, String> {
+        let urls = cluster
+            .lock()
+            .map_err(|_| "the cluster lock is poisoned".to_string())?
+            .as_ref()
+            .ok_or("the cluster is not running")?
+            .urls();
+        Ok(BundledBackend {
+            desired: vec![Faults::default(); urls.len()],
+            urls,
+            cluster,
+            http: reqwest::Client::new(),
+            killed: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            strobe: None,
+        })
+    }
+
+    fn with_cluster<T>(
+        &self,
+        f: impl FnOnce(&mut Cluster) -> std::io::Result<T>,
+    ) -> Result<T, String> {
+        let mut guard = self
+            .cluster
+            .lock()
+            .map_err(|_| "the cluster lock is poisoned".to_string())?;
+        let cluster = guard.as_mut().ok_or("the cluster was stopped")?;
+        f(cluster).map_err(|e| e.to_string())
+    }
+
+    async fn push(&self, node: NodeId) -> Result<(), String> {
+        if self.killed.contains(&node) {
+            return Ok(()); // it starts with no faults when restarted
+        }
+        post(&self.http, &self.urls[node], &self.desired[node]).await
+    }
+
+    async fn push_all(&self) -> Result<(), String> {
+        for node in 0..self.urls.len() {
+            self.push(node).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts `fault`.
+    pub async fn apply(&mut self, fault: &Fault) -> Result<(), String> {
+        match fault {
+            Fault::Partition { cuts, .. } => {
+                for (node, wanted) in self.desired.iter_mut().enumerate() {
+                    wanted.drop_to = cuts
+                        .iter()
+                        .filter(|c| c.0 == node)
+                        .map(|c| name(c.1))
+                        .collect();
+                    wanted.drop_from = cuts
+                        .iter()
+                        .filter(|c| c.1 == node)
+                        .map(|c| name(c.0))
+                        .collect();
+                }
+                self.push_all().await
+            }
+            Fault::Clock { mode, offsets } => {
+                for &(node, offset) in offsets {
+                    self.desired[node].clock_offset_ms = offset;
+                }
+                if let ClockMode::Strobe { period_ms } = *mode {
+                    let (stop, stopped) = watch::channel(false);
+                    let task = tokio::spawn(strobe(
+                        self.http.clone(),
+                        offsets
+                            .iter()
+                            .map(|&(n, _)| (self.urls[n].clone(), self.desired[n].clone()))
+                            .collect(),
+                        Duration::from_millis(period_ms),
+                        stopped,
+                    ));
+                    self.strobe = Some((stop, task));
+                    Ok(())
+                } else {
+                    for &(node, _) in offsets {
+                        self.push(node).await?;
+                    }
+                    Ok(())
+                }
+            }
+            Fault::Kill { nodes } => {
+                for &node in nodes {
+                    self.with_cluster(|c| c.kill(node))?;
+                    self.killed.insert(node);
+                }
+                Ok(())
+            }
+            Fault::Pause { nodes } => {
+                for &node in nodes {
+                    self.with_cluster(|c| c.signal(node, Signal::SIGSTOP))?;
+                    self.paused.insert(node);
+                }
+                Ok(())
+            }
+            Fault::Packet {
+                nodes,
+                delay_ms,
+                jitter_ms,
+                loss,
+                duplicate,
+            } => {
+                for &node in nodes {
+                    let wanted = &mut self.desired[node];
+                    wanted.delay_ms = *delay_ms;
+                    wanted.jitter_ms = *jitter_ms;
+                    wanted.loss = *loss;
+                    wanted.duplicate = *duplicate;
+                    self.push(node).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Heals `fault`.
+    pub async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
+        match fault {
+            Fault::Partition { .. } => {
+                for wanted in &mut self.desired {
+                    wanted.drop_to.clear();
+                    wanted.drop_from.clear();
+                }
+                self.push_all().await
+            }
+            Fault::Clock { offsets, .. } => {
+                self.stop_strobe().await;
+                for &(node, _) in offsets {
+                    self.desired[node].clock_offset_ms = 0;
+                    self.push(node).await?;
+                }
+                Ok(())
+            }
+            Fault::Kill { nodes } => {
+                for &node in nodes {
+                    self.restart(node).await?;
+                }
+                Ok(())
+            }
+            Fault::Pause { nodes } => {
+                for &node in nodes {
+                    self.with_cluster(|c| c.signal(node, Signal::SIGCONT))?;
+                    self.paused.remove(&node);
+                }
+                Ok(())
+            }
+            Fault::Packet { nodes, .. } => {
+                for &node in nodes {
+                    let wanted = &mut self.desired[node];
+                    wanted.delay_ms = 0;
+                    wanted.jitter_ms = 0;
+                    wanted.loss = 0.0;
+                    wanted.duplicate = 0.0;
+                    self.push(node).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn restart(&mut self, node: NodeId) -> Result<(), String> {
+        self.with_cluster(|c| c.respawn(node))?;
+        wait_healthy(&self.urls[node], RESTART_WITHIN).await?;
+        self.killed.remove(&node);
+        self.push(node).await
+    }
+
+    async fn stop_strobe(&mut self) {
+        if let Some((stop, task)) = self.strobe.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+    }
+
+    /// Heals everything: clocks reset, partitions and packet faults cleared, paused nodes
+    /// continued, killed nodes restarted. Idempotent.
+    pub async fn heal_all(&mut self) -> Result<(), String> {
+        self.stop_strobe().await;
+        for node in std::mem::take(&mut self.paused) {
+            self.with_cluster(|c| c.signal(node, Signal::SIGCONT))?;
+        }
+        for node in self.killed.clone() {
+            self.restart(node).await?;
+        }
+        self.desired = vec![Faults::default(); self.urls.len()];
+        self.push_all().await
+    }
+}
+
+async fn post(http: &reqwest::Client, url: &str, faults: &Faults) -> Result<(), String> {
+    let response = http
+        .post(format!("{url}/admin/faults"))
+        .json(faults)
+        .timeout(ADMIN_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url}/admin/faults: {e}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url}/admin/faults answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ))
+    }
+}
+
+/// Switches each node's clock between its offset and none until `stop` fires.
+async fn strobe(
+    http: reqwest::Client,
+    nodes: Vec<(String, Faults)>,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut on = true;
+    loop {
+        for (url, faults) in &nodes {
+            let mut faults = faults.clone();
+            if !on {
+                faults.clock_offset_ms = 0;
+            }
+            let _ = post(&http, url, &faults).await;
+        }
+        on = !on;
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

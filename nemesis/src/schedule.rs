@@ -1,0 +1,320 @@
+//! The fault schedule: from the run's seed, which fault to start when, on which nodes, and
+//! when to heal it. One fault at a time: a wait, a fault, a hold, a heal, and again; waits and
+//! holds are uniform in [0, 2 × interval). Equal seeds give equal schedules.
+
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::fault::{ClockMode, Fault, Kind, NodeId, Shape, group_cuts, visibility_cuts};
+
+/// One step of a schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// How long to wait before starting the fault.
+    pub wait: Duration,
+    /// The fault.
+    pub fault: Fault,
+    /// How long to keep it before healing.
+    pub hold: Duration,
+}
+
+/// A seeded generator of steps.
+#[derive(Debug)]
+pub struct Schedule {
+    rng: ChaCha8Rng,
+    kinds: Vec<Kind>,
+    shapes: Vec<Shape>,
+    interval: Duration,
+    nodes: usize,
+    /// The largest clock offset a clock fault sets, in milliseconds.
+    max_skew_ms: i64,
+}
+
+impl Schedule {
+    /// A schedule of `kinds` (non-empty) over `nodes` nodes; partitions take `shapes`
+    /// (every shape when empty).
+    pub fn new(
+        kinds: Vec<Kind>,
+        shapes: Vec<Shape>,
+        interval: Duration,
+        nodes: usize,
+        seed: u64,
+    ) -> Self {
+        Schedule {
+            // Its own stream, so the workload's choices and the nemesis's do not interleave.
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321),
+            kinds,
+            shapes: if shapes.is_empty() {
+                Shape::ALL.to_vec()
+            } else {
+                shapes
+            },
+            interval,
+            nodes: nodes.max(1),
+            max_skew_ms: 30_000,
+        }
+    }
+
+    fn gap(&mut self) -> Duration {
+        let max = (2 * self.interval.as_millis() as u64).max(1);
+        Duration::from_millis(self.rng.random_range(0..max))
+    }
+
+    fn shuffled(&mut self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = (0..self.nodes).collect();
+        nodes.shuffle(&mut self.rng);
+        nodes
+    }
+
+    /// `k` random distinct nodes, sorted.
+    fn pick(&mut self, k: usize) -> Vec<NodeId> {
+        let mut chosen: Vec<NodeId> = self.shuffled().into_iter().take(k.max(1)).collect();
+        chosen.sort_unstable();
+        chosen
+    }
+
+    fn minority(&self) -> usize {
+        ((self.nodes - 1) / 2).max(1)
+    }
+
+    /// The next step.
+    pub fn next_step(&mut self) -> Step {
+        let wait = self.gap();
+        let kind = self.kinds[self.rng.random_range(0..self.kinds.len())];
+        let fault = self.decide(kind);
+        let hold = self.gap();
+        Step { wait, fault, hold }
+    }
+
+    fn decide(&mut self, kind: Kind) -> Fault {
+        let n = self.nodes;
+        match kind {
+            Kind::Partition => {
+                let shape = self.shapes[self.rng.random_range(0..self.shapes.len())];
+                self.partition(shape)
+            }
+            Kind::Clock => {
+                let count = self.rng.random_range(1..=n);
+                let nodes = self.pick(count);
+                let offsets = nodes
+                    .into_iter()
+                    .map(|node| {
+                        let size = self.rng.random_range(100..=self.max_skew_ms);
+                        let sign = if self.rng.random_bool(0.5) { 1 } else { -1 };
+                        (node, sign * size)
+                    })
+                    .collect();
+                let mode = if self.rng.random_bool(0.25) {
+                    ClockMode::Strobe {
+                        period_ms: self.rng.random_range(20..=200),
+                    }
+                } else {
+                    ClockMode::Bump
+                };
+                Fault::Clock { mode, offsets }
+            }
+            Kind::Kill => {
+                let count = self.rng.random_range(1..=self.minority());
+                Fault::Kill {
+                    nodes: self.pick(count),
+                }
+            }
+            Kind::Pause => {
+                let count = self.rng.random_range(1..=self.minority());
+                Fault::Pause {
+                    nodes: self.pick(count),
+                }
+            }
+            Kind::Packet => {
+                let count = self.rng.random_range(1..=n);
+                Fault::Packet {
+                    nodes: self.pick(count),
+                    delay_ms: self.rng.random_range(0..=100),
+                    jitter_ms: self.rng.random_range(0..=100),
+                    loss: f64::from(self.rng.random_range(0..=30u32)) / 100.0,
+                    duplicate: f64::from(self.rng.random_range(0..=20u32)) / 100.0,
+                }
+            }
+        }
+    }
+
+    /// Decides the groups (and cuts) of a partition of `shape`.
+    pub fn partition(&mut self, shape: Shape) -> Fault {
+        let n = self.nodes;
+        let split = |nodes: Vec<NodeId>, at: usize| -> Vec<Vec<NodeId>> {
+            let (a, b) = nodes.split_at(at.min(nodes.len()));
+            let mut a = a.to_vec();
+            let mut b = b.to_vec();
+            a.sort_unstable();
+            b.sort_unstable();
+            vec![a, b]
+        };
+        let (groups, cuts, one_way) = match shape {
+            Shape::Halves
+            | Shape::RandomHalves
+            | Shape::One
+            | Shape::Minority
+            | Shape::Majority => {
+                let groups = match shape {
+                    Shape::Halves => split((0..n).collect(), n / 2),
+                    Shape::RandomHalves => {
+                        let nodes = self.shuffled();
+                        split(nodes, n / 2)
+                    }
+                    Shape::One => {
+                        let nodes = self.shuffled();
+                        split(nodes, 1)
+                    }
+                    Shape::Minority => {
+                        let nodes = self.shuffled();
+                        let size = self.minority();
+                        split(nodes, size)
+                    }
+                    _ => {
+                        let nodes = self.shuffled();
+                        split(nodes, n / 2 + 1)
+                    }
+                };
+                let one_way = self.rng.random_bool(0.25);
+                let cuts = group_cuts(&groups, one_way);
+                (groups, cuts, one_way)
+            }
+            Shape::MajoritiesRing => {
+                let ring = self.shuffled();
+                let reach = (n / 2 + 1).saturating_sub(1).div_ceil(2);
+                let mut sees = vec![Vec::new(); n];
+                for (p, &node) in ring.iter().enumerate() {
+                    for d in 0..=reach {
+                        sees[node].push(ring[(p + d) % n]);
+                        sees[node].push(ring[(p + n - d % n) % n]);
+                    }
+                    sees[node].sort_unstable();
+                    sees[node].dedup();
+                }
+                let cuts = visibility_cuts(&sees);
+                (sees, cuts, false)
+            }
+            Shape::Bridge => {
+                let nodes = self.shuffled();
+                let bridge = nodes[0];
+                let rest = nodes[1..].to_vec();
+                let half = rest.len() / 2;
+                let mut groups = split(rest, half);
+                let mut sees = vec![Vec::new(); n];
+                for group in &groups {
+                    for &a in group {
+                        sees[a] = group.clone();
+                        sees[a].push(bridge);
+                    }
+                }
+                sees[bridge] = (0..n).collect();
+                groups.push(vec![bridge]);
+                (groups, visibility_cuts(&sees), false)
+            }
+        };
+        Fault::Partition {
+            shape,
+            one_way,
+            groups,
+            cuts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(seed: u64) -> Schedule {
+        Schedule::new(
+            Kind::ALL.to_vec(),
+            Vec::new(),
+            Duration::from_secs(1),
+            5,
+            seed,
+        )
+    }
+
+    #[test]
+    fn equal_seeds_give_equal_schedules() {
+        let steps = |seed| {
+            let mut s = schedule(seed);
+            (0..50).map(|_| s.next_step()).collect::<Vec<_>>()
+        };
+        assert_eq!(steps(3), steps(3));
+        assert_ne!(steps(3), steps(4));
+        let all = steps(3);
+        assert!(
+            all.iter()
+                .all(|s| s.wait < Duration::from_secs(2) && s.hold < Duration::from_secs(2))
+        );
+        for kind in Kind::ALL {
+            assert!(
+                all.iter().any(|s| s.fault.kind() == kind),
+                "{kind} never chosen"
+            );
+        }
+    }
+
+    fn cut(fault: &Fault, a: NodeId, b: NodeId) -> bool {
+        let Fault::Partition { cuts, .. } = fault else {
+            panic!()
+        };
+        cuts.contains(&(a, b))
+    }
+
+    #[test]
+    fn shapes_cut_what_they_say() {
+        let mut s = schedule(1);
+        let halves = s.partition(Shape::Halves);
+        let Fault::Partition {
+            groups, one_way, ..
+        } = &halves
+        else {
+            panic!()
+        };
+        assert_eq!(groups, &vec![vec![0, 1], vec![2, 3, 4]]);
+        assert_eq!(cut(&halves, 0, 2), true);
+        assert_eq!(cut(&halves, 2, 0), !one_way);
+        assert!(!cut(&halves, 0, 1) && !cut(&halves, 3, 4));
+
+        let ring = s.partition(Shape::MajoritiesRing);
+        let Fault::Partition { groups: sees, .. } = &ring else {
+            panic!()
+        };
+        for view in sees {
+            assert_eq!(view.len(), 3, "every node sees a majority: {sees:?}");
+        }
+        let distinct: std::collections::HashSet<_> = sees.iter().collect();
+        assert_eq!(distinct.len(), 5, "no two nodes see the same majority");
+
+        let bridge = s.partition(Shape::Bridge);
+        let Fault::Partition { groups, .. } = &bridge else {
+            panic!()
+        };
+        let b = groups[2][0];
+        for other in 0..5 {
+            assert!(
+                !cut(&bridge, b, other) && !cut(&bridge, other, b),
+                "the bridge talks to all"
+            );
+        }
+        assert!(cut(&bridge, groups[0][0], groups[1][0]));
+
+        for shape in [Shape::One, Shape::Minority, Shape::Majority] {
+            let Fault::Partition { groups, .. } = s.partition(shape) else {
+                panic!()
+            };
+            let sizes = (groups[0].len(), groups[1].len());
+            let want = match shape {
+                Shape::One => (1, 4),
+                Shape::Minority => (2, 3),
+                _ => (3, 2),
+            };
+            assert_eq!(sizes, want, "{shape:?}");
+        }
+    }
+}
