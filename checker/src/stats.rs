@@ -66,10 +66,8 @@ fn fault_windows(history: &History, end: u64) -> Vec<(String, Vec<(u64, u64)>)> 
     let mut open: Vec<(String, u64)> = Vec::new();
     for event in &history.nemesis {
         match event.value.get("action").and_then(|a| a.as_str()) {
-            Some("start") => {
-                if !open.iter().any(|(f, _)| *f == event.f) {
-                    open.push((event.f.clone(), event.time));
-                }
+            Some("start") if !open.iter().any(|(f, _)| *f == event.f) => {
+                open.push((event.f.clone(), event.time));
             }
             Some("heal") => {
                 let closing: Vec<(String, u64)> = if event.f == "all" {
