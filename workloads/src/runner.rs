@@ -240,10 +240,9 @@ pub async fn final_reads<C: Client + 'static>(
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let elements = summary.elements;
-    let mut next_process = summary.next_process;
     for node in 0..client.nodes() {
-        let process = next_process;
-        next_process += 1;
+        // A fresh process per final read, after every number the main phase used.
+        let process = summary.next_process + node as u64;
         let name = config.nodes.get(node).cloned();
         let record = |kind: &str, value: &Value, error: Option<&str>| {
             recorder.record(&EventLine {
