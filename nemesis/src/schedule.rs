@@ -277,7 +277,7 @@ mod tests {
             panic!()
         };
         assert_eq!(groups, &vec![vec![0, 1], vec![2, 3, 4]]);
-        assert_eq!(cut(&halves, 0, 2), true);
+        assert!(cut(&halves, 0, 2));
         assert_eq!(cut(&halves, 2, 0), !one_way);
         assert!(!cut(&halves, 0, 1) && !cut(&halves, 3, 4));
 
