@@ -4,21 +4,14 @@
 
 use std::time::Duration;
 
-use faultline_targets::cluster::{Cluster, ClusterSpec};
+mod common;
+
+use faultline_targets::cluster::Cluster;
 use faultline_targets::systems::quorum::Ring;
 use serde_json::{Value, json};
 
 async fn cluster(nodes: u32, settings: &str) -> Cluster {
-    Cluster::start(ClusterSpec {
-        system: "quorum".into(),
-        nodes,
-        settings: vec![settings.into()],
-        data_dir: None,
-        exe: env!("CARGO_BIN_EXE_faultline").into(),
-        seed: 1,
-    })
-    .await
-    .expect("the cluster starts")
+    common::start_cluster(nodes, settings).await
 }
 
 /// The owners (preference list) of `key`, as node indices.

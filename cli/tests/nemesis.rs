@@ -6,22 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faultline_nemesis::{BundledBackend, ClockMode, Fault, Schedule, Shape};
-use faultline_targets::cluster::{Cluster, ClusterSpec};
+mod common;
+
+use faultline_targets::cluster::Cluster;
 use serde_json::{Value, json};
 
 type Shared = Arc<Mutex<Option<Cluster>>>;
 
 async fn cluster(nodes: u32, settings: &str) -> (Shared, Vec<String>) {
-    let cluster = Cluster::start(ClusterSpec {
-        system: "quorum".into(),
-        nodes,
-        settings: vec![settings.into()],
-        data_dir: None,
-        exe: env!("CARGO_BIN_EXE_faultline").into(),
-        seed: 1,
-    })
-    .await
-    .expect("the cluster starts");
+    let cluster = common::start_cluster(nodes, settings).await;
     let urls = cluster.urls();
     (Arc::new(Mutex::new(Some(cluster))), urls)
 }

@@ -260,7 +260,7 @@ impl Cluster {
     async fn wait_healthy(&mut self, i: usize) -> Result<(), ClusterError> {
         let started = Instant::now();
         let client = reqwest::Client::new();
-        let url = format!("{}/health", self.nodes[i].url);
+        let url = self.nodes[i].url.clone();
         let mut last = String::from("no answer yet");
         while started.elapsed() < HEALTHY_WITHIN {
             let node = &mut self.nodes[i];
@@ -272,15 +272,9 @@ impl Cluster {
                 last = format!("the process exited ({status})");
                 break;
             }
-            match client
-                .get(&url)
-                .timeout(Duration::from_millis(500))
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("/health answered {}", r.status()),
-                Err(e) => last = e.to_string(),
+            match health(&client, &url).await {
+                Ok(()) => return Ok(()),
+                Err(why) => last = why,
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -356,21 +350,29 @@ impl Cluster {
     }
 }
 
+/// One `GET /health` of the node at `url`: `Err` says what was seen instead of a 200.
+async fn health(client: &reqwest::Client, url: &str) -> Result<(), String> {
+    match client
+        .get(format!("{url}/health"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("/health answered {}", r.status())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Waits until `url` answers `GET /health`, for at most `within`.
 pub async fn wait_healthy(url: &str, within: Duration) -> Result<(), String> {
     let client = reqwest::Client::new();
     let started = Instant::now();
     let mut last = String::from("no answer");
     while started.elapsed() < within {
-        match client
-            .get(format!("{url}/health"))
-            .timeout(Duration::from_millis(500))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => last = format!("/health answered {}", r.status()),
-            Err(e) => last = e.to_string(),
+        match health(&client, url).await {
+            Ok(()) => return Ok(()),
+            Err(why) => last = why,
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
