@@ -174,7 +174,9 @@ async fn run_target(args: &RunArgs, target: Target, kinds: Vec<Kind>) -> Result<
         stop_cluster();
         return Err(e.to_string());
     }
-    let nodes: Vec<String> = (0..urls.len()).map(|i| format!("n{}", i + 1)).collect();
+    let nodes: Vec<String> = (0..urls.len() as u32)
+        .map(faultline_targets::systems::kv::node_name)
+        .collect();
     let dir = RunDir::create(&args.out, &args.target, args.workload.name()).map_err(|e| {
         format!(
             "cannot create a run directory under {}: {e}",

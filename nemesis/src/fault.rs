@@ -204,9 +204,9 @@ pub enum Fault {
     },
 }
 
-/// `n1`, `n2`, ...
+/// `n1`, `n2`, ... (the names the nodes themselves use).
 pub fn name(node: NodeId) -> String {
-    format!("n{}", node + 1)
+    faultline_targets::systems::kv::node_name(node as u32)
 }
 
 fn names(nodes: &[NodeId]) -> Vec<String> {
