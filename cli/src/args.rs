@@ -22,6 +22,7 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     Run(RunArgs),
+    Compare(CompareArgs),
     Check(CheckArgs),
     /// Start and manage a local cluster of a bundled reference system.
     #[command(subcommand)]
@@ -67,14 +68,25 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
     pub(crate) target: String,
 
-    /// The workload: register (read/write), cas (read/write/cas) or set (adds, final reads).
-    #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
-    pub(crate) workload: faultline_workloads::Workload,
-
     /// Settings of a bundled system as key=value, comma-separated; repeatable
     /// (see `faultline cluster up --help`).
     #[arg(long = "set", value_name = "KEY=VALUE,...", env = "FAULTLINE_SET")]
     pub(crate) settings: Vec<String>,
+
+    #[command(flatten)]
+    pub(crate) options: RunOptions,
+
+    /// How to print the result: tables, or verdict.json on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "FAULTLINE_FORMAT")]
+    pub(crate) format: OutputFormat,
+}
+
+/// The options of a run that `faultline run` and `faultline compare` share.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RunOptions {
+    /// The workload: register (read/write), cas (read/write/cas) or set (adds, final reads).
+    #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
+    pub(crate) workload: faultline_workloads::Workload,
 
     /// Nodes of a bundled cluster.
     #[arg(long, default_value_t = 5, env = "FAULTLINE_NODES")]
@@ -131,10 +143,48 @@ pub(crate) struct RunArgs {
     /// A bearer token sent with every request to an http:// target.
     #[arg(long, env = "FAULTLINE_AUTH_TOKEN", hide_env_values = true)]
     pub(crate) auth_token: Option<String>,
+}
 
-    /// How to print the result: tables, or verdict.json on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "FAULTLINE_FORMAT")]
-    pub(crate) format: OutputFormat,
+/// Run the same workload, faults and seed against several settings and compare them.
+///
+/// Every cell (each --target, with each --set) runs the same workload with the same seed, so
+/// the nemesis applies the same faults at the same times and rows differ only by their
+/// setting. Each run lands in its own directory under results/<utc>-compare/, next to
+/// compare.json, compare.md (the table as Markdown) and a junit.xml over all cells.
+///
+/// A target may carry its own settings after `?`; a --set applies to every target. Every
+/// setting is checked before anything runs.
+///
+/// Exit codes: 0 every cell ran (compare reports, it does not judge; see --fail-on-violation),
+/// 1 some cell FAILed with --fail-on-violation, 4 a cell could not run, 130 interrupted.
+///
+/// Examples:
+///   faultline compare --set n=3,w=1,r=1 --set n=3,w=2,r=2 --time-limit 10s
+///   faultline compare --workload register --nemesis partition,clock --set n=3,w=1,r=1 \
+///       --set n=3,w=2,r=2 --set n=3,w=3,r=1 --set n=3,w=2,r=2,mode=abd --repeat 5 --time-limit 15s
+///   faultline compare --target 'bundled:quorum?n=3,w=1,r=1' --target 'bundled:quorum?mode=abd'
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct CompareArgs {
+    /// A target, optionally with its own settings after `?`; repeatable.
+    #[arg(long = "target", default_value = "bundled:quorum")]
+    pub(crate) targets: Vec<String>,
+
+    /// One setting to compare (key=value, comma-separated); repeat for more rows. Each applies
+    /// to every target.
+    #[arg(long = "set", value_name = "KEY=VALUE,...")]
+    pub(crate) sets: Vec<String>,
+
+    /// Run each cell this many times, with seeds seed..seed+K-1, and count the verdicts.
+    #[arg(long, default_value_t = 1, env = "FAULTLINE_REPEAT")]
+    pub(crate) repeat: u32,
+
+    /// Exit 1 if any run of any cell FAILs (for CI).
+    #[arg(long)]
+    pub(crate) fail_on_violation: bool,
+
+    #[command(flatten)]
+    pub(crate) options: RunOptions,
 }
 
 fn parse_shape(s: &str) -> Result<faultline_nemesis::Shape, String> {

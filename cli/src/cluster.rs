@@ -11,12 +11,7 @@ use tabled::{Table, Tabled};
 
 use crate::args::{ClusterUpArgs, NodeArgs};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts")
-}
+use crate::run::runtime;
 
 #[derive(Tabled)]
 struct NodeRow {

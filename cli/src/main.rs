@@ -12,6 +12,7 @@
 mod args;
 mod check;
 mod cluster;
+mod compare;
 mod judge;
 mod run;
 
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match cli.command {
         args::Command::Run(run) => run::run(&run),
+        args::Command::Compare(compare) => compare::compare(&compare),
         args::Command::Check(check) => check::run(&check),
         args::Command::Cluster(args::ClusterCommand::Up(up)) => cluster::up(&up),
         args::Command::Node(node) => cluster::node(&node),

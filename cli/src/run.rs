@@ -1,5 +1,8 @@
-//! `faultline run`: resolve the target, start it if it is bundled, drive the workload, record
-//! the history, stop every node, check, write the run directory and report.
+//! `faultline run`: resolve the target, start it if it is bundled, drive the workload while
+//! the nemesis breaks things, heal, stop every node, check, write the run directory and report.
+//!
+//! [`execute`] is one run from a resolved [`Plan`] to a [`Finished`] run directory; `faultline
+//! run` prints its tables, `faultline compare` collects many of them into one.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -7,27 +10,134 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use faultline_checker::stats::Stats;
 use faultline_checker::{Validity, format, stats};
 use faultline_nemesis::{BundledBackend, Kind, Schedule};
-use faultline_results::{RunDir, period_table, stats_table, verdict_table};
+use faultline_results::{Judged, RunDir, period_table, stats_table, verdict_table};
 use faultline_targets::client::HttpClient;
 use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
+use faultline_targets::systems::kv::node_name;
 use faultline_workloads::{EventLine, Recorder, RunConfig, RunSummary, Who, Workload};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::args::{OutputFormat, RunArgs};
+use crate::args::{OutputFormat, RunArgs, RunOptions};
+
+/// Exit code for a harness or target that could not run.
+pub(crate) const CANNOT_RUN: u8 = 4;
 
 /// Where the operations go.
-enum Target {
+#[derive(Clone)]
+pub(crate) enum Target {
     Bundled(ClusterSpec),
     Http(Vec<String>),
 }
 
+/// A run with every choice resolved and checked, nothing started yet.
+#[derive(Clone)]
+pub(crate) struct Plan {
+    /// The target as written (with its settings).
+    pub(crate) label: String,
+    pub(crate) target: Target,
+    pub(crate) kinds: Vec<Kind>,
+}
+
+/// A run that ended: its directory and what the checkers said.
+pub(crate) struct Finished {
+    pub(crate) dir: RunDir,
+    pub(crate) judged: Judged,
+    pub(crate) stats: Stats,
+    pub(crate) verdict_json: Value,
+    pub(crate) summary: RunSummary,
+    /// A fault the nemesis could not apply or heal: the run is not the one planned.
+    pub(crate) nemesis_error: Option<String>,
+}
+
+/// Checks the options every run shares.
+pub(crate) fn check_options(opts: &RunOptions) -> Result<(), String> {
+    if opts.clients == 0 {
+        return Err("--clients must be at least 1".into());
+    }
+    if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
+        return Err(format!(
+            "--rate {} must be 0 (as fast as possible) or more",
+            opts.rate
+        ));
+    }
+    if opts.keys == 0 {
+        return Err("--keys must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Resolves and checks a target with its settings, and the faults to inject into it.
+pub(crate) fn plan(target: &str, settings: &[String], opts: &RunOptions) -> Result<Plan, String> {
+    let resolved = resolve(target, settings, opts)?;
+    let kinds = nemesis_kinds(opts, &resolved)?;
+    let label = if settings.is_empty() {
+        target.to_string()
+    } else {
+        format!("{target}?{}", settings.join(","))
+    };
+    Ok(Plan {
+        label,
+        target: resolved,
+        kinds,
+    })
+}
+
+fn resolve(target: &str, settings: &[String], opts: &RunOptions) -> Result<Target, String> {
+    if let Some(system) = target.strip_prefix("bundled:") {
+        let spec = ClusterSpec {
+            system: system.to_string(),
+            nodes: opts.nodes,
+            settings: settings.to_vec(),
+            data_dir: None,
+            exe: std::env::current_exe()
+                .map_err(|e| format!("cannot find my own executable to start nodes: {e}"))?,
+            seed: opts.seed.unwrap_or(0),
+        };
+        check_spec(&spec).map_err(|e| format!("{target}: {e}"))?;
+        return Ok(Target::Bundled(spec));
+    }
+    if let Some(rest) = target
+        .strip_prefix("http://")
+        .or(target.strip_prefix("https://"))
+    {
+        if !settings.is_empty() {
+            return Err(format!(
+                "{target}: settings configure bundled targets only; this target is a URL"
+            ));
+        }
+        let scheme = if target.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        let urls: Vec<String> = rest
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|hp| {
+                let hp = hp
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://");
+                format!("{scheme}://{}", hp.trim_end_matches('/'))
+            })
+            .collect();
+        if urls.is_empty() {
+            return Err(format!("--target {target}: no host:port"));
+        }
+        return Ok(Target::Http(urls));
+    }
+    Err(format!(
+        "--target {target}: expected bundled:quorum or http://host:port[,host:port...]"
+    ))
+}
+
 /// The faults to inject, resolved for the target: partition and clock skew for bundled
 /// targets unless told otherwise, nothing for URLs (no backend can reach them yet).
-fn nemesis_kinds(args: &RunArgs, target: &Target) -> Result<Vec<Kind>, String> {
-    match (&args.nemesis, target) {
+fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String> {
+    match (&opts.nemesis, target) {
         (None, Target::Bundled(_)) => Ok(vec![Kind::Partition, Kind::Clock]),
         (None, Target::Http(_)) => Ok(Vec::new()),
         (Some(list), target) => {
@@ -43,112 +153,149 @@ fn nemesis_kinds(args: &RunArgs, target: &Target) -> Result<Vec<Kind>, String> {
     }
 }
 
-/// Exit code for a harness or target that could not run.
-const CANNOT_RUN: u8 = 4;
+/// The run's seed: the one given, or one from the clock (printed, so it can be replayed).
+pub(crate) fn seed(opts: &RunOptions) -> u64 {
+    opts.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    })
+}
 
-/// Checks the flags and resolves the target; nothing is started yet.
-fn resolve(args: &RunArgs) -> Result<Target, String> {
-    if args.clients == 0 {
-        return Err("--clients must be at least 1".into());
-    }
-    if !(args.rate >= 0.0 && args.rate.is_finite()) {
-        return Err(format!(
-            "--rate {} must be 0 (as fast as possible) or more",
-            args.rate
-        ));
-    }
-    if args.keys == 0 {
-        return Err("--keys must be at least 1".into());
-    }
-    if let Some(system) = args.target.strip_prefix("bundled:") {
-        let spec = ClusterSpec {
-            system: system.to_string(),
-            nodes: args.nodes,
-            settings: args.settings.clone(),
-            data_dir: None,
-            exe: std::env::current_exe()
-                .map_err(|e| format!("cannot find my own executable to start nodes: {e}"))?,
-            seed: args.seed.unwrap_or(0),
-        };
-        check_spec(&spec).map_err(|e| e.to_string())?;
-        return Ok(Target::Bundled(spec));
-    }
-    if let Some(rest) = args
-        .target
-        .strip_prefix("http://")
-        .or(args.target.strip_prefix("https://"))
-    {
-        if !args.settings.is_empty() {
-            return Err("--set configures bundled targets only; this target is a URL".into());
+/// Watches Ctrl-C: the first stops the run gracefully (the receiver turns true), the second
+/// exits at once (nodes die with faultline: they are told to on their parent's death).
+pub(crate) fn interrupts() -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
         }
-        let scheme = if args.target.starts_with("https://") {
-            "https"
-        } else {
-            "http"
-        };
-        let urls = rest
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|hp| {
-                let hp = hp
-                    .trim_start_matches("http://")
-                    .trim_start_matches("https://");
-                format!("{scheme}://{}", hp.trim_end_matches('/'))
-            })
-            .collect::<Vec<_>>();
-        if urls.is_empty() {
-            return Err(format!("--target {}: no host:port", args.target));
+        eprintln!("\nfaultline: stopping (Ctrl-C again to quit at once)");
+        let _ = stop_tx.send(true);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
         }
-        return Ok(Target::Http(urls));
-    }
-    Err(format!(
-        "--target {}: expected bundled:quorum or http://host:port[,host:port...]",
-        args.target
-    ))
+    });
+    stop_rx
+}
+
+/// Builds the runtime every async command uses.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
 }
 
 /// Runs `faultline run`.
 pub(crate) fn run(args: &RunArgs) -> ExitCode {
-    let (target, kinds) = match resolve(args).and_then(|t| {
-        let kinds = nemesis_kinds(args, &t)?;
-        Ok((t, kinds))
-    }) {
-        Ok(resolved) => resolved,
+    let opts = &args.options;
+    let planned = check_options(opts).and_then(|()| plan(&args.target, &args.settings, opts));
+    let planned = match planned {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("faultline: {e}");
             return ExitCode::from(2);
         }
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts")
-        .block_on(async {
-            match run_target(args, target, kinds).await {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("faultline: {e}");
-                    ExitCode::from(CANNOT_RUN)
-                }
+    runtime().block_on(async {
+        let seed = seed(opts);
+        eprintln!("faultline: seed {seed} (replay the choices with --seed {seed})");
+        let dir = match RunDir::create(&opts.out, &args.target, opts.workload.name()) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!(
+                    "faultline: cannot create a run directory under {}: {e}",
+                    opts.out.display()
+                );
+                return ExitCode::from(CANNOT_RUN);
             }
-        })
+        };
+        let finished = match execute(opts, planned, seed, dir, interrupts(), true).await {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("faultline: {e}");
+                return ExitCode::from(CANNOT_RUN);
+            }
+        };
+        if let Err(e) = finished.dir.point_latest(&opts.out) {
+            eprintln!(
+                "faultline: cannot point {}/latest at the run: {e}",
+                opts.out.display()
+            );
+        }
+        print_run(args.format, &finished);
+        exit_code(&finished)
+    })
 }
 
-async fn run_target(args: &RunArgs, target: Target, kinds: Vec<Kind>) -> Result<ExitCode, String> {
-    let seed = args.seed.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
-    eprintln!("faultline: seed {seed} (replay the choices with --seed {seed})");
+/// The exit code of one run: 130 interrupted, 4 the nemesis failed, else by the verdict.
+fn exit_code(finished: &Finished) -> ExitCode {
+    if finished.summary.interrupted {
+        eprintln!("faultline: interrupted; the verdict covers the history recorded so far");
+        return ExitCode::from(130);
+    }
+    if let Some(e) = &finished.nemesis_error {
+        // The verdict covers what happened, but the faults were not the ones planned.
+        eprintln!("faultline: the nemesis could not apply or heal a fault: {e}");
+        return ExitCode::from(CANNOT_RUN);
+    }
+    ExitCode::from(match finished.judged.validity() {
+        Validity::Pass => 0,
+        Validity::Fail => 1,
+        Validity::Unknown => 3,
+    })
+}
+
+fn print_run(format: OutputFormat, finished: &Finished) {
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&finished.verdict_json).expect("JSON values serialize")
+        ),
+        OutputFormat::Table => {
+            println!("{}", stats_table(&finished.stats));
+            if finished.stats.by_period.len() > 1 {
+                println!("{}", period_table(&finished.stats));
+            }
+            let verdicts: Vec<_> = finished
+                .judged
+                .verdicts
+                .iter()
+                .map(|(v, _)| v.clone())
+                .collect();
+            println!("{}", verdict_table(&verdicts));
+            for (verdict, explanation) in &finished.judged.verdicts {
+                if verdict.valid != Validity::Pass && !explanation.is_empty() {
+                    println!("\n{} {}", verdict.valid.as_str(), verdict.checker);
+                    print!("{explanation}");
+                }
+            }
+            println!("\nresults: {}", finished.dir.path.display());
+        }
+    }
+}
+
+/// One whole run into `dir`: start the target, record the workload under the nemesis, heal,
+/// run the final reads, stop every node, check, and write `verdict.json` and `junit.xml`.
+pub(crate) async fn execute(
+    opts: &RunOptions,
+    plan: Plan,
+    seed: u64,
+    dir: RunDir,
+    stop: watch::Receiver<bool>,
+    show: bool,
+) -> Result<Finished, String> {
     let cluster: Arc<Mutex<Option<Cluster>>> = Arc::default();
-    let (urls, settings) = match target {
+    let (urls, settings) = match plan.target {
         Target::Bundled(mut spec) => {
             spec.seed = seed;
-            eprintln!(
-                "faultline: starting a {}-node {} cluster",
-                spec.nodes, spec.system
-            );
+            if show {
+                eprintln!(
+                    "faultline: starting a {}-node {} cluster",
+                    spec.nodes, spec.system
+                );
+            }
             let started = Cluster::start(spec)
                 .await
                 .map_err(|e| format!("the bundled cluster did not start: {e}"))?;
@@ -157,40 +304,26 @@ async fn run_target(args: &RunArgs, target: Target, kinds: Vec<Kind>) -> Result<
             *cluster.lock().expect("not poisoned") = Some(started);
             (urls, settings)
         }
-        Target::Http(urls) => (urls, serde_json::Value::Null),
+        Target::Http(urls) => (urls, Value::Null),
     };
-    let stop_cluster = || {
-        // Dropping the cluster stops every node.
-        cluster.lock().expect("not poisoned").take();
-    };
-    let client = match HttpClient::new(urls.clone(), args.auth_token.clone()) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            stop_cluster();
-            return Err(e.to_string());
-        }
-    };
-    if let Err(e) = client.check_reachable(Duration::from_secs(2)).await {
-        stop_cluster();
-        return Err(e.to_string());
-    }
-    let nodes: Vec<String> = (0..urls.len() as u32)
-        .map(faultline_targets::systems::kv::node_name)
-        .collect();
-    let dir = RunDir::create(&args.out, &args.target, args.workload.name()).map_err(|e| {
-        format!(
-            "cannot create a run directory under {}: {e}",
-            args.out.display()
-        )
-    })?;
+    // Dropping the cluster stops every node; this runs on every path out of here.
+    let _stop_nodes = StopOnDrop(cluster.clone());
+    let client = Arc::new(
+        HttpClient::new(urls.clone(), opts.auth_token.clone()).map_err(|e| e.to_string())?,
+    );
+    client
+        .check_reachable(Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
+    let nodes: Vec<String> = (0..urls.len() as u32).map(node_name).collect();
     let config = RunConfig {
-        workload: args.workload,
-        keys: args.keys,
-        clients: args.clients,
-        rate: args.rate,
-        time_limit: Some(args.time_limit),
-        ops: args.ops,
-        op_timeout: args.op_timeout,
+        workload: opts.workload,
+        keys: opts.keys,
+        clients: opts.clients,
+        rate: opts.rate,
+        time_limit: Some(opts.time_limit),
+        ops: opts.ops,
+        op_timeout: opts.op_timeout,
         seed,
         nodes: nodes.clone(),
     };
@@ -198,63 +331,47 @@ async fn run_target(args: &RunArgs, target: Target, kinds: Vec<Kind>) -> Result<
         "faultline": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>(),
         "started": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        "target": args.target,
+        "target": plan.label,
         "urls": urls,
         "nodes": nodes,
         "settings": settings,
-        "workload": args.workload.name(),
-        "checkers": args.workload.checkers(),
+        "workload": opts.workload.name(),
+        "checkers": opts.workload.checkers(),
         "seed": seed,
         "rng": "ChaCha8",
-        "clients": args.clients,
-        "rate": args.rate,
-        "time_limit_s": args.time_limit.as_secs_f64(),
-        "ops": args.ops,
-        "op_timeout_ms": args.op_timeout.as_millis() as u64,
-        "keys": args.keys,
-        "nemesis": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        "nemesis_interval_ms": args.nemesis_interval.as_millis() as u64,
-        "partition_shapes": args.partition_shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "clients": opts.clients,
+        "rate": opts.rate,
+        "time_limit_s": opts.time_limit.as_secs_f64(),
+        "ops": opts.ops,
+        "op_timeout_ms": opts.op_timeout.as_millis() as u64,
+        "keys": opts.keys,
+        "nemesis": plan.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "nemesis_interval_ms": opts.nemesis_interval.as_millis() as u64,
+        "partition_shapes": opts.partition_shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
     });
-    dir.write_json("run.json", &run_json)
-        .map_err(|e| format!("{}: {e}", dir.path.display()))?;
-    let recorder = Arc::new(
-        Recorder::create(&dir.history())
-            .map_err(|e| format!("{}: {e}", dir.history().display()))?,
-    );
-    eprintln!("faultline: recording {}", dir.history().display());
+    let io = |e: std::io::Error| format!("{}: {e}", dir.path.display());
+    dir.write_json("run.json", &run_json).map_err(io)?;
+    let recorder = Arc::new(Recorder::create(&dir.history()).map_err(io)?);
+    if show {
+        eprintln!("faultline: recording {}", dir.history().display());
+    }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let interrupts = tokio::spawn({
-        let cluster = cluster.clone();
-        async move {
-            if tokio::signal::ctrl_c().await.is_err() {
-                return;
-            }
-            eprintln!("\nfaultline: stopping (Ctrl-C again to quit at once)");
-            let _ = stop_tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                cluster.lock().map(|mut c| c.take()).ok();
-                std::process::exit(130);
-            }
-        }
-    });
-    let progress = tokio::spawn(show_progress(recorder.clone(), args.time_limit));
+    let progress = show.then(|| tokio::spawn(show_progress(recorder.clone(), opts.time_limit)));
     let (nemesis_stop, nemesis_stopped) = watch::channel(false);
-    let nemesis = if kinds.is_empty() {
+    let nemesis = if plan.kinds.is_empty() {
         None
     } else {
         let mut backend = BundledBackend::new(cluster.clone())?;
         let mut schedule = Schedule::new(
-            kinds,
-            args.partition_shapes.clone(),
-            args.nemesis_interval,
+            plan.kinds.clone(),
+            opts.partition_shapes.clone(),
+            opts.nemesis_interval,
             urls.len(),
             seed,
         );
         let recorder = recorder.clone();
         Some(tokio::spawn(async move {
-            let report = |f: &str, value: serde_json::Value| nemesis_event(&recorder, f, &value);
+            let report = |f: &str, value: Value| nemesis_event(&recorder, f, &value, show);
             let outcome =
                 faultline_nemesis::run(&mut schedule, &mut backend, report, nemesis_stopped).await;
             (backend, outcome)
@@ -264,7 +381,7 @@ async fn run_target(args: &RunArgs, target: Target, kinds: Vec<Kind>) -> Result<
         config.clone(),
         client.clone(),
         recorder.clone(),
-        stop_rx.clone(),
+        stop.clone(),
     )
     .await;
     let _ = nemesis_stop.send(true);
@@ -279,39 +396,50 @@ async fn run_target(args: &RunArgs, target: Target, kinds: Vec<Kind>) -> Result<
                 if let Err(e) = backend.heal_all().await {
                     nemesis_error.get_or_insert(e);
                 }
-                nemesis_event(
-                    &recorder,
-                    "all",
-                    &json!({"action": "heal", "healed": "everything"}),
-                );
+                let healed = json!({"action": "heal", "healed": "everything"});
+                nemesis_event(&recorder, "all", &healed, show);
             }
             Err(e) => nemesis_error = Some(format!("the nemesis task failed: {e}")),
         }
     }
     let outcome = match outcome {
-        Ok(summary) if args.workload == Workload::Set && !summary.interrupted => {
-            faultline_workloads::final_reads(&config, client, recorder.clone(), &summary, stop_rx)
+        Ok(summary) if opts.workload == Workload::Set && !summary.interrupted => {
+            faultline_workloads::final_reads(&config, client, recorder.clone(), &summary, stop)
                 .await
                 .map(|()| summary)
         }
         other => other,
     };
-    progress.abort();
-    let _ = progress.await;
-    stop_cluster();
-    interrupts.abort();
-    let summary: RunSummary = outcome.map_err(|e| format!("the run failed: {e}"))?;
-    let code = report(args, &dir, &summary, seed)?;
-    if let Some(e) = nemesis_error {
-        // The verdict covers what happened, but the faults were not the ones planned.
-        eprintln!("faultline: the nemesis could not apply or heal a fault: {e}");
-        return Ok(ExitCode::from(CANNOT_RUN));
+    if let Some(progress) = progress {
+        progress.abort();
+        let _ = progress.await;
     }
-    Ok(code)
+    cluster.lock().expect("not poisoned").take();
+    let summary = outcome.map_err(|e| format!("the run failed: {e}"))?;
+    let (judged, stats, verdict_json) = judge_run(opts, &dir, &summary, seed)?;
+    Ok(Finished {
+        dir,
+        judged,
+        stats,
+        verdict_json,
+        summary,
+        nemesis_error,
+    })
 }
 
-/// Records a nemesis event in the history and says it on the terminal.
-fn nemesis_event(recorder: &Recorder, f: &str, value: &serde_json::Value) {
+/// Stops the cluster when dropped.
+struct StopOnDrop(Arc<Mutex<Option<Cluster>>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut cluster) = self.0.lock() {
+            cluster.take();
+        }
+    }
+}
+
+/// Records a nemesis event in the history and, if `show`, says it on the terminal.
+fn nemesis_event(recorder: &Recorder, f: &str, value: &Value, show: bool) {
     let line = EventLine {
         process: Who::Nemesis("nemesis"),
         kind: "info",
@@ -325,10 +453,12 @@ fn nemesis_event(recorder: &Recorder, f: &str, value: &serde_json::Value) {
     if let Err(e) = recorder.record(&line) {
         eprintln!("faultline: cannot record a nemesis event: {e}");
     }
-    eprintln!(
-        "[{:>6.1}s] nemesis {f}: {value}",
-        recorder.elapsed().as_secs_f64()
-    );
+    if show {
+        eprintln!(
+            "[{:>6.1}s] nemesis {f}: {value}",
+            recorder.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Prints a progress line: a live bar on a terminal, a line every 5 s otherwise.
@@ -351,7 +481,7 @@ async fn show_progress(recorder: Arc<Recorder>, limit: Duration) {
             indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
                 .expect("a valid template"),
         );
-        let _guard = scopeguard(bar.clone());
+        let _clear = ClearOnDrop(bar.clone());
         loop {
             bar.set_position(recorder.elapsed().as_millis() as u64);
             bar.set_message(line(&recorder));
@@ -369,36 +499,32 @@ async fn show_progress(recorder: Arc<Recorder>, limit: Duration) {
     }
 }
 
-/// Clears the bar when the progress task is aborted.
-fn scopeguard(bar: indicatif::ProgressBar) -> impl Drop {
-    struct Clear(indicatif::ProgressBar);
-    impl Drop for Clear {
-        fn drop(&mut self) {
-            self.0.finish_and_clear();
-        }
+/// Clears the progress bar when the progress task is aborted.
+struct ClearOnDrop(indicatif::ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
     }
-    Clear(bar)
 }
 
-/// Checks the recorded history, writes verdict.json and junit.xml, prints, and picks the exit
-/// code.
-fn report(
-    args: &RunArgs,
+/// Checks the recorded history and writes `verdict.json` and `junit.xml`.
+fn judge_run(
+    opts: &RunOptions,
     dir: &RunDir,
     summary: &RunSummary,
     seed: u64,
-) -> Result<ExitCode, String> {
+) -> Result<(Judged, Stats, Value), String> {
     let read = format::read_path(&dir.history(), None).map_err(|e| e.to_string())?;
     for warning in &read.history.warnings {
         eprintln!("faultline: warning: {}: {warning}", dir.history().display());
     }
-    let judged = crate::judge::judge(&read.history, args.workload)?;
+    let judged = crate::judge::judge(&read.history, opts.workload)?;
     let stats = stats::stats(&read.history);
-    let validity = judged.validity();
     let verdicts: Vec<_> = judged.verdicts.iter().map(|(v, _)| v.clone()).collect();
     let verdict_json = json!({
-        "verdict": validity.as_str(),
-        "workload": args.workload.name(),
+        "verdict": judged.validity().as_str(),
+        "workload": opts.workload.name(),
         "seed": seed,
         "interrupted": summary.interrupted,
         "checkers": verdicts,
@@ -407,38 +533,9 @@ fn report(
     let io = |e: std::io::Error| format!("{}: {e}", dir.path.display());
     dir.write_json("verdict.json", &verdict_json).map_err(io)?;
     dir.write_junit(
-        &format!("faultline run {}", args.workload),
+        &format!("faultline run {}", opts.workload),
         &judged.verdicts,
     )
     .map_err(io)?;
-    dir.point_latest(&args.out).map_err(io)?;
-    match args.format {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&verdict_json).expect("JSON values serialize")
-        ),
-        OutputFormat::Table => {
-            println!("{}", stats_table(&stats));
-            if !read.history.nemesis.is_empty() {
-                println!("{}", period_table(&stats));
-            }
-            println!("{}", verdict_table(&verdicts));
-            for (verdict, explanation) in &judged.verdicts {
-                if verdict.valid != Validity::Pass && !explanation.is_empty() {
-                    println!("\n{} {}", verdict.valid.as_str(), verdict.checker);
-                    print!("{explanation}");
-                }
-            }
-            println!("\nresults: {}", dir.path.display());
-        }
-    }
-    if summary.interrupted {
-        eprintln!("faultline: interrupted; the verdict covers the history recorded so far");
-        return Ok(ExitCode::from(130));
-    }
-    Ok(ExitCode::from(match validity {
-        Validity::Pass => 0,
-        Validity::Fail => 1,
-        Validity::Unknown => 3,
-    }))
+    Ok((judged, stats, verdict_json))
 }

@@ -56,6 +56,14 @@ impl RunDir {
         unreachable!("the loop returns")
     }
 
+    /// Creates `parent/<name>/`, with `name` made safe for a path (must not exist yet).
+    pub fn create_named(parent: &Path, name: &str) -> io::Result<RunDir> {
+        std::fs::create_dir_all(parent)?;
+        let path = parent.join(path_safe(name));
+        std::fs::create_dir(&path)?;
+        Ok(RunDir { path })
+    }
+
     /// `history.jsonl`.
     pub fn history(&self) -> PathBuf {
         self.path.join("history.jsonl")

@@ -1,0 +1,408 @@
+//! `faultline compare`: the same workload, faults and seed against several targets and
+//! settings, one row each (DESIGN §7).
+//!
+//! Every cell runs through [`crate::run::execute`] into its own run directory under one
+//! comparison directory; this module only plans the cells, sums their runs up into rows and
+//! writes `compare.json`, `compare.md` and `junit.xml`.
+
+use std::process::ExitCode;
+
+use faultline_checker::{Validity, Verdict};
+use faultline_results::{RunDir, junit};
+use serde::Serialize;
+use serde_json::json;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+
+use crate::args::CompareArgs;
+use crate::run::{
+    CANNOT_RUN, Finished, Plan, check_options, execute, interrupts, plan, runtime, seed,
+};
+
+/// One cell's runs, summed up.
+#[derive(Debug, Default, Serialize)]
+struct Row {
+    target: String,
+    runs: usize,
+    errors: Vec<String>,
+    /// Means over the runs.
+    ok_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// Totals over the runs.
+    count: usize,
+    ok: usize,
+    fail: usize,
+    info: usize,
+    /// Operations invoked while a fault was in effect, and how many of them completed ok.
+    under_faults: usize,
+    ok_under_faults: usize,
+    /// Lost and stale elements (set workload only).
+    lost: Option<usize>,
+    stale: Option<usize>,
+    /// Per checker: runs that gave PASS, FAIL, UNKNOWN.
+    verdicts: Vec<(String, [usize; 3])>,
+    /// The run directories.
+    dirs: Vec<String>,
+}
+
+impl Row {
+    fn add(&mut self, finished: &Finished) {
+        let n = self.runs as f64;
+        let all = &finished.stats.all;
+        self.ok_per_s = (self.ok_per_s * n + all.ok_per_s) / (n + 1.0);
+        self.p50_ms = (self.p50_ms * n + all.p50_ms) / (n + 1.0);
+        self.p99_ms = (self.p99_ms * n + all.p99_ms) / (n + 1.0);
+        self.runs += 1;
+        self.count += all.count;
+        self.ok += all.ok;
+        self.fail += all.fail;
+        self.info += all.info;
+        for period in finished
+            .stats
+            .by_period
+            .iter()
+            .filter(|p| p.period != "healthy")
+        {
+            self.under_faults += period.ops.count;
+            self.ok_under_faults += period.ops.ok;
+        }
+        for (verdict, _) in &finished.judged.verdicts {
+            self.count_verdict(verdict);
+        }
+        self.dirs.push(finished.dir.path.display().to_string());
+    }
+
+    fn count_verdict(&mut self, verdict: &Verdict) {
+        let i = match self
+            .verdicts
+            .iter()
+            .position(|(c, _)| *c == verdict.checker)
+        {
+            Some(i) => i,
+            None => {
+                self.verdicts.push((verdict.checker.clone(), [0; 3]));
+                self.verdicts.len() - 1
+            }
+        };
+        let slot = match verdict.valid {
+            Validity::Pass => 0,
+            Validity::Fail => 1,
+            Validity::Unknown => 2,
+        };
+        self.verdicts[i].1[slot] += 1;
+        if verdict.checker == "set" {
+            let count = |field: &str| verdict.details[field].as_array().map_or(0, Vec::len);
+            *self.lost.get_or_insert(0) += count("lost");
+            *self.stale.get_or_insert(0) += count("stale");
+        }
+    }
+
+    fn share(&self, part: usize) -> String {
+        if self.count == 0 {
+            "-".into()
+        } else {
+            format!("{:.1}%", 100.0 * part as f64 / self.count as f64)
+        }
+    }
+
+    fn availability(&self) -> String {
+        if self.under_faults == 0 {
+            "-".into()
+        } else {
+            format!(
+                "{:.1}%",
+                100.0 * self.ok_under_faults as f64 / self.under_faults as f64
+            )
+        }
+    }
+
+    /// `FAIL 3/5` when some runs failed, else `PASS 5/5` (with unknowns named).
+    fn verdict_text(counts: [usize; 3], runs: usize) -> String {
+        let [pass, fail, unknown] = counts;
+        let mut text = if fail > 0 {
+            format!("FAIL {fail}/{runs}")
+        } else {
+            format!("PASS {pass}/{runs}")
+        };
+        if unknown > 0 {
+            text.push_str(&format!(", UNKNOWN {unknown}"));
+        }
+        text
+    }
+}
+
+/// The table's header and cells, shared by the terminal and Markdown renderings.
+fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut checkers: Vec<String> = Vec::new();
+    for row in rows {
+        for (c, _) in &row.verdicts {
+            if !checkers.contains(c) {
+                checkers.push(c.clone());
+            }
+        }
+    }
+    let with_set = rows.iter().any(|r| r.lost.is_some());
+    let mut header: Vec<String> = [
+        "target",
+        "runs",
+        "ok/s",
+        "p50 ms",
+        "p99 ms",
+        "ok",
+        "fail",
+        "info",
+        "available under faults",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if with_set {
+        header.push("lost".into());
+        header.push("stale".into());
+    }
+    header.extend(checkers.iter().cloned());
+    let cells = rows
+        .iter()
+        .map(|row| {
+            let mut cells = vec![
+                row.target.clone(),
+                row.runs.to_string(),
+                format!("{:.0}", row.ok_per_s),
+                format!("{:.2}", row.p50_ms),
+                format!("{:.2}", row.p99_ms),
+                row.share(row.ok),
+                row.share(row.fail),
+                row.share(row.info),
+                row.availability(),
+            ];
+            if with_set {
+                cells.push(row.lost.map_or("-".into(), |n| n.to_string()));
+                cells.push(row.stale.map_or("-".into(), |n| n.to_string()));
+            }
+            for checker in &checkers {
+                let text = if !row.errors.is_empty() {
+                    format!("ERROR ({} runs)", row.errors.len())
+                } else {
+                    row.verdicts
+                        .iter()
+                        .find(|(c, _)| c == checker)
+                        .map_or("-".into(), |(_, counts)| {
+                            Row::verdict_text(*counts, row.runs)
+                        })
+                };
+                cells.push(text);
+            }
+            cells
+        })
+        .collect();
+    (header, cells)
+}
+
+/// The table for a terminal, or as Markdown.
+fn render(header: &[String], cells: &[Vec<String>], markdown: bool) -> String {
+    let mut builder = Builder::default();
+    builder.push_record(header.to_vec());
+    for row in cells {
+        builder.push_record(row.clone());
+    }
+    let mut table = builder.build();
+    if markdown {
+        table.with(Style::markdown());
+    } else {
+        table.with(Style::sharp());
+    }
+    table.to_string()
+}
+
+/// Splits `bundled:quorum?n=3,w=1` into the target and its own settings.
+fn split_target(text: &str) -> (&str, Option<&str>) {
+    match text.split_once('?') {
+        Some((target, settings)) => (target, Some(settings)),
+        None => (text, None),
+    }
+}
+
+/// Every cell of the comparison, each planned and checked before anything runs.
+fn cells(args: &CompareArgs) -> Result<Vec<Plan>, String> {
+    check_options(&args.options)?;
+    if args.repeat == 0 {
+        return Err("--repeat must be at least 1".into());
+    }
+    let mut plans = Vec::new();
+    for target in &args.targets {
+        let (base, own) = split_target(target);
+        let rows: Vec<Option<&String>> = if args.sets.is_empty() {
+            vec![None]
+        } else {
+            args.sets.iter().map(Some).collect()
+        };
+        for set in rows {
+            let settings: Vec<String> = own
+                .map(str::to_string)
+                .into_iter()
+                .chain(set.cloned())
+                .filter(|s| !s.is_empty())
+                .collect();
+            plans.push(plan(base, &settings, &args.options)?);
+        }
+    }
+    Ok(plans)
+}
+
+/// Runs `faultline compare`.
+pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
+    let plans = match cells(args) {
+        Ok(plans) => plans,
+        Err(e) => {
+            eprintln!("faultline: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = &args.options;
+    runtime().block_on(async {
+        let seed = seed(opts);
+        eprintln!(
+            "faultline: {} cells × {} runs, seeds {seed}..{} (replay with --seed {seed})",
+            plans.len(),
+            args.repeat,
+            seed + u64::from(args.repeat) - 1
+        );
+        let comparison = match RunDir::create(&opts.out, "compare", opts.workload.name()) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("faultline: cannot create {}: {e}", opts.out.display());
+                return ExitCode::from(CANNOT_RUN);
+            }
+        };
+        let stop = interrupts();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut junit_cases: Vec<(Verdict, String)> = Vec::new();
+        let total = plans.len() * args.repeat as usize;
+        let mut done = 0;
+        'cells: for (ci, plan) in plans.iter().enumerate() {
+            let mut row = Row {
+                target: plan.label.clone(),
+                ..Row::default()
+            };
+            for r in 0..args.repeat {
+                if *stop.borrow() {
+                    rows.push(row);
+                    break 'cells;
+                }
+                let run_seed = seed + u64::from(r);
+                done += 1;
+                eprintln!("[{done}/{total}] {} seed {run_seed}", plan.label);
+                let name = format!("{:02}-{}-seed{run_seed}", ci + 1, plan.label);
+                let outcome = match RunDir::create_named(&comparison.path, &name) {
+                    Ok(dir) => {
+                        execute(opts, plan.clone(), run_seed, dir, stop.clone(), false).await
+                    }
+                    Err(e) => Err(format!("cannot create the run directory: {e}")),
+                };
+                match outcome {
+                    Ok(finished)
+                        if finished.nemesis_error.is_some() || finished.summary.interrupted =>
+                    {
+                        if let Some(e) = &finished.nemesis_error {
+                            row.errors.push(format!("seed {run_seed}: nemesis: {e}"));
+                        }
+                        row.add(&finished);
+                    }
+                    Ok(finished) => {
+                        eprintln!("        {}", one_line(&finished));
+                        for (v, explanation) in &finished.judged.verdicts {
+                            let mut v = v.clone();
+                            v.checker = format!("{} seed {run_seed}: {}", plan.label, v.checker);
+                            junit_cases.push((v, explanation.clone()));
+                        }
+                        row.add(&finished);
+                    }
+                    Err(e) => {
+                        eprintln!("        could not run: {e}");
+                        row.errors.push(format!("seed {run_seed}: {e}"));
+                    }
+                }
+            }
+            rows.push(row);
+        }
+        let (header, cells) = table_cells(&rows);
+        println!("{}", render(&header, &cells, false));
+        let markdown = render(&header, &cells, true);
+        let document = json!({
+            "seed": seed,
+            "repeat": args.repeat,
+            "workload": opts.workload.name(),
+            "table": { "header": header, "rows": cells },
+            "rows": rows,
+        });
+        let written = comparison
+            .write_json("compare.json", &document)
+            .and_then(|()| std::fs::write(comparison.path.join("compare.md"), markdown + "\n"))
+            .and_then(|()| {
+                let xml = junit("faultline compare", &junit_cases)?;
+                std::fs::write(comparison.path.join("junit.xml"), xml)
+            })
+            .and_then(|()| comparison.point_latest(&opts.out));
+        if let Err(e) = written {
+            eprintln!("faultline: cannot write {}: {e}", comparison.path.display());
+            return ExitCode::from(CANNOT_RUN);
+        }
+        println!("\nresults: {}", comparison.path.display());
+        if *stop.borrow() {
+            return ExitCode::from(130);
+        }
+        if rows.iter().any(|r| !r.errors.is_empty()) {
+            for row in &rows {
+                for e in &row.errors {
+                    eprintln!("faultline: {}: {e}", row.target);
+                }
+            }
+            return ExitCode::from(CANNOT_RUN);
+        }
+        if args.fail_on_violation
+            && rows
+                .iter()
+                .any(|r| r.verdicts.iter().any(|(_, c)| c[1] > 0))
+        {
+            return ExitCode::from(1);
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// A run in one line: verdicts and throughput.
+fn one_line(finished: &Finished) -> String {
+    let verdicts: Vec<String> = finished
+        .judged
+        .verdicts
+        .iter()
+        .map(|(v, _)| format!("{} {}", v.checker, v.valid.as_str()))
+        .collect();
+    format!(
+        "{}, {} ops, {:.0} ok/s",
+        verdicts.join(", "),
+        finished.stats.all.count,
+        finished.stats.all.ok_per_s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_carry_their_settings() {
+        assert_eq!(
+            split_target("bundled:quorum?n=3,w=1"),
+            ("bundled:quorum", Some("n=3,w=1"))
+        );
+        assert_eq!(split_target("http://h:1"), ("http://h:1", None));
+    }
+
+    #[test]
+    fn verdict_counts_read_as_fractions() {
+        assert_eq!(Row::verdict_text([2, 3, 0], 5), "FAIL 3/5");
+        assert_eq!(Row::verdict_text([4, 0, 1], 5), "PASS 4/5, UNKNOWN 1");
+    }
+}
