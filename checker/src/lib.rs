@@ -10,6 +10,7 @@
 //! - [`linearizability::check`] decides whether a history is linearizable with respect to a
 //!   [`ModelKind`], and returns a [`LinearizabilityReport`]: PASS, FAIL with an explanation per
 //!   failing key, or UNKNOWN with the reason.
+//! - [`causal::check`] decides causal consistency (CC, CM, CCv) and the session guarantees.
 //! - [`set::check`] judges a set history (no acknowledged add lost), [`stats::stats`] measures
 //!   throughput, latency and ok/fail/info shares.
 //! - [`Verdict`] is the common shape every checker's result takes for reports.
@@ -27,6 +28,7 @@
 //! assert_eq!(report.validity, Validity::Pass);
 //! ```
 
+pub mod causal;
 pub mod format;
 pub mod history;
 pub mod linearizability;

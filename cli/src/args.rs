@@ -342,6 +342,17 @@ pub(crate) struct CheckArgs {
     /// How to print the verdicts: a table with explanations, or one JSON document.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "FAULTLINE_FORMAT")]
     pub(crate) format: OutputFormat,
+
+    /// What to check: linearizable (the default for plain files), or causal, causal-memory,
+    /// causal-convergence, session (the five session guarantees) or all (the three causal
+    /// models and the session guarantees, one verdict each; the default for a causal run).
+    /// The causal checkers need every (key, value) written at most once.
+    #[arg(long, value_name = "MODEL", env = "FAULTLINE_CONSISTENCY", value_parser = parse_consistency)]
+    pub(crate) consistency: Option<faultline_checker::causal::Consistency>,
+}
+
+fn parse_consistency(s: &str) -> Result<faultline_checker::causal::Consistency, String> {
+    s.parse()
 }
 
 /// How verdicts are printed.

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use faultline_checker::causal::Consistency;
 use faultline_checker::{Options, format, linearizability};
 use faultline_results::{FileCheck, Judged, json_document, table, totals};
 use rayon::prelude::*;
@@ -55,14 +56,19 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
         }
     };
     let started = Instant::now();
-    let outcome = match crate::judge::run_workload(path) {
-        // A run directory is judged by the checkers its workload names.
-        Ok(Some(workload)) => crate::judge::judge(&read.history, workload)
-            .map_err(|e| format!("{}/{e}", path.display())),
-        Ok(None) => linearizability::check(&read.history, options)
-            .map(Judged::from_linearizability)
-            .map_err(|e| format!("{}:{e}", path.display())),
-        Err(e) => Err(e),
+    let outcome = match (args.consistency, crate::judge::run_workload(path)) {
+        (Some(consistency), _) if consistency != Consistency::Linearizable => {
+            Ok(crate::judge::causal(&read.history, consistency))
+        }
+        (_, run) => match run {
+            // A run directory is judged by the checkers its workload names.
+            Ok(Some(workload)) => crate::judge::judge(&read.history, workload)
+                .map_err(|e| format!("{}/{e}", path.display())),
+            Ok(None) => linearizability::check(&read.history, options)
+                .map(Judged::from_linearizability)
+                .map_err(|e| format!("{}:{e}", path.display())),
+            Err(e) => Err(e),
+        },
     };
     FileCheck {
         file,
@@ -83,7 +89,12 @@ fn print_table(checks: &[FileCheck]) {
                 println!("\n{} {}", check.verdict_word(), check.file);
                 for (verdict, explanation) in &judged.verdicts {
                     if explanation.is_empty() {
-                        println!("  {}: {}", verdict.checker, verdict.summary);
+                        println!(
+                            "  {}: {}: {}",
+                            verdict.checker,
+                            verdict.valid.as_str(),
+                            verdict.summary
+                        );
                     } else {
                         print!("{explanation}");
                     }

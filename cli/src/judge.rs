@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use faultline_checker::{History, ModelKind, Options, Validity, linearizability, set};
+use faultline_checker::causal::Consistency;
+use faultline_checker::{
+    History, ModelKind, Options, Validity, causal as causal_checker, linearizability, set,
+};
 use faultline_results::Judged;
 use faultline_workloads::Workload;
 
@@ -50,5 +53,17 @@ pub(crate) fn judge(history: &History, workload: Workload) -> Result<Judged, Str
                 linearizability: None,
             })
         }
+    }
+}
+
+/// The causal checkers `consistency` names, each with its explanation.
+pub(crate) fn causal(history: &History, consistency: Consistency) -> Judged {
+    let verdicts = causal_checker::check(history, consistency)
+        .into_iter()
+        .map(|v| (v, String::new()))
+        .collect();
+    Judged {
+        verdicts,
+        linearizability: None,
     }
 }
