@@ -80,3 +80,33 @@ fn synthetic(bencher: Bencher, ops: usize) {
             .validity
     });
 }
+
+/// The causal checkers on a differentiated history of 16 sessions over ops/100 keys: CC alone,
+/// and everything (CC, CM, CCv and the five session guarantees).
+#[divan::bench(args = [10_000, 100_000], sample_count = 3)]
+fn causal_cc(bencher: Bencher, ops: usize) {
+    let history = history::pair(faultline_checker::synth::causal_events(
+        ops,
+        16,
+        ops / 100,
+        1,
+    ))
+    .expect("pairs");
+    bencher.bench(|| {
+        faultline_checker::causal::check(&history, faultline_checker::causal::Consistency::Causal)
+    });
+}
+
+#[divan::bench(args = [10_000, 100_000], sample_count = 3)]
+fn causal_all(bencher: Bencher, ops: usize) {
+    let history = history::pair(faultline_checker::synth::causal_events(
+        ops,
+        16,
+        ops / 100,
+        1,
+    ))
+    .expect("pairs");
+    bencher.bench(|| {
+        faultline_checker::causal::check(&history, faultline_checker::causal::Consistency::All)
+    });
+}

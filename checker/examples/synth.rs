@@ -5,13 +5,17 @@
 //!     --ops 1000000 --keys 10000 --clients 32 --info 0.01 --seed 1 > big.jsonl
 //! faultline check big.jsonl
 //! ```
+//!
+//! With `--causal-sessions N`, a differentiated history of a sequentially consistent store
+//! instead (for `faultline check --consistency ...`).
 
 use std::io::{BufWriter, Write};
 
-use faultline_checker::synth::{SynthConfig, generate};
+use faultline_checker::synth::{SynthConfig, causal_events, generate, write_events};
 
 fn main() {
     let mut config = SynthConfig::default();
+    let mut causal_sessions: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -28,20 +32,27 @@ fn main() {
             "--clients" => config.clients = number() as usize,
             "--info" => config.info_rate = number(),
             "--seed" => config.seed = number() as u64,
+            "--causal-sessions" => causal_sessions = Some(number() as usize),
             other => usage(&format!("unknown flag {other}")),
         }
     }
     let out = std::io::stdout().lock();
     let mut out = BufWriter::new(out);
-    generate(&config)
-        .write_jsonl(&mut out)
+    let written = match causal_sessions {
+        Some(sessions) => write_events(
+            &causal_events(config.ops, sessions, config.keys, config.seed),
+            &mut out,
+        ),
+        None => generate(&config).write_jsonl(&mut out),
+    };
+    written
         .and_then(|()| out.flush())
         .unwrap_or_else(|e| usage(&format!("cannot write: {e}")));
 }
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "synth: {problem}\nusage: synth [--ops N] [--keys N] [--clients N] [--info RATE] [--seed N]"
+        "synth: {problem}\nusage: synth [--ops N] [--keys N] [--clients N] [--info RATE] [--seed N] [--causal-sessions N]"
     );
     std::process::exit(2)
 }

@@ -227,27 +227,74 @@ impl Synth {
 
     /// Writes the history as faultline JSONL.
     pub fn write_jsonl(&self, out: &mut impl Write) -> io::Result<()> {
-        for (index, e) in self.events().into_iter().enumerate() {
-            let Process::Client(process) = e.process else {
-                unreachable!("synthetic histories have no nemesis")
-            };
-            let kind = match e.kind {
-                EventKind::Invoke => "invoke",
-                EventKind::Ok => "ok",
-                EventKind::Fail => "fail",
-                EventKind::Info => "info",
-            };
-            let key = e.key.unwrap_or_default();
-            write!(
-                out,
-                "{{\"index\":{index},\"time\":{},\"process\":{process},\"type\":\"{kind}\",\"f\":\"{}\",\"key\":\"{key}\",\"value\":{}",
-                e.time, e.f, e.value
-            )?;
-            if let Some(error) = e.error {
-                write!(out, ",\"error\":\"{error}\"")?;
-            }
-            writeln!(out, "}}")?;
-        }
-        Ok(())
+        write_events(&self.events(), out)
     }
+}
+
+/// A differentiated history of one sequentially consistent store: `sessions` sessions
+/// interleaved at random, each operation a write of a fresh value (40%) or a read of the
+/// latest value (60%) of one of `keys` keys. It passes every causal model and session
+/// guarantee; for benchmarks of the causal checkers.
+pub fn causal_events(ops: usize, sessions: usize, keys: usize, seed: u64) -> Vec<Event> {
+    let mut rng = Rng::new(seed);
+    let mut latest: Vec<Option<u64>> = vec![None; keys.max(1)];
+    let mut events = Vec::with_capacity(2 * ops);
+    for i in 0..ops {
+        let session = rng.below(sessions.max(1) as u64);
+        let key = rng.below(keys.max(1) as u64) as usize;
+        let write = rng.below(10) < 4;
+        let (f, input, output) = if write {
+            let value = i as u64 + 1;
+            latest[key] = Some(value);
+            ("write", json!(value), json!(value))
+        } else {
+            (
+                "read",
+                Value::Null,
+                latest[key].map_or(Value::Null, |v| json!(v)),
+            )
+        };
+        for (kind, value, t) in [
+            (EventKind::Invoke, input, 2 * i),
+            (EventKind::Ok, output, 2 * i + 1),
+        ] {
+            events.push(Event {
+                time: t as u64,
+                process: Process::Client(session),
+                kind,
+                f: f.to_string(),
+                key: Some(format!("k{key}")),
+                value,
+                error: None,
+                mismatch: false,
+                line: t + 1,
+            });
+        }
+    }
+    events
+}
+
+/// Writes events as faultline JSONL.
+pub fn write_events(events: &[Event], out: &mut impl Write) -> io::Result<()> {
+    for (index, e) in events.iter().enumerate() {
+        let process = match e.process {
+            Process::Client(p) => Value::from(p),
+            Process::Nemesis => Value::from("nemesis"),
+        };
+        let kind = match e.kind {
+            EventKind::Invoke => "invoke",
+            EventKind::Ok => "ok",
+            EventKind::Fail => "fail",
+            EventKind::Info => "info",
+        };
+        let mut line = json!({
+            "index": index, "time": e.time, "process": process, "type": kind,
+            "f": e.f, "key": e.key, "value": e.value,
+        });
+        if let Some(error) = &e.error {
+            line["error"] = json!(error);
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }

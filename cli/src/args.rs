@@ -84,7 +84,8 @@ pub(crate) struct RunArgs {
 /// The options of a run that `faultline run` and `faultline compare` share.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RunOptions {
-    /// The workload: register (read/write), cas (read/write/cas) or set (adds, final reads).
+    /// The workload: register (read/write), cas (read/write/cas), set (adds, final reads) or
+    /// causal (sessions writing unique values and reading across keys).
     #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
     pub(crate) workload: faultline_workloads::Workload,
 
@@ -112,9 +113,14 @@ pub(crate) struct RunOptions {
     #[arg(long, default_value = "2s", env = "FAULTLINE_OP_TIMEOUT", value_parser = parse_duration)]
     pub(crate) op_timeout: Duration,
 
-    /// Keys for the register and cas workloads.
+    /// Keys for the register, cas and causal workloads.
     #[arg(long, default_value_t = 5, env = "FAULTLINE_KEYS")]
     pub(crate) keys: usize,
+
+    /// Causal workload: each session talks to one node (otherwise every operation goes to a
+    /// random node). Clients of the other workloads always talk to one node each.
+    #[arg(long, env = "FAULTLINE_STICKY")]
+    pub(crate) sticky: bool,
 
     /// Seed of every random choice (printed and stored in run.json); random when absent.
     #[arg(long, env = "FAULTLINE_SEED")]

@@ -40,6 +40,7 @@ pub(crate) fn judge(history: &History, workload: Workload) -> Result<Judged, Str
                 .map(Judged::from_linearizability)
                 .map_err(|e| format!("history.jsonl:{e}"))
         }
+        Workload::Causal => Ok(causal(history, Consistency::All)),
         Workload::Set => {
             let report = set::check(history);
             let verdict = report.verdict();

@@ -326,6 +326,7 @@ pub(crate) async fn execute(
         op_timeout: opts.op_timeout,
         seed,
         nodes: nodes.clone(),
+        sticky: opts.workload != Workload::Causal || opts.sticky,
     };
     let run_json = json!({
         "faultline": env!("CARGO_PKG_VERSION"),
@@ -345,6 +346,7 @@ pub(crate) async fn execute(
         "ops": opts.ops,
         "op_timeout_ms": opts.op_timeout.as_millis() as u64,
         "keys": opts.keys,
+        "sticky": config.sticky,
         "nemesis": plan.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "nemesis_interval_ms": opts.nemesis_interval.as_millis() as u64,
         "partition_shapes": opts.partition_shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),

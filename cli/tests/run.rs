@@ -376,3 +376,42 @@ fn sigint_mid_run_exits_130_with_a_readable_history_and_no_child_left() {
         assert!(!alive, "node {pid} outlived faultline");
     }
 }
+
+fn causal_run(settings: &str, seed: u64) -> Value {
+    let out = tempfile::tempdir().unwrap();
+    let output = faultline()
+        .args([
+            "run",
+            "--workload",
+            "causal",
+            "--set",
+            settings,
+            "--nemesis",
+            "partition",
+        ])
+        .args([
+            "--nemesis-interval",
+            "500ms",
+            "--time-limit",
+            "3s",
+            "--rate",
+            "1000",
+        ])
+        .args(["--seed", &seed.to_string(), "--format", "json", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&output.stdout).expect("verdict.json on stdout")
+}
+
+#[test]
+fn the_causal_workload_finds_weak_quorums_and_passes_abd() {
+    let failed = (1..=4).any(|seed| causal_run("n=3,w=1,r=1", seed)["verdict"] == "FAIL");
+    assert!(
+        failed,
+        "no seed of 4 found a causal or session violation with w=1,r=1"
+    );
+    let abd = causal_run("n=3,w=2,r=2,mode=abd", 1);
+    assert_eq!(abd["checkers"].as_array().map(Vec::len), Some(8));
+    assert_eq!(abd["verdict"], "PASS", "{abd}");
+}

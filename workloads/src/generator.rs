@@ -19,11 +19,19 @@ pub enum Workload {
     /// Adds of unique elements, then a read of the whole set through every node. Checked by the
     /// set checker: no acknowledged add lost.
     Set,
+    /// Sessions writing unique values and reading across keys. Checked for causal consistency
+    /// (CC, CM, CCv) and the session guarantees.
+    Causal,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 3] = [Workload::Register, Workload::Cas, Workload::Set];
+    pub const ALL: [Workload; 4] = [
+        Workload::Register,
+        Workload::Cas,
+        Workload::Set,
+        Workload::Causal,
+    ];
 
     /// The name on the command line and in `run.json`.
     pub fn name(self) -> &'static str {
@@ -31,6 +39,7 @@ impl Workload {
             Workload::Register => "register",
             Workload::Cas => "cas",
             Workload::Set => "set",
+            Workload::Causal => "causal",
         }
     }
 
@@ -39,6 +48,16 @@ impl Workload {
         match self {
             Workload::Register | Workload::Cas => &["linearizability"],
             Workload::Set => &["set"],
+            Workload::Causal => &[
+                "causal",
+                "causal-memory",
+                "causal-convergence",
+                "read-your-writes",
+                "monotonic-reads",
+                "monotonic-writes",
+                "writes-follow-reads",
+                "pram",
+            ],
         }
     }
 }
@@ -50,7 +69,7 @@ impl FromStr for Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.name() == s)
-            .ok_or_else(|| format!("unknown workload `{s}`; expected register, cas or set"))
+            .ok_or_else(|| format!("unknown workload `{s}`; expected register, cas, set or causal"))
     }
 }
 
@@ -102,6 +121,11 @@ impl Generator {
             last_written: vec![None; keys],
             next_element: 0,
         }
+    }
+
+    /// A node for the next operation of a client that is not bound to one.
+    pub fn pick_node(&mut self, nodes: usize) -> usize {
+        self.rng.random_range(0..nodes.max(1))
     }
 
     /// Elements added so far (set workload): `0..elements()`.

@@ -41,6 +41,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// The target's node names, by index (`n1`, ...).
     pub nodes: Vec<String>,
+    /// Whether each client talks to one node (round-robin); otherwise every operation goes to
+    /// a random node.
+    pub sticky: bool,
 }
 
 /// How a run went.
@@ -149,8 +152,8 @@ async fn client_loop<C: Client>(
 ) -> io::Result<()> {
     let config = &shared.config;
     let recorder = &shared.recorder;
-    let node = index % shared.client.nodes().max(1);
-    let node_name = config.nodes.get(node).cloned();
+    let nodes = shared.client.nodes().max(1);
+    let mut node = index % nodes;
     let mut process = index as u64;
     loop {
         if stopped(&stop) {
@@ -175,11 +178,14 @@ async fn client_loop<C: Client>(
         if config.time_limit.is_some_and(|t| recorder.elapsed() >= t) {
             return Ok(());
         }
-        let op = shared
-            .generator
-            .lock()
-            .expect("never held across a panic")
-            .next_op();
+        let op = {
+            let mut generator = shared.generator.lock().expect("never held across a panic");
+            if !config.sticky {
+                node = generator.pick_node(nodes);
+            }
+            generator.next_op()
+        };
+        let node_name = config.nodes.get(node).cloned();
         recorder.record(&EventLine {
             process: Who::Client(process),
             kind: "invoke",
