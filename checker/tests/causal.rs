@@ -2,30 +2,13 @@
 //! (EXPECTED.tsv gives each file's CC, CM and CCv verdicts and the patterns that witness a
 //! FAIL), against simulated stores, and against bad patterns built by hand.
 
-use std::path::PathBuf;
+mod common;
 
 use faultline_checker::causal::{Consistency, check};
 use faultline_checker::history::{Event, EventKind, Process};
 use faultline_checker::{History, Validity, format, history};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-
-fn shared() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/causal");
-    if dir.join("EXPECTED.tsv").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {} is missing",
-        dir.display()
-    );
-    eprintln!(
-        "notice: skipping the causal examples: {} not found",
-        dir.display()
-    );
-    None
-}
 
 fn verdict_of(history: &History, name: &str) -> (Validity, Vec<String>) {
     let v = check(history, Consistency::All)
@@ -45,7 +28,9 @@ fn verdict_of(history: &History, name: &str) -> (Validity, Vec<String>) {
 
 #[test]
 fn every_example_gets_its_expected_verdicts() {
-    let Some(dir) = shared() else { return };
+    let Some(dir) = common::shared_histories("causal", "EXPECTED.tsv") else {
+        return;
+    };
     let expected = std::fs::read_to_string(dir.join("EXPECTED.tsv")).unwrap();
     let mut checked = 0;
     for row in expected.lines().skip(1) {

@@ -5,30 +5,13 @@
 //! The histories live beside the workspace, not in it. Where they are absent (a user's clone)
 //! the test prints a notice and passes; when `CI=true` their absence is a failure.
 
-use std::path::PathBuf;
+mod common;
 
 use faultline_checker::{ModelKind, Options, Validity, format, linearizability};
 
-fn shared_histories() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/histories/porcupine");
-    if dir.join("MANIFEST.tsv").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {} is missing",
-        dir.display()
-    );
-    eprintln!(
-        "notice: skipping the Porcupine histories: {} not found",
-        dir.display()
-    );
-    None
-}
-
 #[test]
 fn every_porcupine_verdict_matches_the_manifest() {
-    let Some(dir) = shared_histories() else {
+    let Some(dir) = common::shared_histories("porcupine", "MANIFEST.tsv") else {
         return;
     };
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();

@@ -1,20 +1,14 @@
 //! `faultline compare` end to end: rows, run directories, and the JSON and Markdown that must
 //! say the same thing.
 
+mod common;
+
 use std::path::Path;
+
+use common::nemesis_events;
 use std::process::Command;
 
 use serde_json::Value;
-
-fn nemesis_events(history: &Path) -> Vec<(String, Value)> {
-    std::fs::read_to_string(history)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["process"] == "nemesis")
-        .map(|e| (e["f"].as_str().unwrap().to_string(), e["value"].clone()))
-        .collect()
-}
 
 #[test]
 fn two_settings_give_two_rows_and_agreeing_json_and_markdown() {

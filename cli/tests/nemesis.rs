@@ -236,18 +236,11 @@ async fn heal_all_leaves_nothing_paused_partitioned_skewed_or_dead() {
 }
 
 fn nemesis_lines(out: &std::path::Path) -> Vec<(String, Value)> {
-    let history = std::fs::read_to_string(
-        std::fs::canonicalize(out.join("latest"))
+    common::nemesis_events(
+        &std::fs::canonicalize(out.join("latest"))
             .unwrap()
             .join("history.jsonl"),
     )
-    .unwrap();
-    history
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["process"] == "nemesis")
-        .map(|e| (e["f"].as_str().unwrap().to_string(), e["value"].clone()))
-        .collect()
 }
 
 #[test]

@@ -48,16 +48,7 @@ impl Workload {
         match self {
             Workload::Register | Workload::Cas => &["linearizability"],
             Workload::Set => &["set"],
-            Workload::Causal => &[
-                "causal",
-                "causal-memory",
-                "causal-convergence",
-                "read-your-writes",
-                "monotonic-reads",
-                "monotonic-writes",
-                "writes-follow-reads",
-                "pram",
-            ],
+            Workload::Causal => faultline_checker::causal::CHECKERS,
         }
     }
 }

@@ -369,6 +369,18 @@ pub(crate) fn verdict(checker: &str, found: Vec<Violation>, what: &str) -> Verdi
     }
 }
 
+/// Every causal checker's name, in report order: the three models, then the guarantees.
+pub const CHECKERS: &[&str] = &[
+    "causal",
+    "causal-memory",
+    "causal-convergence",
+    "read-your-writes",
+    "monotonic-reads",
+    "monotonic-writes",
+    "writes-follow-reads",
+    "pram",
+];
+
 /// The verdicts `consistency` asks for. A history the checkers cannot judge gets UNKNOWN
 /// verdicts with the reason.
 pub fn check(history: &History, consistency: Consistency) -> Vec<Verdict> {
@@ -376,17 +388,8 @@ pub fn check(history: &History, consistency: Consistency) -> Vec<Verdict> {
         Consistency::Causal => &["causal"],
         Consistency::CausalMemory => &["causal-memory"],
         Consistency::CausalConvergence => &["causal-convergence"],
-        Consistency::Session => session::NAMES,
-        Consistency::All | Consistency::Linearizable => &[
-            "causal",
-            "causal-memory",
-            "causal-convergence",
-            "read-your-writes",
-            "monotonic-reads",
-            "monotonic-writes",
-            "writes-follow-reads",
-            "pram",
-        ],
+        Consistency::Session => &CHECKERS[3..],
+        Consistency::All | Consistency::Linearizable => CHECKERS,
     };
     let causal = match prepare(history) {
         Ok(c) => c,

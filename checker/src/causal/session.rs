@@ -18,15 +18,6 @@ use std::collections::HashMap;
 use super::{Causal, Violation, verdict};
 use crate::verdict::Verdict;
 
-/// The guarantees, by name.
-pub(crate) const NAMES: &[&str] = &[
-    "read-your-writes",
-    "monotonic-reads",
-    "monotonic-writes",
-    "writes-follow-reads",
-    "pram",
-];
-
 #[derive(Clone, Copy)]
 struct Rules {
     ryw: bool,
