@@ -10,8 +10,10 @@ use faultline_checker::{ModelKind, Semantics};
 
 /// faultline tells you whether a distributed system keeps the consistency it promises.
 ///
-/// It checks recorded histories of operations for linearizability and gives a verdict: PASS,
-/// FAIL with an explanation, or UNKNOWN with the reason.
+/// It runs a workload against a cluster (a bundled reference system or your server's URL)
+/// while a nemesis breaks it on purpose, records every operation, and checks the history for
+/// linearizability, causal consistency, session guarantees or lost writes. The verdict is
+/// PASS, FAIL with an explanation, or UNKNOWN with the reason.
 #[derive(Debug, Parser)]
 #[command(name = "faultline", version, propagate_version = true)]
 pub(crate) struct Cli {
@@ -155,7 +157,7 @@ pub(crate) struct RunOptions {
 ///
 /// Every cell (each --target, with each --set) runs the same workload with the same seed, so
 /// the nemesis applies the same faults at the same times and rows differ only by their
-/// setting. Each run lands in its own directory under results/<utc>-compare/, next to
+/// setting. Each run lands in its own directory under results/<utc>-compare-<workload>/, next to
 /// compare.json, compare.md (the table as Markdown) and a junit.xml over all cells.
 ///
 /// A target may carry its own settings after `?`; a --set applies to every target. Every
@@ -283,7 +285,7 @@ pub(crate) struct NodeArgs {
     pub(crate) exit_with_parent: bool,
 }
 
-/// Check history files for linearizability.
+/// Check history files for linearizability or causal consistency.
 ///
 /// Reads each FILE (faultline JSONL, a Jepsen log, or Jepsen EDN; detected from the content),
 /// checks it against a model and prints one row per file, then the explanation of each FAIL:
