@@ -8,6 +8,7 @@
 
 pub mod kv;
 pub mod quorum;
+pub mod raft;
 
 pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId};
 

@@ -1,0 +1,281 @@
+//! The Raft node driven by an in-test network that owns the clock, delivers, drops and
+//! isolates; nodes restart from what they persisted.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+struct Net {
+    nodes: Vec<RaftNode>,
+    settings: Settings,
+    queue: VecDeque<(NodeId, NodeId, Message)>,
+    replies: Vec<(RequestId, ClientReply)>,
+    persisted: Vec<Vec<Record>>,
+    cut: HashSet<(NodeId, NodeId)>,
+    down: HashSet<NodeId>,
+    mono: u64,
+    next_request: RequestId,
+    /// Every (term, leader) ever seen.
+    leaders: BTreeMap<u64, HashSet<NodeId>>,
+}
+
+impl Net {
+    fn new(nodes: u32, settings: &str) -> Self {
+        let settings = Settings::new(nodes).apply([settings]).unwrap();
+        Net {
+            nodes: (0..nodes)
+                .map(|id| RaftNode::new(id, settings.clone(), 7, []))
+                .collect(),
+            settings,
+            queue: VecDeque::new(),
+            replies: Vec::new(),
+            persisted: vec![Vec::new(); nodes as usize],
+            cut: HashSet::new(),
+            down: HashSet::new(),
+            mono: 1,
+            next_request: 1,
+            leaders: BTreeMap::new(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            mono_ms: self.mono,
+            wall_ms: self.mono,
+        }
+    }
+
+    fn drain(&mut self, node: NodeId) {
+        while let Some(out) = self.nodes[node as usize].poll_output() {
+            match out {
+                Output::Send { to, msg } => {
+                    if !self.cut.contains(&(node, to)) && !self.down.contains(&to) {
+                        self.queue.push_back((node, to, msg));
+                    }
+                }
+                Output::Reply { id, reply } => self.replies.push((id, reply)),
+                Output::Persist(r) => self.persisted[node as usize].push(r),
+            }
+        }
+        let n = &self.nodes[node as usize];
+        if matches!(n.role, Role::Leader(_)) {
+            self.leaders.entry(n.term).or_default().insert(node);
+        }
+    }
+
+    fn deliver(&mut self) {
+        while let Some((from, to, msg)) = self.queue.pop_front() {
+            if self.down.contains(&to) {
+                continue;
+            }
+            let now = self.now();
+            self.nodes[to as usize].handle_peer(now, from, msg);
+            self.drain(to);
+        }
+    }
+
+    fn wait(&mut self, ms: u64) {
+        for _ in 0..ms / 5 {
+            self.mono += 5;
+            for id in 0..self.nodes.len() as NodeId {
+                if self.down.contains(&id) {
+                    continue;
+                }
+                let now = self.now();
+                self.nodes[id as usize].handle_tick(now);
+                self.drain(id);
+            }
+            self.deliver();
+        }
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        (0..self.nodes.len() as NodeId).find(|&id| {
+            !self.down.contains(&id) && matches!(self.nodes[id as usize].role, Role::Leader(_))
+                && self.nodes[id as usize].term == self.max_term()
+        })
+    }
+
+    fn max_term(&self) -> u64 {
+        self.nodes.iter().map(|n| n.term).max().unwrap_or(0)
+    }
+
+    fn request(&mut self, node: NodeId, request: ClientRequest) -> ClientReply {
+        let id = self.next_request;
+        self.next_request += 1;
+        let now = self.now();
+        self.nodes[node as usize].handle_client(now, id, request);
+        self.drain(node);
+        for _ in 0..400 {
+            if let Some((_, reply)) = self.replies.iter().find(|(r, _)| *r == id) {
+                return reply.clone();
+            }
+            self.wait(5);
+        }
+        panic!("no reply");
+    }
+
+    fn put(&mut self, node: NodeId, key: &str, value: Value) -> ClientReply {
+        self.request(
+            node,
+            ClientRequest::Put {
+                key: key.into(),
+                value,
+                context: None,
+            },
+        )
+    }
+
+    fn get(&mut self, node: NodeId, key: &str) -> ClientReply {
+        self.request(node, ClientRequest::Get { key: key.into() })
+    }
+
+    fn isolate(&mut self, nodes: &[NodeId]) {
+        for &a in nodes {
+            for b in 0..self.nodes.len() as NodeId {
+                if !nodes.contains(&b) {
+                    self.cut.insert((a, b));
+                    self.cut.insert((b, a));
+                }
+            }
+        }
+    }
+
+    /// Crashes and restarts `node` from what it persisted.
+    fn restart(&mut self, node: NodeId) {
+        let records = self.persisted[node as usize].clone();
+        self.nodes[node as usize] = RaftNode::new(node, self.settings.clone(), 99, records);
+    }
+
+    fn assert_one_leader_per_term(&self) {
+        for (term, leaders) in &self.leaders {
+            assert!(leaders.len() <= 1, "term {term} had leaders {leaders:?}");
+        }
+    }
+}
+
+#[test]
+fn an_election_converges_on_one_leader() {
+    let mut net = Net::new(5, "");
+    net.wait(2000);
+    let leader = net.leader().expect("a leader");
+    for n in &net.nodes {
+        assert_eq!(n.leader, Some(leader), "everyone follows it");
+    }
+    net.assert_one_leader_per_term();
+}
+
+#[test]
+fn writes_commit_and_reads_see_them_through_the_leader() {
+    let mut net = Net::new(3, "");
+    net.wait(2000);
+    let leader = net.leader().unwrap();
+    let follower = (leader + 1) % 3;
+    assert!(matches!(net.put(follower, "k", json!(1)), ClientReply::Unavailable(why) if why.contains("leads")));
+    assert_eq!(net.put(leader, "k", json!(1)).status(), 200);
+    let cas = ClientRequest::Cas {
+        key: "k".into(),
+        expect: json!(5),
+        value: json!(2),
+    };
+    assert_eq!(net.request(leader, cas), ClientReply::Mismatch);
+    let ClientReply::Ok { value, .. } = net.get(leader, "k") else {
+        panic!()
+    };
+    assert_eq!(value, json!(1));
+}
+
+#[test]
+fn committed_entries_survive_the_leader_crashing() {
+    let mut net = Net::new(5, "");
+    net.wait(2000);
+    let old = net.leader().unwrap();
+    for i in 0..5 {
+        assert_eq!(net.put(old, &format!("k{i}"), json!(i)).status(), 200);
+    }
+    net.down.insert(old);
+    net.wait(3000);
+    let new = net.leader().expect("a new leader");
+    assert_ne!(new, old);
+    for i in 0..5 {
+        let ClientReply::Ok { value, .. } = net.get(new, &format!("k{i}")) else {
+            panic!("k{i} lost")
+        };
+        assert_eq!(value, json!(i));
+    }
+    // The old leader comes back from its log and catches up.
+    net.down.remove(&old);
+    net.restart(old);
+    net.wait(2000);
+    assert_eq!(net.nodes[old as usize].kv.get("k4"), Some(&json!(4)));
+    net.assert_one_leader_per_term();
+}
+
+#[test]
+fn a_minority_leader_cannot_serve_reads_or_writes() {
+    let mut net = Net::new(5, "timeout-ms=300");
+    net.wait(2000);
+    let old = net.leader().unwrap();
+    assert_eq!(net.put(old, "k", json!(1)).status(), 200);
+    net.isolate(&[old]);
+    assert_eq!(net.put(old, "k", json!(2)).status(), 504, "no majority: not committed");
+    assert_eq!(net.get(old, "k").status(), 503, "leadership not confirmed");
+    net.wait(2000);
+    let new = net.leader().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(net.put(new, "k", json!(3)).status(), 200);
+    net.assert_one_leader_per_term();
+}
+
+#[test]
+fn the_no_read_index_bug_serves_stale_reads_from_a_deposed_leader() {
+    let mut net = Net::new(5, "bug=no-read-index");
+    net.wait(2000);
+    let old = net.leader().unwrap();
+    assert_eq!(net.put(old, "k", json!(1)).status(), 200);
+    net.isolate(&[old]);
+    net.wait(2000);
+    let new = net.leader().unwrap();
+    assert_eq!(net.put(new, "k", json!(2)).status(), 200);
+    let ClientReply::Ok { value, .. } = net.get(old, "k") else {
+        panic!()
+    };
+    assert_eq!(value, json!(1), "the deposed leader answered from its stale state");
+}
+
+#[test]
+fn the_vote_is_durable_unless_forget_vote() {
+    for (settings, durable) in [("", true), ("bug=forget-vote", false)] {
+        let mut net = Net::new(3, settings);
+        net.wait(2000);
+        let voter = (net.leader().unwrap() + 1) % 3;
+        let before = net.nodes[voter as usize].voted_for;
+        assert!(before.is_some());
+        net.restart(voter);
+        assert_eq!(net.nodes[voter as usize].voted_for.is_some(), durable, "{settings}");
+    }
+}
+
+#[test]
+fn a_log_conflict_is_resolved_by_the_leader() {
+    // A leader appends entries it cannot replicate, is deposed, and its uncommitted suffix is
+    // replaced when it rejoins.
+    let mut net = Net::new(3, "timeout-ms=200");
+    net.wait(2000);
+    let old = net.leader().unwrap();
+    net.isolate(&[old]);
+    for i in 0..3 {
+        assert_eq!(net.put(old, &format!("lost{i}"), json!(i)).status(), 504);
+    }
+    net.wait(2000);
+    let new = net.leader().unwrap();
+    assert_eq!(net.put(new, "kept", json!(1)).status(), 200);
+    net.cut.clear();
+    net.wait(2000);
+    let rejoined = &net.nodes[old as usize];
+    assert_eq!(rejoined.kv.get("kept"), Some(&json!(1)));
+    assert!(rejoined.kv.get("lost0").is_none(), "uncommitted entries were replaced");
+    assert_eq!(rejoined.log.len(), net.nodes[new as usize].log.len());
+}
