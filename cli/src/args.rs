@@ -65,7 +65,7 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct RunArgs {
-    /// What to test: bundled:quorum (started and stopped by faultline), or
+    /// What to test: bundled:quorum or bundled:raft (started and stopped by faultline), or
     /// http://host:port[,host:port...] for any server speaking the faultline KV protocol.
     #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
     pub(crate) target: String,
@@ -144,7 +144,8 @@ pub(crate) struct RunOptions {
     pub(crate) nemesis_interval: Duration,
 
     /// Partition shapes to choose from: halves, random-halves, one, minority, majority,
-    /// majorities-ring, bridge (default: all; halves-like shapes are sometimes one-way).
+    /// majorities-ring, bridge, leader (default: all; leader only for raft, which names its
+    /// leader; halves-like shapes are sometimes one-way).
     #[arg(long, value_name = "SHAPES", value_delimiter = ',', env = "FAULTLINE_PARTITION_SHAPES", value_parser = parse_shape)]
     pub(crate) partition_shapes: Vec<faultline_nemesis::Shape>,
 
@@ -228,14 +229,23 @@ pub(crate) enum ClusterCommand {
 ///   timeout-ms   how long a coordinator waits for a quorum (default 1000)
 /// cas is read-compare-write through the coordinator, not atomic.
 ///
+/// Settings of the raft system:
+///   election-ms   shortest election timeout; each is random in [e, 2e) (default 300)
+///   heartbeat-ms  leader heartbeat interval (default 50)
+///   timeout-ms    how long a request may wait for commit before a 504 (default 1000)
+///   bug           a planted bug: stale-read | no-read-index | forget-vote | early-commit |
+///                 no-term-check (default: none)
+/// Raft reads go through ReadIndex; followers forward requests to the leader; cas is atomic.
+///
 /// Examples:
 ///   faultline cluster up
+///   faultline cluster up --system raft --set bug=no-read-index
 ///   faultline cluster up --nodes 5 --set n=3,r=1,w=1
 ///   faultline cluster up --set resolution=vclock,sloppy=true --data-dir ./cluster-data
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ClusterUpArgs {
-    /// The reference system to run.
+    /// The reference system to run: quorum or raft.
     #[arg(long, default_value = "quorum", env = "FAULTLINE_SYSTEM")]
     pub(crate) system: String,
 

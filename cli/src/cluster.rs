@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
-use faultline_targets::runtime::{NodeConfig, run_quorum};
-use faultline_targets::systems::quorum::Settings;
+use faultline_targets::runtime::{NodeConfig, run_system};
+use faultline_targets::systems::SystemSettings;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -100,13 +100,11 @@ pub(crate) fn node(args: &NodeArgs) -> ExitCode {
             return ExitCode::from(4);
         }
     }
-    if args.system != "quorum" {
-        eprintln!("faultline node: unknown system `{}`", args.system);
-        return ExitCode::from(2);
-    }
-    let settings = match Settings::new(args.peers.len() as u32)
-        .apply(args.settings.iter().map(String::as_str))
-    {
+    let settings = match SystemSettings::parse(
+        &args.system,
+        args.peers.len() as u32,
+        args.settings.iter().map(String::as_str),
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("faultline node: {e}");
@@ -128,7 +126,7 @@ pub(crate) fn node(args: &NodeArgs) -> ExitCode {
         data_dir: args.data_dir.clone(),
         seed: args.seed,
     };
-    match runtime().block_on(run_quorum(config, settings)) {
+    match runtime().block_on(run_system(config, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("faultline node: {e}");

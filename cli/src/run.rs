@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use faultline_checker::stats::Stats;
 use faultline_checker::{Validity, format, stats};
-use faultline_nemesis::{BundledBackend, Kind, Schedule};
+use faultline_nemesis::{BundledBackend, Kind, Schedule, Shape};
 use faultline_results::{Judged, RunDir, period_table, stats_table, verdict_table};
 use faultline_targets::client::HttpClient;
 use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
@@ -287,6 +287,11 @@ pub(crate) async fn execute(
     show: bool,
 ) -> Result<Finished, String> {
     let cluster: Arc<Mutex<Option<Cluster>>> = Arc::default();
+    // Systems that name their leader can also have it cut off.
+    let shapes = match (&plan.target, opts.partition_shapes.is_empty()) {
+        (Target::Bundled(spec), true) if spec.system == "raft" => Shape::ALL.to_vec(),
+        _ => opts.partition_shapes.clone(),
+    };
     let (urls, settings) = match plan.target {
         Target::Bundled(mut spec) => {
             spec.seed = seed;
@@ -366,7 +371,7 @@ pub(crate) async fn execute(
         let mut backend = BundledBackend::new(cluster.clone())?;
         let mut schedule = Schedule::new(
             plan.kinds.clone(),
-            opts.partition_shapes.clone(),
+            shapes,
             opts.nemesis_interval,
             urls.len(),
             seed,

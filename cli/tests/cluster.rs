@@ -16,7 +16,7 @@ async fn cluster(nodes: u32, settings: &str) -> Cluster {
 
 /// The owners (preference list) of `key`, as node indices.
 fn owners(cluster: &Cluster, key: &str) -> Vec<usize> {
-    let s = cluster.settings();
+    let s = cluster.settings().quorum().expect("a quorum cluster");
     let ids: Vec<u32> = (0..s.nodes).collect();
     Ring::new(&ids, s.vnodes)
         .preference_list(key, s.n as usize)

@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::fault::{ClockMode, Fault, NodeId, name};
+use crate::fault::{ClockMode, Fault, NodeId, Shape, name};
 
 /// How long a node may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,8 +79,66 @@ impl BundledBackend {
         Ok(())
     }
 
-    /// Starts `fault`.
-    pub async fn apply(&mut self, fault: &Fault) -> Result<(), String> {
+    /// Who the nodes say leads: the node most of them name, if any.
+    async fn leader(&self) -> Option<NodeId> {
+        let mut votes = vec![0usize; self.urls.len()];
+        for (node, url) in self.urls.iter().enumerate() {
+            if self.killed.contains(&node) || self.paused.contains(&node) {
+                continue;
+            }
+            let state: Option<serde_json::Value> = async {
+                let r = self
+                    .http
+                    .get(format!("{url}/admin/state"))
+                    .timeout(ADMIN_TIMEOUT)
+                    .send()
+                    .await
+                    .ok()?;
+                r.json().await.ok()
+            }
+            .await;
+            let named = state
+                .as_ref()
+                .and_then(|s| s["leader"].as_str())
+                .map(str::to_string);
+            if let Some(i) = named.and_then(|n| (0..self.urls.len()).find(|&i| name(i) == n)) {
+                votes[i] += 1;
+            }
+        }
+        let (best, count) = votes.iter().enumerate().max_by_key(|(_, c)| **c)?;
+        (*count > 0).then_some(best)
+    }
+
+    /// Starts `fault`; returns it as applied (a `leader` partition names the node it cut off).
+    pub async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
+        if let Fault::Partition {
+            shape: Shape::Leader,
+            groups,
+            ..
+        } = fault
+        {
+            if groups.is_empty() {
+                let alone = self.leader().await.ok_or(
+                    "the leader partition needs a system that names its leader in /admin/state",
+                )?;
+                let rest: Vec<NodeId> = (0..self.urls.len()).filter(|&n| n != alone).collect();
+                let groups = vec![vec![alone], rest];
+                let cuts = crate::fault::group_cuts(&groups, false);
+                let resolved = Fault::Partition {
+                    shape: Shape::Leader,
+                    one_way: false,
+                    groups,
+                    cuts,
+                };
+                self.apply_decided(&resolved).await?;
+                return Ok(resolved);
+            }
+        }
+        self.apply_decided(fault).await?;
+        Ok(fault.clone())
+    }
+
+    async fn apply_decided(&mut self, fault: &Fault) -> Result<(), String> {
         match fault {
             Fault::Partition { cuts, .. } => {
                 for (node, wanted) in self.desired.iter_mut().enumerate() {

@@ -95,11 +95,25 @@ pub enum Shape {
     MajoritiesRing,
     /// Two halves that cannot talk, and one bridge node that talks to both.
     Bridge,
+    /// The current leader alone (for systems with one; the backend asks who leads).
+    Leader,
 }
 
 impl Shape {
     /// Every shape.
-    pub const ALL: [Shape; 7] = [
+    pub const ALL: [Shape; 8] = [
+        Shape::Halves,
+        Shape::RandomHalves,
+        Shape::One,
+        Shape::Minority,
+        Shape::Majority,
+        Shape::MajoritiesRing,
+        Shape::Bridge,
+        Shape::Leader,
+    ];
+
+    /// The shapes any system can take (all but `leader`).
+    pub const LEADERLESS: [Shape; 7] = [
         Shape::Halves,
         Shape::RandomHalves,
         Shape::One,
@@ -119,12 +133,13 @@ impl Shape {
             Shape::Majority => "majority",
             Shape::MajoritiesRing => "majorities-ring",
             Shape::Bridge => "bridge",
+            Shape::Leader => "leader",
         }
     }
 
     /// Whether the shape is a plain split into groups (and so has a one-way variant).
     pub fn has_one_way(self) -> bool {
-        !matches!(self, Shape::MajoritiesRing | Shape::Bridge)
+        !matches!(self, Shape::MajoritiesRing | Shape::Bridge | Shape::Leader)
     }
 }
 

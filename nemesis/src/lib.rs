@@ -48,11 +48,11 @@ pub async fn run(
         if sleep_or_stop(step.wait, &mut stop).await {
             return Ok(());
         }
-        backend.apply(&step.fault).await?;
-        report(step.fault.kind().name(), step.fault.describe());
+        let fault = backend.apply(&step.fault).await?;
+        report(fault.kind().name(), fault.describe());
         let stopped = sleep_or_stop(step.hold, &mut stop).await;
-        backend.heal(&step.fault).await?;
-        report(step.fault.kind().name(), step.fault.describe_heal());
+        backend.heal(&fault).await?;
+        report(fault.kind().name(), fault.describe_heal());
         if stopped {
             return Ok(());
         }

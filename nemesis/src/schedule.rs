@@ -35,7 +35,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// A schedule of `kinds` (non-empty) over `nodes` nodes; partitions take `shapes`
-    /// (every shape when empty).
+    /// (every shape but `leader` when empty).
     pub fn new(
         kinds: Vec<Kind>,
         shapes: Vec<Shape>,
@@ -197,6 +197,8 @@ impl Schedule {
                 let cuts = visibility_cuts(&sees);
                 (sees, cuts, false)
             }
+            // The backend finds the leader when it applies the fault.
+            Shape::Leader => (Vec::new(), Vec::new(), false),
             Shape::Bridge => {
                 let nodes = self.shuffled();
                 let bridge = nodes[0];

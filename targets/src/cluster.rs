@@ -19,10 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::systems::kv::node_name;
-use crate::systems::quorum::Settings;
-
-/// The systems `faultline cluster up --system` knows.
-pub const SYSTEMS: &[&str] = &["quorum"];
+use crate::systems::{SYSTEMS, SystemSettings};
 
 /// What cluster to start.
 #[derive(Clone, Debug)]
@@ -97,7 +94,7 @@ impl NodeProcess {
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<NodeProcess>,
-    settings: Settings,
+    settings: SystemSettings,
     system: String,
     exe: PathBuf,
     data_dir: PathBuf,
@@ -110,7 +107,7 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
 const GRACE: Duration = Duration::from_secs(2);
 
 /// Checks a spec without starting anything; returns the resolved settings.
-pub fn check_spec(spec: &ClusterSpec) -> Result<Settings, ClusterError> {
+pub fn check_spec(spec: &ClusterSpec) -> Result<SystemSettings, ClusterError> {
     if !SYSTEMS.contains(&spec.system.as_str()) {
         return Err(ClusterError::Spec(format!(
             "unknown system `{}`; bundled systems: {}",
@@ -124,9 +121,12 @@ pub fn check_spec(spec: &ClusterSpec) -> Result<Settings, ClusterError> {
             spec.nodes
         )));
     }
-    Settings::new(spec.nodes)
-        .apply(spec.settings.iter().map(String::as_str))
-        .map_err(ClusterError::Spec)
+    SystemSettings::parse(
+        &spec.system,
+        spec.nodes,
+        spec.settings.iter().map(String::as_str),
+    )
+    .map_err(ClusterError::Spec)
 }
 
 /// Free loopback ports, found by binding port 0 (released just before the nodes bind them).
@@ -217,7 +217,7 @@ impl Cluster {
     }
 
     /// The resolved settings.
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &SystemSettings {
         &self.settings
     }
 

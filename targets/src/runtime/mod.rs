@@ -25,8 +25,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::systems::SystemSettings;
 use crate::systems::kv::node_name;
-use crate::systems::quorum::{QuorumNode, Settings};
+use crate::systems::quorum::QuorumNode;
+use crate::systems::raft::RaftNode;
 use crate::systems::{ClientReply, ClientRequest, Node, NodeId, Now, Output, RequestId};
 
 /// Where one node listens and keeps its data.
@@ -60,14 +62,25 @@ enum Command {
     },
 }
 
-/// Runs a quorum node until the process is stopped.
-pub async fn run_quorum(config: NodeConfig, settings: Settings) -> io::Result<()> {
+/// Runs a node of the system `settings` belong to until the process is stopped.
+pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Result<()> {
     let id = config.id;
     let nodes = config.peers.len() as u32;
-    run_node(config, nodes, "quorum.log", move |records| {
-        QuorumNode::new(id, settings, records)
-    })
-    .await
+    match settings {
+        SystemSettings::Quorum(settings) => {
+            run_node(config, nodes, "quorum.log", move |records| {
+                QuorumNode::new(id, settings, records)
+            })
+            .await
+        }
+        SystemSettings::Raft(settings) => {
+            let seed = config.seed;
+            run_node(config, nodes, "raft.log", move |records| {
+                RaftNode::new(id, settings, seed, records)
+            })
+            .await
+        }
+    }
 }
 
 /// Runs node `config.id` of a cluster of `nodes`, built by `make` from its recovered records.

@@ -25,7 +25,7 @@ pub struct Now {
 }
 
 /// A client's request, as the faultline KV protocol carries it (DESIGN §4).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ClientRequest {
     /// `GET /kv/{key}`.
     Get {
@@ -53,7 +53,7 @@ pub enum ClientRequest {
 }
 
 /// The answer to a client request, mapped onto HTTP by the runtime.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ClientReply {
     /// 200 with `{"value": v, "meta": m}`; `value` is null for writes.
     Ok {

@@ -15,6 +15,66 @@ pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The bundled systems, by name.
+pub const SYSTEMS: &[&str] = &["quorum", "raft"];
+
+/// The resolved settings of a bundled system.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SystemSettings {
+    /// The quorum store's.
+    Quorum(quorum::Settings),
+    /// Raft's.
+    Raft(raft::Settings),
+}
+
+impl SystemSettings {
+    /// Parses `key=value` pairs for `system` on a cluster of `nodes`, checking them.
+    pub fn parse<'a>(
+        system: &str,
+        nodes: u32,
+        pairs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, String> {
+        match system {
+            "quorum" => quorum::Settings::new(nodes)
+                .apply(pairs)
+                .map(SystemSettings::Quorum),
+            "raft" => raft::Settings::new(nodes)
+                .apply(pairs)
+                .map(SystemSettings::Raft),
+            other => Err(format!(
+                "unknown system `{other}`; bundled systems: {}",
+                SYSTEMS.join(", ")
+            )),
+        }
+    }
+
+    /// The system's name.
+    pub fn system(&self) -> &'static str {
+        match self {
+            SystemSettings::Quorum(_) => "quorum",
+            SystemSettings::Raft(_) => "raft",
+        }
+    }
+
+    /// The quorum store's settings, if this is one.
+    pub fn quorum(&self) -> Option<&quorum::Settings> {
+        match self {
+            SystemSettings::Quorum(s) => Some(s),
+            SystemSettings::Raft(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SystemSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SystemSettings::Quorum(s) => s.fmt(f),
+            SystemSettings::Raft(s) => s.fmt(f),
+        }
+    }
+}
+
 /// What a node asks its runtime to do. Outputs are drained in order, and the order is the
 /// contract: a `Persist` must be durable before any later `Send` or `Reply` leaves the node.
 #[derive(Clone, Debug, PartialEq)]

@@ -7,7 +7,9 @@
 //! `cas` is atomic. Term, vote and log are persisted before the node answers. Reads go
 //! through ReadIndex: the leader waits until an entry of its term is committed, notes the
 //! commit index, confirms with a round of heartbeats that a majority still follows it, and
-//! answers once that index is applied. A follower answers 503 naming the leader.
+//! answers once that index is applied. A follower forwards client requests to the leader it
+//! knows and relays the answer (504 if none comes in time); with no known leader it answers
+//! 503.
 //!
 //! Bug switches ([`Bug`]) plant known bug classes so that the harness can be seen to catch
 //! them; all are off by default.
@@ -92,6 +94,20 @@ pub enum Message {
         /// The leader's heartbeat round, echoed back (ReadIndex).
         round: u64,
     },
+    /// A follower hands a client's request to the leader.
+    Forward {
+        /// The follower's handle on it.
+        id: u64,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// The leader's answer to a forwarded request.
+    ForwardReply {
+        /// The follower's handle.
+        id: u64,
+        /// The answer.
+        reply: ClientReply,
+    },
     /// The answer to an AppendEntries.
     AppendReply {
         /// The follower's term.
@@ -175,9 +191,17 @@ pub struct RaftNode {
     /// Client writes waiting for their entry to apply: index → (client, term of the entry).
     waiting: HashMap<u64, (RequestId, u64, u64)>,
     reads: Vec<PendingRead>,
+    /// Requests this leader runs for followers: its own handle → (follower, their handle).
+    remote: HashMap<RequestId, (NodeId, u64)>,
+    next_remote: RequestId,
+    /// Requests this follower forwarded: handle → (client, deadline).
+    forwarded: HashMap<u64, (RequestId, u64)>,
     outbox: VecDeque<Output<Message, Record>>,
     now: Now,
 }
+
+/// Handles of forwarded requests live above this, apart from the runtime's request ids.
+const REMOTE_BASE: RequestId = 1 << 62;
 
 impl RaftNode {
     /// Node `id` with `settings`, recovered from its `records`; `seed` drives its election
@@ -202,6 +226,9 @@ impl RaftNode {
             kv: BTreeMap::new(),
             waiting: HashMap::new(),
             reads: Vec::new(),
+            remote: HashMap::new(),
+            next_remote: REMOTE_BASE,
+            forwarded: HashMap::new(),
             outbox: VecDeque::new(),
             now: Now::default(),
             settings,
@@ -262,8 +289,12 @@ impl RaftNode {
         self.outbox.push_back(Output::Send { to, msg });
     }
 
+    /// Answers a client: the runtime's, or a follower's that forwarded it here.
     fn reply(&mut self, client: RequestId, reply: ClientReply) {
-        self.outbox.push_back(Output::Reply { id: client, reply });
+        match self.remote.remove(&client) {
+            Some((follower, id)) => self.send(follower, Message::ForwardReply { id, reply }),
+            None => self.outbox.push_back(Output::Reply { id: client, reply }),
+        }
     }
 
     fn others(&self) -> Vec<NodeId> {
@@ -293,7 +324,10 @@ impl RaftNode {
         }
         let reads: Vec<RequestId> = self.reads.drain(..).map(|r| r.client).collect();
         for client in reads {
-            self.reply(client, ClientReply::Unavailable("leadership lost before the read".into()));
+            self.reply(
+                client,
+                ClientReply::Unavailable("leadership lost before the read".into()),
+            );
         }
     }
 
@@ -496,11 +530,23 @@ impl RaftNode {
             }
         }
         if !matches!(self.role, Role::Leader(_)) {
-            let why = match self.leader {
-                Some(l) => format!("not the leader; {} leads", node_name(l)),
-                None => "no leader is known; try again shortly".to_string(),
-            };
-            self.reply(client, ClientReply::Unavailable(why));
+            match self.leader {
+                // Forward to the leader; its answer comes back as a ForwardReply.
+                Some(leader) if client < REMOTE_BASE => {
+                    let id = client;
+                    let deadline = self.now.mono_ms + self.settings.timeout_ms;
+                    self.forwarded.insert(id, (client, deadline));
+                    self.send(leader, Message::Forward { id, request });
+                }
+                Some(leader) => {
+                    let why = format!("not the leader; {} leads", node_name(leader));
+                    self.reply(client, ClientReply::Unavailable(why));
+                }
+                None => {
+                    let why = "no leader is known; try again shortly".to_string();
+                    self.reply(client, ClientReply::Unavailable(why));
+                }
+            }
             return;
         }
         let deadline = self.now.mono_ms + self.settings.timeout_ms;
@@ -559,9 +605,8 @@ impl RaftNode {
                 }
                 let my_last = (self.term_at(self.last_index()), self.last_index());
                 let up_to_date = (last_term, last_index) >= my_last;
-                let granted = term == self.term
-                    && up_to_date
-                    && self.voted_for.is_none_or(|v| v == from);
+                let granted =
+                    term == self.term && up_to_date && self.voted_for.is_none_or(|v| v == from);
                 if granted {
                     self.voted_for = Some(from);
                     self.persist_meta();
@@ -574,6 +619,17 @@ impl RaftNode {
                         granted,
                     },
                 );
+            }
+            Message::Forward { id, request } => {
+                let handle = self.next_remote;
+                self.next_remote += 1;
+                self.remote.insert(handle, (from, id));
+                self.on_client(handle, request);
+            }
+            Message::ForwardReply { id, reply } => {
+                if let Some((client, _)) = self.forwarded.remove(&id) {
+                    self.outbox.push_back(Output::Reply { id: client, reply });
+                }
             }
             Message::VoteReply { term, granted } => {
                 if term > self.term {
@@ -741,8 +797,22 @@ impl RaftNode {
                 ClientReply::Timeout("not committed in time; it may still be applied".into()),
             );
         }
-        let (late, keep): (Vec<PendingRead>, Vec<PendingRead>) =
-            std::mem::take(&mut self.reads).into_iter().partition(|r| now >= r.deadline);
+        let lost: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, (_, deadline))| now >= *deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            let (client, _) = self.forwarded.remove(&id).expect("listed above");
+            self.outbox.push_back(Output::Reply {
+                id: client,
+                reply: ClientReply::Timeout("the leader did not answer in time".into()),
+            });
+        }
+        let (late, keep): (Vec<PendingRead>, Vec<PendingRead>) = std::mem::take(&mut self.reads)
+            .into_iter()
+            .partition(|r| now >= r.deadline);
         self.reads = keep;
         for read in late {
             self.reply(

@@ -68,7 +68,10 @@ impl Settings {
                 continue;
             }
             let Some((key, value)) = pair.split_once('=') else {
-                return Err(format!("`{pair}` is not key=value; valid keys: {}", Self::KEYS));
+                return Err(format!(
+                    "`{pair}` is not key=value; valid keys: {}",
+                    Self::KEYS
+                ));
             };
             let number = || {
                 value
@@ -107,7 +110,10 @@ impl Settings {
             return Err("a cluster needs at least 1 node".into());
         }
         if !(50..=10_000).contains(&self.election_ms) {
-            return Err(format!("election-ms={} must be between 50 and 10000", self.election_ms));
+            return Err(format!(
+                "election-ms={} must be between 50 and 10000",
+                self.election_ms
+            ));
         }
         if !(10..=self.election_ms / 2).contains(&self.heartbeat_ms) {
             return Err(format!(
@@ -117,7 +123,10 @@ impl Settings {
             ));
         }
         if !(100..=60_000).contains(&self.timeout_ms) {
-            return Err(format!("timeout-ms={} must be between 100 and 60000", self.timeout_ms));
+            return Err(format!(
+                "timeout-ms={} must be between 100 and 60000",
+                self.timeout_ms
+            ));
         }
         Ok(())
     }
