@@ -139,12 +139,17 @@ async fn ask(app: &App, request: ClientRequest) -> (u16, Value) {
     }
 }
 
-/// Runs a mutation once per `Idempotency-Key`.
-async fn mutate(app: &App, headers: &HeaderMap, request: ClientRequest) -> Response {
-    let key = headers
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .map(str::to_string)
+}
+
+/// Runs a mutation once per `Idempotency-Key` on this node (systems that replicate their
+/// dedup table, like Raft, also get the key and honour it across nodes).
+async fn mutate(app: &App, headers: &HeaderMap, request: ClientRequest) -> Response {
+    let key = idempotency_key(headers);
     let Some(key) = key else {
         let (status, body) = ask(app, request).await;
         return respond(status, body);
@@ -198,6 +203,7 @@ async fn write(
         key,
         value: body.value,
         context: body.context,
+        idempotency_key: idempotency_key(&headers),
     };
     Ok(mutate(&app, &headers, request).await)
 }
@@ -221,6 +227,7 @@ async fn cas(
         key,
         expect: body.expect,
         value: body.value,
+        idempotency_key: idempotency_key(&headers),
     };
     Ok(mutate(&app, &headers, request).await)
 }

@@ -40,6 +40,8 @@ pub enum ClientRequest {
         value: Value,
         /// The causal context of the read this write follows, if any.
         context: Option<Value>,
+        /// The request's `Idempotency-Key`, for systems that replicate their dedup table.
+        idempotency_key: Option<String>,
     },
     /// `POST /kv/{key}/cas`.
     Cas {
@@ -49,6 +51,8 @@ pub enum ClientRequest {
         expect: Value,
         /// The value to write if it does.
         value: Value,
+        /// The request's `Idempotency-Key`.
+        idempotency_key: Option<String>,
     },
 }
 

@@ -281,13 +281,16 @@ impl QuorumNode {
                 key,
                 value,
                 context,
+                ..
             } => {
                 let context = context
                     .and_then(|c| serde_json::from_value(c).ok())
                     .unwrap_or_default();
                 (key, Request::Put { value, context })
             }
-            ClientRequest::Cas { key, expect, value } => (key, Request::Cas { expect, value }),
+            ClientRequest::Cas {
+                key, expect, value, ..
+            } => (key, Request::Cas { expect, value }),
         };
         let op = self.next_op;
         self.next_op += 1;

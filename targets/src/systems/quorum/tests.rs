@@ -121,6 +121,7 @@ impl Net {
                 key: key.into(),
                 value,
                 context: None,
+                idempotency_key: None,
             },
         )
     }
@@ -229,6 +230,7 @@ fn vector_clocks_keep_concurrent_writes_as_siblings_until_a_write_with_context()
             key: "k".into(),
             value: json!("c"),
             context,
+            idempotency_key: None,
         },
     );
     assert_eq!(reply.status(), 200);
@@ -299,6 +301,7 @@ fn cas_compares_and_writes() {
         key: "k".into(),
         expect,
         value,
+        idempotency_key: None,
     };
     assert_eq!(net.run(0, cas(json!(null), json!(1))).status(), 200);
     assert_eq!(net.run(1, cas(json!(5), json!(2))), ClientReply::Mismatch);
@@ -325,6 +328,7 @@ fn reordered_and_duplicated_messages_change_nothing() {
             key: "k".into(),
             value: json!(1),
             context: None,
+            idempotency_key: None,
         },
     );
     // Deliver in reverse order, each message twice.

@@ -11,6 +11,10 @@
 //! knows and relays the answer (504 if none comes in time); with no known leader it answers
 //! 503.
 //!
+//! An `Idempotency-Key` travels in the log entry; the table of first results is built by
+//! applying the log, so it is replicated and a client that retries through another node after a
+//! leader change gets the first result, applied once.
+//!
 //! Bug switches ([`Bug`]) plant known bug classes so that the harness can be seen to catch
 //! them; all are off by default.
 
@@ -39,6 +43,9 @@ pub enum Command {
         key: String,
         /// The value.
         value: Value,
+        /// The client's `Idempotency-Key`: a repeat gets the first result, applied once.
+        #[serde(default)]
+        idempotency_key: Option<String>,
     },
     /// Set a key if it holds `expect`.
     Cas {
@@ -48,6 +55,9 @@ pub enum Command {
         expect: Value,
         /// The value to set.
         value: Value,
+        /// The client's `Idempotency-Key`.
+        #[serde(default)]
+        idempotency_key: Option<String>,
     },
 }
 
@@ -188,6 +198,9 @@ pub struct RaftNode {
     election_deadline: u64,
     rng: ChaCha8Rng,
     kv: BTreeMap<String, Value>,
+    /// The first result of every idempotency key applied: replicated state, since it is
+    /// computed from the log.
+    dedup: HashMap<String, ClientReply>,
     /// Client writes waiting for their entry to apply: index → (client, term of the entry).
     waiting: HashMap<u64, (RequestId, u64, u64)>,
     reads: Vec<PendingRead>,
@@ -224,6 +237,7 @@ impl RaftNode {
             election_deadline: 0,
             rng: ChaCha8Rng::seed_from_u64(seed ^ (u64::from(id) << 32)),
             kv: BTreeMap::new(),
+            dedup: HashMap::new(),
             waiting: HashMap::new(),
             reads: Vec::new(),
             remote: HashMap::new(),
@@ -448,25 +462,34 @@ impl RaftNode {
             let entry = self.log[self.applied as usize - 1].clone();
             let result = match entry.command {
                 Command::Noop => None,
-                Command::Write { key, value } => {
-                    self.kv.insert(key, value);
-                    Some(ClientReply::Ok {
+                Command::Write {
+                    key,
+                    value,
+                    idempotency_key,
+                } => Some(self.once(idempotency_key, |kv| {
+                    kv.insert(key, value);
+                    ClientReply::Ok {
                         value: Value::Null,
                         meta: Value::Null,
-                    })
-                }
-                Command::Cas { key, expect, value } => {
-                    let current = self.kv.get(&key).cloned().unwrap_or(Value::Null);
+                    }
+                })),
+                Command::Cas {
+                    key,
+                    expect,
+                    value,
+                    idempotency_key,
+                } => Some(self.once(idempotency_key, |kv| {
+                    let current = kv.get(&key).cloned().unwrap_or(Value::Null);
                     if current == expect {
-                        self.kv.insert(key, value);
-                        Some(ClientReply::Ok {
+                        kv.insert(key, value);
+                        ClientReply::Ok {
                             value: Value::Null,
                             meta: Value::Null,
-                        })
+                        }
                     } else {
-                        Some(ClientReply::Mismatch)
+                        ClientReply::Mismatch
                     }
-                }
+                })),
             };
             if let Some((client, term, _)) = self.waiting.remove(&self.applied) {
                 if term == entry.term {
@@ -481,6 +504,22 @@ impl RaftNode {
             }
         }
         self.serve_reads();
+    }
+
+    /// Applies a command once per idempotency key; a repeat gets the first result.
+    fn once(
+        &mut self,
+        key: Option<String>,
+        apply: impl FnOnce(&mut BTreeMap<String, Value>) -> ClientReply,
+    ) -> ClientReply {
+        if let Some(first) = key.as_ref().and_then(|k| self.dedup.get(k)) {
+            return first.clone();
+        }
+        let result = apply(&mut self.kv);
+        if let Some(key) = key {
+            self.dedup.insert(key, result.clone());
+        }
+        result
     }
 
     fn read_value(&self, key: &str) -> ClientReply {
@@ -573,8 +612,27 @@ impl RaftNode {
                 self.serve_reads();
                 return;
             }
-            ClientRequest::Put { key, value, .. } => Command::Write { key, value },
-            ClientRequest::Cas { key, expect, value } => Command::Cas { key, expect, value },
+            ClientRequest::Put {
+                key,
+                value,
+                idempotency_key,
+                ..
+            } => Command::Write {
+                key,
+                value,
+                idempotency_key,
+            },
+            ClientRequest::Cas {
+                key,
+                expect,
+                value,
+                idempotency_key,
+            } => Command::Cas {
+                key,
+                expect,
+                value,
+                idempotency_key,
+            },
         };
         self.log.push(Entry {
             term: self.term,

@@ -125,6 +125,7 @@ impl Net {
                 key: key.into(),
                 value,
                 context: None,
+                idempotency_key: None,
             },
         )
     }
@@ -183,6 +184,7 @@ fn writes_commit_and_reads_see_them_through_the_leader() {
         key: "k".into(),
         expect: json!(5),
         value: json!(2),
+        idempotency_key: None,
     };
     assert_eq!(net.request(leader, cas), ClientReply::Mismatch);
     let ClientReply::Ok { value, .. } = net.get(follower, "k") else {
@@ -297,4 +299,28 @@ fn a_log_conflict_is_resolved_by_the_leader() {
         "uncommitted entries were replaced"
     );
     assert_eq!(rejoined.log.len(), net.nodes[new as usize].log.len());
+}
+
+#[test]
+fn an_idempotency_key_applies_once_across_a_leader_change() {
+    let mut net = Net::new(5, "");
+    net.wait(2000);
+    let old = net.leader().unwrap();
+    let cas = |value: i64| ClientRequest::Cas {
+        key: "k".into(),
+        expect: Value::Null,
+        value: json!(value),
+        idempotency_key: Some("order-7".into()),
+    };
+    assert_eq!(net.request(old, cas(1)).status(), 200);
+    net.down.insert(old);
+    net.wait(3000);
+    let new = net.leader().unwrap();
+    // Without the key this cas would fail: the value is 1, not null. The retry gets the first
+    // result and applies nothing.
+    assert_eq!(net.request(new, cas(2)).status(), 200);
+    let ClientReply::Ok { value, .. } = net.get(new, "k") else {
+        panic!()
+    };
+    assert_eq!(value, json!(1));
 }
