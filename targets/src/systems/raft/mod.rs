@@ -376,15 +376,20 @@ impl RaftNode {
             return;
         }
         let n = self.settings.nodes as usize;
-        self.log.push(Entry {
-            term: self.term,
-            command: Command::Noop,
-        });
+        // A no-op of the new term, so that the older entries commit with it (the fix for
+        // Figure 8 of the paper). The no-term-check bug goes without, as such code does.
+        if !self.bug(Bug::NoTermCheck) {
+            self.log.push(Entry {
+                term: self.term,
+                command: Command::Noop,
+            });
+            let index = self.last_index();
+            self.outbox.push_back(Output::Persist(Record::Entries {
+                from: index,
+                entries: vec![self.log[index as usize - 1].clone()],
+            }));
+        }
         let first_index = self.last_index();
-        self.outbox.push_back(Output::Persist(Record::Entries {
-            from: first_index,
-            entries: vec![self.log[first_index as usize - 1].clone()],
-        }));
         let mut matched = vec![0; n];
         matched[self.id as usize] = first_index;
         self.role = Role::Leader(Leader {

@@ -130,6 +130,15 @@ impl Net {
         )
     }
 
+    /// Hands a request to `node` without waiting for its answer.
+    fn submit(&mut self, node: NodeId, request: ClientRequest) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let now = self.now();
+        self.nodes[node as usize].handle_client(now, id, request);
+        self.drain(node);
+    }
+
     fn get(&mut self, node: NodeId, key: &str) -> ClientReply {
         self.request(node, ClientRequest::Get { key: key.into() })
     }
@@ -323,4 +332,78 @@ fn an_idempotency_key_applies_once_across_a_leader_change() {
         panic!()
     };
     assert_eq!(value, json!(1));
+}
+
+fn put_x(value: i64) -> ClientRequest {
+    ClientRequest::Put {
+        key: "x".into(),
+        value: json!(value),
+        context: None,
+        idempotency_key: None,
+    }
+}
+
+/// Figure 8 of the Raft paper: an entry of an older term, replicated to a majority by a later
+/// leader, is overwritten by a candidate whose log ends in a newer term, unless commitment
+/// waits for an entry of the leader's own term. Returns the value of x committed after step
+/// (c), if any, and the value a leader reads at the end.
+fn figure_8(settings: &str) -> (Option<Value>, Option<Value>) {
+    let mut net = Net::new(5, settings);
+    net.wait(2000);
+    let l1 = net.leader().unwrap();
+    let a = (l1 + 1) % 5;
+    // (a) L1 appends x=1 and reaches only A.
+    for other in 0..5 {
+        if other != l1 && other != a {
+            net.cut.insert((l1, other));
+            net.cut.insert((other, l1));
+        }
+    }
+    net.submit(l1, put_x(1));
+    net.deliver();
+    // (b) L1 and A crash; B is elected by the other three, appends x=2 alone, and crashes.
+    net.down.extend([l1, a]);
+    net.cut.clear();
+    net.wait(2000);
+    let b = net.leader().expect("a leader among the other three");
+    for other in 0..5 {
+        net.cut.insert((b, other));
+    }
+    net.submit(b, put_x(2));
+    net.down.insert(b);
+    net.cut.clear();
+    // (c) L1 and A come back; the new leader spreads what it has to a majority.
+    net.restart(l1);
+    net.restart(a);
+    net.down.remove(&l1);
+    net.down.remove(&a);
+    net.wait(2000);
+    let l3 = net.leader().expect("a leader");
+    let committed = net.nodes[l3 as usize].kv.get("x").cloned();
+    // (d) L1 and A crash again; B comes back.
+    net.down.extend([l1, a]);
+    net.restart(b);
+    net.down.remove(&b);
+    net.wait(3000);
+    let leader = net.leader().expect("a leader among B and the other two");
+    let last = match net.get(leader, "x") {
+        ClientReply::Ok { value, .. } => Some(value),
+        _ => None,
+    };
+    (committed, last)
+}
+
+#[test]
+fn figure_8_keeps_committed_entries_and_loses_one_with_no_term_check() {
+    let (committed, last) = figure_8("");
+    if let Some(value) = committed {
+        assert_eq!(last, Some(value), "a committed value survives");
+    }
+    let (committed, last) = figure_8("bug=no-term-check");
+    assert_eq!(
+        committed,
+        Some(json!(1)),
+        "the old-term x=1 was committed by counting"
+    );
+    assert_eq!(last, Some(json!(2)), "and B overwrote it");
 }
