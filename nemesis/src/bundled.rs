@@ -118,8 +118,18 @@ impl BundledBackend {
         } = fault
         {
             if groups.is_empty() {
-                let alone = self.leader().await.ok_or(
-                    "the leader partition needs a system that names its leader in /admin/state",
+                // During an election nobody leads: ask again for a while.
+                let mut leader = None;
+                for _ in 0..20 {
+                    leader = self.leader().await;
+                    if leader.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let alone = leader.ok_or(
+                    "no node named a leader in /admin/state for 2 s; the leader partition \
+                     needs a system that elects one (raft)",
                 )?;
                 let rest: Vec<NodeId> = (0..self.urls.len()).filter(|&n| n != alone).collect();
                 let groups = vec![vec![alone], rest];
@@ -287,7 +297,23 @@ impl BundledBackend {
     }
 }
 
+/// Sets a node's faults, trying a few times: a loaded machine can delay an answer past the
+/// timeout, and a fault that was not applied must not go unnoticed.
 async fn post(http: &reqwest::Client, url: &str, faults: &Faults) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        match post_once(http, url, faults).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn post_once(http: &reqwest::Client, url: &str, faults: &Faults) -> Result<(), String> {
     let response = http
         .post(format!("{url}/admin/faults"))
         .json(faults)
