@@ -112,16 +112,8 @@ impl Shape {
         Shape::Leader,
     ];
 
-    /// The shapes any system can take (all but `leader`).
-    pub const LEADERLESS: [Shape; 7] = [
-        Shape::Halves,
-        Shape::RandomHalves,
-        Shape::One,
-        Shape::Minority,
-        Shape::Majority,
-        Shape::MajoritiesRing,
-        Shape::Bridge,
-    ];
+    /// The shapes any system can take (all but `leader`, which is last in [`Shape::ALL`]).
+    pub const LEADERLESS: &'static [Shape] = Shape::ALL.split_at(7).0;
 
     /// The name on the command line and in the history.
     pub fn name(self) -> &'static str {

@@ -15,6 +15,25 @@ pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Splits `--set` strings (each may hold several `key=value` pairs, comma-separated) into
+/// trimmed pairs; `keys` describes the valid keys for the error.
+pub(crate) fn key_values<'a>(
+    pairs: impl IntoIterator<Item = &'a str>,
+    keys: &str,
+) -> Result<Vec<(&'a str, &'a str)>, String> {
+    pairs
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| format!("`{pair}` is not key=value; valid keys: {keys}"))
+        })
+        .collect()
+}
+
 /// The bundled systems, by name.
 pub const SYSTEMS: &[&str] = &["quorum", "raft"];
 

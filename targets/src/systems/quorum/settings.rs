@@ -88,16 +88,7 @@ impl Settings {
     /// Applies `key=value` pairs (comma-separated, any number of strings) on top of these
     /// settings, then checks the result.
     pub fn apply<'a>(mut self, pairs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        for pair in pairs.into_iter().flat_map(|s| s.split(',')).map(str::trim) {
-            if pair.is_empty() {
-                continue;
-            }
-            let Some((key, value)) = pair.split_once('=') else {
-                return Err(format!(
-                    "`{pair}` is not key=value; valid keys: {}",
-                    Self::KEYS
-                ));
-            };
+        for (key, value) in crate::systems::key_values(pairs, Self::KEYS)? {
             let number = |max: u64| -> Result<u64, String> {
                 value
                     .parse::<u64>()
@@ -115,7 +106,7 @@ impl Settings {
                     ))
                 }
             };
-            match key.trim() {
+            match key {
                 "n" => self.n = number(u64::from(u32::MAX))? as u32,
                 "r" => self.r = number(u64::from(u32::MAX))? as u32,
                 "w" => self.w = number(u64::from(u32::MAX))? as u32,

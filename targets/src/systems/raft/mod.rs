@@ -90,20 +90,7 @@ pub enum Message {
         granted: bool,
     },
     /// AppendEntries (a heartbeat when `entries` is empty).
-    Append {
-        /// The leader's term.
-        term: u64,
-        /// The index before the first entry.
-        prev_index: u64,
-        /// The term of that entry.
-        prev_term: u64,
-        /// The entries.
-        entries: Vec<Entry>,
-        /// The leader's commit index.
-        commit: u64,
-        /// The leader's heartbeat round, echoed back (ReadIndex).
-        round: u64,
-    },
+    Append(AppendEntries),
     /// A follower hands a client's request to the leader.
     Forward {
         /// The follower's handle on it.
@@ -129,6 +116,23 @@ pub enum Message {
         /// The round echoed.
         round: u64,
     },
+}
+
+/// An AppendEntries request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AppendEntries {
+    /// The leader's term.
+    pub term: u64,
+    /// The index before the first entry.
+    pub prev_index: u64,
+    /// The term of that entry.
+    pub prev_term: u64,
+    /// The entries.
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub commit: u64,
+    /// The leader's heartbeat round, echoed back (ReadIndex).
+    pub round: u64,
 }
 
 /// Durable state.
@@ -430,14 +434,14 @@ impl RaftNode {
             .take(BATCH)
             .cloned()
             .collect();
-        let msg = Message::Append {
+        let msg = Message::Append(AppendEntries {
             term: self.term,
             prev_index,
             prev_term: self.term_at(prev_index),
             entries,
             commit: self.commit,
             round: leader.round,
-        };
+        });
         self.send(peer, msg);
     }
 
@@ -706,14 +710,7 @@ impl RaftNode {
                     self.maybe_win();
                 }
             }
-            Message::Append {
-                term,
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-                round,
-            } => self.on_append(from, term, prev_index, prev_term, entries, commit, round),
+            Message::Append(append) => self.on_append(from, append),
             Message::AppendReply {
                 term,
                 success,
@@ -749,17 +746,15 @@ impl RaftNode {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_append(
-        &mut self,
-        from: NodeId,
-        term: u64,
-        prev_index: u64,
-        prev_term: u64,
-        entries: Vec<Entry>,
-        commit: u64,
-        round: u64,
-    ) {
+    fn on_append(&mut self, from: NodeId, append: AppendEntries) {
+        let AppendEntries {
+            term,
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+            round,
+        } = append;
         if term < self.term {
             let reply = Message::AppendReply {
                 term: self.term,

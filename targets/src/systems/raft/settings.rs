@@ -63,16 +63,7 @@ impl Settings {
 
     /// Applies `key=value` pairs, then checks the result.
     pub fn apply<'a>(mut self, pairs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        for pair in pairs.into_iter().flat_map(|s| s.split(',')).map(str::trim) {
-            if pair.is_empty() {
-                continue;
-            }
-            let Some((key, value)) = pair.split_once('=') else {
-                return Err(format!(
-                    "`{pair}` is not key=value; valid keys: {}",
-                    Self::KEYS
-                ));
-            };
+        for (key, value) in crate::systems::key_values(pairs, Self::KEYS)? {
             let number = || {
                 value
                     .parse::<u64>()
