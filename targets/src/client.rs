@@ -154,7 +154,7 @@ impl HttpClient {
 }
 
 /// The innermost cause of a reqwest error, which says what actually happened.
-fn error_text(e: &reqwest::Error) -> String {
+pub(crate) fn error_text(e: &reqwest::Error) -> String {
     let mut source: &dyn std::error::Error = e;
     while let Some(inner) = source.source() {
         source = inner;

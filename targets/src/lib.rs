@@ -13,8 +13,12 @@
 //! - [`runtime::run_node`]: serves one node (`faultline node`).
 //! - [`cluster::Cluster`]: starts a cluster of node processes and stops every one of them on
 //!   drop, Ctrl-C or panic.
+//! - [`etcd`]: real etcd, as a URL target (`etcd://`) or a local cluster (`local:etcd`).
+//! - [`proxy::Proxy`]: a TCP proxy with delay, loss, bandwidth, reset and blackhole toxics.
 
 pub mod client;
 pub mod cluster;
+pub mod etcd;
+pub mod proxy;
 pub mod runtime;
 pub mod systems;
