@@ -62,16 +62,23 @@ pub(crate) enum Command {
 ///   faultline run --workload register --set n=3,w=1,r=1 --nemesis partition --time-limit 15s
 ///   faultline run --set mode=abd --workload register --nemesis partition,kill,pause
 ///   faultline run --target http://127.0.0.1:8001,127.0.0.1:8002 --workload set --ops 2000
+///   faultline run --target local:etcd --nodes 3 --nemesis partition,kill,pause --time-limit 30s
+///   faultline run --target local:etcd --nodes 3 --set serializable=true --nemesis partition
+///   faultline run --target etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 \
+///       --nemesis kill --nemesis-cmd kill='ssh ${FAULTLINE_TARGET_HOSTS%:*} pkill -9 etcd' \
+///       --nemesis-cmd restart='ssh ${FAULTLINE_TARGET_HOSTS%:*} systemctl start etcd'
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct RunArgs {
-    /// What to test: bundled:quorum or bundled:raft (started and stopped by faultline), or
+    /// What to test: bundled:quorum or bundled:raft (started and stopped by faultline);
+    /// local:etcd (a real etcd cluster faultline starts: in network namespaces as root);
+    /// etcd://host:port[,host:port...] for an etcd cluster you run; or
     /// http://host:port[,host:port...] for any server speaking the faultline KV protocol.
     #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
     pub(crate) target: String,
 
-    /// Settings of a bundled system as key=value, comma-separated; repeatable
-    /// (see `faultline cluster up --help`).
+    /// Settings of the target as key=value, comma-separated; repeatable (see `faultline
+    /// cluster up --help`; etcd targets take serializable=true for etcd's stale-able reads).
     #[arg(long = "set", value_name = "KEY=VALUE,...", env = "FAULTLINE_SET")]
     pub(crate) settings: Vec<String>,
 
@@ -133,10 +140,31 @@ pub(crate) struct RunOptions {
     pub(crate) out: PathBuf,
 
     /// Faults to inject: a comma-separated mix of partition, clock, kill, pause, packet, or
-    /// none. Default: partition,clock for bundled targets, none for http:// targets (which
-    /// have no nemesis backend yet).
+    /// none. Default: partition,clock for bundled targets; partition,kill,pause for local:etcd
+    /// (kill,pause without root); none for URL targets, where packet faults go through
+    /// faultline's proxies and other kinds need --nemesis-cmd.
     #[arg(long, value_name = "KINDS", env = "FAULTLINE_NEMESIS")]
     pub(crate) nemesis: Option<String>,
+
+    /// A shell command that applies or heals a fault on a cluster faultline does not run:
+    /// KEY='command' with KEY a fault kind (partition, kill, pause, clock, packet) or its heal
+    /// (heal-KIND, restart for kill, resume for pause, or heal for any). Repeatable. Each runs
+    /// under `sh -c` with FAULTLINE_FAULT, FAULTLINE_ACTION, FAULTLINE_NODES (n1 n2 ...),
+    /// FAULTLINE_HOSTS (host:port, same order), FAULTLINE_TARGETS and FAULTLINE_TARGET_HOSTS
+    /// (the nodes it acts on), FAULTLINE_GROUPS (n1,n2 n3,n4,n5), FAULTLINE_CUTS (n1>n3 ...),
+    /// FAULTLINE_OFFSETS_MS, FAULTLINE_DELAY_MS, FAULTLINE_JITTER_MS, FAULTLINE_LOSS,
+    /// FAULTLINE_DUPLICATE and FAULTLINE_FAULT_JSON. A command that fails or times out is an
+    /// error in the history and on the terminal, and the run exits 4.
+    #[arg(long = "nemesis-cmd", value_name = "KEY=COMMAND")]
+    pub(crate) nemesis_cmd: Vec<String>,
+
+    /// How long one --nemesis-cmd command may run before it is killed (an error).
+    #[arg(long, default_value = "60s", env = "FAULTLINE_NEMESIS_CMD_TIMEOUT", value_parser = parse_duration)]
+    pub(crate) nemesis_cmd_timeout: Duration,
+
+    /// The etcd binary for local:etcd (default: etcd on PATH).
+    #[arg(long, value_name = "PATH", env = "FAULTLINE_ETCD_BIN")]
+    pub(crate) etcd_bin: Option<PathBuf>,
 
     /// Mean time between nemesis actions: each fault starts after a random wait in
     /// [0, 2×interval) and is healed after another.
@@ -144,8 +172,8 @@ pub(crate) struct RunOptions {
     pub(crate) nemesis_interval: Duration,
 
     /// Partition shapes to choose from: halves, random-halves, one, minority, majority,
-    /// majorities-ring, bridge, leader (default: all; leader only for raft, which names its
-    /// leader; halves-like shapes are sometimes one-way).
+    /// majorities-ring, bridge, leader (default: all; leader only for bundled:raft, which
+    /// names its leader; halves-like shapes are sometimes one-way).
     #[arg(long, value_name = "SHAPES", value_delimiter = ',', env = "FAULTLINE_PARTITION_SHAPES", value_parser = parse_shape)]
     pub(crate) partition_shapes: Vec<faultline_nemesis::Shape>,
 
@@ -210,10 +238,12 @@ pub(crate) enum ClusterCommand {
     Up(ClusterUpArgs),
 }
 
-/// Start a local cluster of a bundled reference system and keep it running.
+/// Start a local cluster of a bundled reference system (or real etcd) and keep it running.
 ///
 /// Starts every node as a child process on free loopback ports, waits until each answers
 /// GET /health, prints the nodes' URLs and an example request, and stays in the foreground.
+/// With --system etcd it starts real etcd members (found on PATH or --etcd-bin), each in its
+/// own network namespace when run as root, and prints their client URLs.
 /// Ctrl-C or SIGTERM stops every node. Nodes speak the faultline KV protocol (GET/PUT /kv/KEY,
 /// POST /kv/KEY/cas) and take faults through POST /admin/faults; GET /admin/state shows the
 /// ring, the settings, the faults and message counters.
@@ -237,17 +267,27 @@ pub(crate) enum ClusterCommand {
 ///                 no-term-check (default: none)
 /// Raft reads go through ReadIndex; followers forward requests to the leader; cas is atomic.
 ///
+/// Settings of etcd (--system etcd):
+///   election-ms   etcd's --election-timeout (default 500)
+///   heartbeat-ms  etcd's --heartbeat-interval (default 50)
+///   network       auto | netns | loopback (default auto: a namespace per member as root)
+///
 /// Examples:
 ///   faultline cluster up
 ///   faultline cluster up --system raft --set bug=no-read-index
 ///   faultline cluster up --nodes 5 --set n=3,r=1,w=1
 ///   faultline cluster up --set resolution=vclock,sloppy=true --data-dir ./cluster-data
+///   faultline cluster up --system etcd --nodes 3
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ClusterUpArgs {
-    /// The reference system to run: quorum or raft.
+    /// The system to run: quorum or raft (bundled), or etcd (real etcd members).
     #[arg(long, default_value = "quorum", env = "FAULTLINE_SYSTEM")]
     pub(crate) system: String,
+
+    /// The etcd binary for --system etcd (default: etcd on PATH).
+    #[arg(long, value_name = "PATH", env = "FAULTLINE_ETCD_BIN")]
+    pub(crate) etcd_bin: Option<PathBuf>,
 
     /// How many nodes.
     #[arg(long, default_value_t = 5, env = "FAULTLINE_NODES")]

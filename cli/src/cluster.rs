@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 
 use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
+use faultline_targets::etcd::{EtcdCluster, EtcdSettings, EtcdSpec};
 use faultline_targets::runtime::{NodeConfig, run_system};
 use faultline_targets::systems::SystemSettings;
+use faultline_targets::systems::kv::node_name;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -22,6 +24,9 @@ struct NodeRow {
 
 /// Runs `faultline cluster up`.
 pub(crate) fn up(args: &ClusterUpArgs) -> ExitCode {
+    if args.system == "etcd" {
+        return up_etcd(args);
+    }
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -53,6 +58,70 @@ pub(crate) fn up(args: &ClusterUpArgs) -> ExitCode {
         print_cluster(&cluster, started.elapsed());
         let code = wait_for_stop().await;
         eprintln!("faultline: stopping {} nodes", cluster.nodes().len());
+        drop(cluster);
+        code
+    })
+}
+
+/// Runs `faultline cluster up --system etcd`: real etcd members, until Ctrl-C or SIGTERM.
+fn up_etcd(args: &ClusterUpArgs) -> ExitCode {
+    let settings =
+        match EtcdSettings::default().apply(args.settings.iter().map(String::as_str), true) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("faultline: --system etcd: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let spec = EtcdSpec {
+        nodes: args.nodes,
+        bin: args.etcd_bin.clone(),
+        data_dir: args.data_dir.clone(),
+        settings,
+    };
+    runtime().block_on(async {
+        let cluster = match EtcdCluster::start(spec).await {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                eprintln!("faultline: the etcd cluster did not start: {e}");
+                return ExitCode::from(4);
+            }
+        };
+        let direct = cluster.direct_urls();
+        let rows = (0..cluster.len()).map(|i| NodeRow {
+            node: node_name(i as u32),
+            url: direct[i].clone(),
+            pid: cluster.pid(i).map_or("-".into(), |p| p.to_string()),
+        });
+        println!(
+            "etcd cluster of {} members ready in {} ms ({})",
+            cluster.len(),
+            cluster.started_in().as_millis(),
+            match cluster.namespaces() {
+                Some(ns) => format!(
+                    "each in its own network namespace, {}",
+                    ns.netns(0).replace("-n0", "-n*")
+                ),
+                None => "on loopback".to_string(),
+            }
+        );
+        println!("{}", Table::new(rows).with(Style::sharp()));
+        println!("data and member logs: {}", cluster.data_dir().display());
+        let url = &direct[0];
+        println!("try:");
+        println!("  curl -X POST {url}/v3/kv/put -d '{{\"key\": \"Zm9v\", \"value\": \"YmFy\"}}'");
+        println!("  curl -X POST {url}/v3/kv/range -d '{{\"key\": \"Zm9v\"}}'");
+        println!(
+            "  faultline run --target etcd://{} --nemesis none",
+            direct
+                .iter()
+                .map(|u| u.trim_start_matches("http://"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        println!("Ctrl-C stops the cluster.");
+        let code = wait_for_stop().await;
+        eprintln!("faultline: stopping {} etcd members", cluster.len());
         drop(cluster);
         code
     })

@@ -12,10 +12,14 @@ use std::time::{Duration, SystemTime};
 
 use faultline_checker::stats::Stats;
 use faultline_checker::{Validity, format, stats};
-use faultline_nemesis::{BundledBackend, Kind, Schedule, Shape};
+use faultline_nemesis::{
+    AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalBackend, ProxyBackend,
+    Schedule, Shape,
+};
 use faultline_results::{Judged, RunDir, period_table, stats_table, verdict_table};
-use faultline_targets::client::HttpClient;
+use faultline_targets::client::{AnyClient, HttpClient};
 use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
+use faultline_targets::etcd::{EtcdClient, EtcdCluster, EtcdSettings, EtcdSpec, Network};
 use faultline_targets::systems::kv::node_name;
 use faultline_workloads::{EventLine, Recorder, RunConfig, RunSummary, Who, Workload};
 use serde_json::{Value, json};
@@ -29,8 +33,21 @@ pub(crate) const CANNOT_RUN: u8 = 4;
 /// Where the operations go.
 #[derive(Clone)]
 pub(crate) enum Target {
+    /// A reference cluster faultline starts.
     Bundled(ClusterSpec),
+    /// A faultline KV protocol server at these URLs.
     Http(Vec<String>),
+    /// An etcd cluster someone else runs, at these client URLs.
+    Etcd(Vec<String>, EtcdSettings),
+    /// A real etcd cluster faultline starts (its network resolved).
+    LocalEtcd(EtcdSpec),
+}
+
+impl Target {
+    /// Whether faultline starts (and so can break) the target itself.
+    fn is_local(&self) -> bool {
+        matches!(self, Target::Bundled(_) | Target::LocalEtcd(_))
+    }
 }
 
 /// A run with every choice resolved and checked, nothing started yet.
@@ -100,13 +117,48 @@ fn resolve(target: &str, settings: &[String], opts: &RunOptions) -> Result<Targe
         check_spec(&spec).map_err(|e| format!("{target}: {e}"))?;
         return Ok(Target::Bundled(spec));
     }
+    if target == "local:etcd" {
+        let mut settings = EtcdSettings::default()
+            .apply(settings.iter().map(String::as_str), true)
+            .map_err(|e| format!("{target}: {e}"))?;
+        if !(1..=9).contains(&opts.nodes) {
+            return Err(format!(
+                "--nodes {}: a local etcd cluster has 1 to 9 members",
+                opts.nodes
+            ));
+        }
+        faultline_targets::etcd::find_etcd(opts.etcd_bin.as_deref())
+            .map_err(|e| format!("{target}: {e}"))?;
+        let (network, why) = faultline_targets::etcd::resolve_network(settings.network)
+            .map_err(|e| format!("{target}: {e}"))?;
+        if let Some(why) = why {
+            eprintln!(
+                "faultline: local:etcd on loopback ({why}): no partitions; kill, pause and \
+                 packet faults (through proxies) still work"
+            );
+        }
+        settings.network = Some(network);
+        return Ok(Target::LocalEtcd(EtcdSpec {
+            nodes: opts.nodes,
+            bin: opts.etcd_bin.clone(),
+            data_dir: None,
+            settings,
+        }));
+    }
+    if let Some(rest) = target.strip_prefix("etcd://") {
+        let settings = EtcdSettings::default()
+            .apply(settings.iter().map(String::as_str), false)
+            .map_err(|e| format!("{target}: {e}"))?;
+        let urls = host_ports(target, rest, "http")?;
+        return Ok(Target::Etcd(urls, settings));
+    }
     if let Some(rest) = target
         .strip_prefix("http://")
         .or(target.strip_prefix("https://"))
     {
         if !settings.is_empty() {
             return Err(format!(
-                "{target}: settings configure bundled targets only; this target is a URL"
+                "{target}: settings configure bundled and etcd targets only; this target is a URL"
             ));
         }
         let scheme = if target.starts_with("https://") {
@@ -114,43 +166,80 @@ fn resolve(target: &str, settings: &[String], opts: &RunOptions) -> Result<Targe
         } else {
             "http"
         };
-        let urls: Vec<String> = rest
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|hp| {
-                let hp = hp
-                    .trim_start_matches("http://")
-                    .trim_start_matches("https://");
-                format!("{scheme}://{}", hp.trim_end_matches('/'))
-            })
-            .collect();
-        if urls.is_empty() {
-            return Err(format!("--target {target}: no host:port"));
-        }
-        return Ok(Target::Http(urls));
+        return Ok(Target::Http(host_ports(target, rest, scheme)?));
     }
     Err(format!(
-        "--target {target}: expected bundled:quorum or http://host:port[,host:port...]"
+        "--target {target}: expected bundled:quorum, bundled:raft, local:etcd, \
+         etcd://host:port[,host:port...] or http://host:port[,host:port...]"
     ))
 }
 
-/// The faults to inject, resolved for the target: partition and clock skew for bundled
-/// targets unless told otherwise, nothing for URLs (no backend can reach them yet).
-fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String> {
-    match (&opts.nemesis, target) {
-        (None, Target::Bundled(_)) => Ok(vec![Kind::Partition, Kind::Clock]),
-        (None, Target::Http(_)) => Ok(Vec::new()),
-        (Some(list), target) => {
-            let kinds = Kind::parse_list(list).map_err(|e| format!("--nemesis: {e}"))?;
-            if !kinds.is_empty() && matches!(target, Target::Http(_)) {
-                return Err(
-                    "no nemesis backend for this target; use --nemesis none or a bundled target"
-                        .into(),
-                );
-            }
-            Ok(kinds)
-        }
+/// `scheme://host:port` for each comma-separated `host:port` of a URL target.
+fn host_ports(target: &str, list: &str, scheme: &str) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = list
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|hp| {
+            let hp = hp
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_start_matches("etcd://");
+            format!("{scheme}://{}", hp.trim_end_matches('/'))
+        })
+        .collect();
+    if urls.is_empty() {
+        return Err(format!("--target {target}: no host:port"));
     }
+    Ok(urls)
+}
+
+/// The faults to inject, resolved for the target and checked against what its backend can
+/// do: partition and clock skew for bundled targets unless told otherwise, partition, kill and
+/// pause for local:etcd, nothing for URLs.
+fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String> {
+    let kinds = match (&opts.nemesis, target) {
+        (Some(list), _) => Kind::parse_list(list).map_err(|e| format!("--nemesis: {e}"))?,
+        (None, Target::Bundled(_)) => vec![Kind::Partition, Kind::Clock],
+        (None, Target::LocalEtcd(spec)) if spec.settings.network == Some(Network::Loopback) => {
+            vec![Kind::Kill, Kind::Pause]
+        }
+        (None, Target::LocalEtcd(_)) => vec![Kind::Partition, Kind::Kill, Kind::Pause],
+        (None, Target::Http(_) | Target::Etcd(..)) => Vec::new(),
+    };
+    if !opts.nemesis_cmd.is_empty() && target.is_local() {
+        return Err(
+            "--nemesis-cmd is for clusters faultline does not run; this target is \
+                    started and broken by faultline itself"
+                .into(),
+        );
+    }
+    let unsupported = match target {
+        Target::Bundled(_) => Vec::new(),
+        Target::LocalEtcd(spec) => {
+            LocalBackend::unsupported_on(spec.settings.network.unwrap_or(Network::Loopback), &kinds)
+        }
+        Target::Http(urls) | Target::Etcd(urls, _) if !opts.nemesis_cmd.is_empty() => {
+            let commands =
+                CommandBackend::new(&opts.nemesis_cmd, urls.clone(), opts.nemesis_cmd_timeout)?;
+            let mut missing = commands.unsupported(&kinds);
+            // Packet faults without a command go through proxies.
+            missing.retain(|(k, _)| *k != Kind::Packet || commands.handles(Kind::Packet));
+            missing
+        }
+        Target::Http(_) | Target::Etcd(..) => ProxyBackend::unsupported_kinds(&kinds),
+    };
+    if let Some((kind, why)) = unsupported.first() {
+        return Err(format!(
+            "--nemesis {kind}: cannot be applied to this target: {why}"
+        ));
+    }
+    let raft = matches!(target, Target::Bundled(spec) if spec.system == "raft");
+    if opts.partition_shapes.contains(&Shape::Leader) && !raft {
+        return Err(
+            "--partition-shapes leader: only bundled:raft names its leader to faultline".into(),
+        );
+    }
+    Ok(kinds)
 }
 
 /// The run's seed: the one given, or one from the clock (printed, so it can be replayed).
@@ -287,12 +376,16 @@ pub(crate) async fn execute(
     show: bool,
 ) -> Result<Finished, String> {
     let cluster: Arc<Mutex<Option<Cluster>>> = Arc::default();
+    let etcd: Arc<Mutex<Option<EtcdCluster>>> = Arc::default();
+    // Dropping a cluster stops every node; this runs on every path out of here.
+    let _stop_nodes = StopOnDrop(cluster.clone());
+    let _stop_members = StopOnDrop(etcd.clone());
     // Systems that name their leader can also have it cut off.
     let shapes = match (&plan.target, opts.partition_shapes.is_empty()) {
         (Target::Bundled(spec), true) if spec.system == "raft" => Shape::ALL.to_vec(),
         _ => opts.partition_shapes.clone(),
     };
-    let (urls, settings) = match plan.target {
+    let (urls, settings) = match plan.target.clone() {
         Target::Bundled(mut spec) => {
             spec.seed = seed;
             if show {
@@ -309,13 +402,39 @@ pub(crate) async fn execute(
             *cluster.lock().expect("not poisoned") = Some(started);
             (urls, settings)
         }
+        Target::LocalEtcd(spec) => {
+            let settings = json!(spec.settings);
+            let started = EtcdCluster::start(spec)
+                .await
+                .map_err(|e| format!("the local etcd cluster did not start: {e}"))?;
+            if show {
+                eprintln!(
+                    "faultline: {} etcd members ready in {} ms ({}; data and logs in {})",
+                    started.len(),
+                    started.started_in().as_millis(),
+                    started.network().name(),
+                    started.data_dir().display()
+                );
+            }
+            let urls = started.direct_urls();
+            *etcd.lock().expect("not poisoned") = Some(started);
+            (urls, settings)
+        }
+        Target::Etcd(urls, settings) => (urls, json!(settings)),
         Target::Http(urls) => (urls, Value::Null),
     };
-    // Dropping the cluster stops every node; this runs on every path out of here.
-    let _stop_nodes = StopOnDrop(cluster.clone());
-    let client = Arc::new(
-        HttpClient::new(urls.clone(), opts.auth_token.clone()).map_err(|e| e.to_string())?,
-    );
+    let (backend, client_urls) = backend(&plan, opts, &cluster, &etcd, &urls).await?;
+    let client = Arc::new(match &plan.target {
+        Target::Etcd(_, s) => AnyClient::Etcd(
+            EtcdClient::new(client_urls, s.serializable).map_err(|e| e.to_string())?,
+        ),
+        Target::LocalEtcd(spec) => AnyClient::Etcd(
+            EtcdClient::new(client_urls, spec.settings.serializable).map_err(|e| e.to_string())?,
+        ),
+        Target::Bundled(_) | Target::Http(_) => AnyClient::Http(
+            HttpClient::new(client_urls, opts.auth_token.clone()).map_err(|e| e.to_string())?,
+        ),
+    });
     client
         .check_reachable(Duration::from_secs(2))
         .await
@@ -365,10 +484,7 @@ pub(crate) async fn execute(
 
     let progress = show.then(|| tokio::spawn(show_progress(recorder.clone(), opts.time_limit)));
     let (nemesis_stop, nemesis_stopped) = watch::channel(false);
-    let nemesis = if plan.kinds.is_empty() {
-        None
-    } else {
-        let mut backend = BundledBackend::new(cluster.clone())?;
+    let nemesis = if let Some(mut backend) = backend {
         let mut schedule = Schedule::new(
             plan.kinds.clone(),
             shapes,
@@ -383,6 +499,8 @@ pub(crate) async fn execute(
                 faultline_nemesis::run(&mut schedule, &mut backend, report, nemesis_stopped).await;
             (backend, outcome)
         }))
+    } else {
+        None
     };
     let outcome = faultline_workloads::run(
         config.clone(),
@@ -422,6 +540,7 @@ pub(crate) async fn execute(
         let _ = progress.await;
     }
     cluster.lock().expect("not poisoned").take();
+    etcd.lock().expect("not poisoned").take();
     let summary = outcome.map_err(|e| format!("the run failed: {e}"))?;
     let (judged, stats, verdict_json) = judge_run(opts, &dir, &summary, seed)?;
     Ok(Finished {
@@ -434,10 +553,59 @@ pub(crate) async fn execute(
     })
 }
 
-/// Stops the cluster when dropped.
-struct StopOnDrop(Arc<Mutex<Option<Cluster>>>);
+/// The nemesis backend for a run's target (none without faults), and the URLs the runner
+/// talks to: the nodes', or the proxies' in front of them when a URL target takes packet
+/// faults through proxies.
+async fn backend(
+    plan: &Plan,
+    opts: &RunOptions,
+    cluster: &Arc<Mutex<Option<Cluster>>>,
+    etcd: &Arc<Mutex<Option<EtcdCluster>>>,
+    urls: &[String],
+) -> Result<(Option<AnyBackend>, Vec<String>), String> {
+    if plan.kinds.is_empty() {
+        return Ok((None, urls.to_vec()));
+    }
+    let backend = match &plan.target {
+        Target::Bundled(_) => AnyBackend::Bundled(BundledBackend::new(cluster.clone())?),
+        Target::LocalEtcd(_) => AnyBackend::Local(LocalBackend::new(etcd.clone())?),
+        Target::Http(_) | Target::Etcd(..) => {
+            let hosts: Vec<String> = urls
+                .iter()
+                .map(|u| {
+                    u.split_once("://")
+                        .map_or(u.as_str(), |(_, hp)| hp)
+                        .to_string()
+                })
+                .collect();
+            let commands = (!opts.nemesis_cmd.is_empty())
+                .then(|| CommandBackend::new(&opts.nemesis_cmd, hosts, opts.nemesis_cmd_timeout))
+                .transpose()?;
+            let proxied = plan.kinds.contains(&Kind::Packet)
+                && !commands.as_ref().is_some_and(|c| c.handles(Kind::Packet));
+            let proxies = if proxied {
+                Some(ProxyBackend::start(urls).await?)
+            } else {
+                None
+            };
+            let client_urls = proxies
+                .as_ref()
+                .map_or_else(|| urls.to_vec(), ProxyBackend::urls);
+            let backend = match (commands, proxies) {
+                (Some(c), p) => AnyBackend::Command(c, p),
+                (None, Some(p)) => AnyBackend::Proxy(p),
+                (None, None) => unreachable!("nemesis_kinds refused kinds with no backend"),
+            };
+            return Ok((Some(backend), client_urls));
+        }
+    };
+    Ok((Some(backend), urls.to_vec()))
+}
 
-impl Drop for StopOnDrop {
+/// Stops a cluster when dropped.
+struct StopOnDrop<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Drop for StopOnDrop<T> {
     fn drop(&mut self) {
         if let Ok(mut cluster) = self.0.lock() {
             cluster.take();

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_nemesis::{BundledBackend, ClockMode, Fault, Schedule, Shape};
+use faultline_nemesis::{Backend, BundledBackend, ClockMode, Fault, Schedule, Shape};
 mod common;
 
 use faultline_targets::cluster::Cluster;

@@ -4,7 +4,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_nemesis::{BundledBackend, Fault, Shape};
+use faultline_nemesis::{Backend, BundledBackend, Fault, Shape};
 use faultline_targets::cluster::{Cluster, ClusterSpec};
 use serde_json::{Value, json};
 

@@ -15,7 +15,8 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::fault::{ClockMode, Fault, NodeId, Shape, name};
+use crate::Backend;
+use crate::fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
 
 /// How long a node may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -110,7 +111,7 @@ impl BundledBackend {
     }
 
     /// Starts `fault`; returns it as applied (a `leader` partition names the node it cut off).
-    pub async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
+    async fn apply_fault(&mut self, fault: &Fault) -> Result<Fault, String> {
         if let Fault::Partition {
             shape: Shape::Leader,
             groups,
@@ -223,8 +224,7 @@ impl BundledBackend {
         }
     }
 
-    /// Heals `fault`.
-    pub async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
+    async fn heal_fault(&mut self, fault: &Fault) -> Result<(), String> {
         match fault {
             Fault::Partition { .. } => {
                 for wanted in &mut self.desired {
@@ -284,7 +284,7 @@ impl BundledBackend {
 
     /// Heals everything: clocks reset, partitions and packet faults cleared, paused nodes
     /// continued, killed nodes restarted. Idempotent.
-    pub async fn heal_all(&mut self) -> Result<(), String> {
+    async fn heal_everything(&mut self) -> Result<(), String> {
         self.stop_strobe().await;
         for node in std::mem::take(&mut self.paused) {
             self.with_cluster(|c| c.signal(node, Signal::SIGCONT))?;
@@ -294,6 +294,24 @@ impl BundledBackend {
         }
         self.desired = vec![Faults::default(); self.urls.len()];
         self.push_all().await
+    }
+}
+
+impl Backend for BundledBackend {
+    fn unsupported(&self, _kinds: &[Kind]) -> Vec<(Kind, String)> {
+        Vec::new()
+    }
+
+    async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
+        self.apply_fault(fault).await
+    }
+
+    async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
+        self.heal_fault(fault).await
+    }
+
+    async fn heal_all(&mut self) -> Result<(), String> {
+        self.heal_everything().await
     }
 }
 

@@ -1,28 +1,114 @@
 //! faultline's nemesis (DESIGN §6): the faults, the seeded schedule that decides them, and the
-//! backend that applies them to a bundled cluster.
+//! backends that apply them.
 //!
 //! Deciding is pure and deterministic ([`Schedule`] from a seed gives [`Fault`]s with every
-//! node chosen); applying is I/O ([`BundledBackend`]: the nodes' admin endpoint and signals).
-//! [`run`] alternates faults and heals until told to stop, reports every event to a callback
-//! (which records it in the history), and leaves the active fault healed.
+//! node chosen); applying is I/O, in a [`Backend`]. [`run`] alternates faults and heals until
+//! told to stop, reports every event to a callback (which records it in the history), and
+//! leaves the active fault healed.
 //!
 //! # Brief overview
 //!
 //! - [`Kind`], [`Shape`], [`Fault`]: the vocabulary.
 //! - [`Schedule`]: seed → wait, fault, hold, heal, and again.
-//! - [`BundledBackend`]: applies and heals faults on a [`faultline_targets::cluster::Cluster`];
-//!   [`BundledBackend::heal_all`] leaves no node partitioned, skewed, degraded, paused or dead.
+//! - [`BundledBackend`]: faultline's reference clusters (admin endpoint and signals).
+//! - [`LocalBackend`]: a local etcd cluster (namespaces and nftables, proxies, signals).
+//! - [`ProxyBackend`]: TCP proxies in front of a URL target's nodes (packet faults).
+//! - [`CommandBackend`]: the user's own shell commands, for clusters on other machines.
+//! - [`AnyBackend`]: whichever of these a run uses.
 
 mod bundled;
+mod command;
 mod fault;
+mod local;
+mod proxy;
 mod schedule;
 
 pub use bundled::BundledBackend;
+pub use command::{CommandBackend, ENVIRONMENT};
 pub use fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
+pub use local::LocalBackend;
+pub use proxy::ProxyBackend;
 pub use schedule::{Schedule, Step};
 
-use serde_json::Value;
+use std::future::Future;
+
+use serde_json::{Value, json};
 use tokio::sync::watch;
+
+/// Applies faults to a target and heals them.
+pub trait Backend: Send {
+    /// The kinds it cannot apply, each with the reason (checked before a run starts).
+    fn unsupported(&self, kinds: &[Kind]) -> Vec<(Kind, String)>;
+    /// Starts `fault`; returns it as applied (choices the backend made or could not honour
+    /// are resolved in it).
+    fn apply(&mut self, fault: &Fault) -> impl Future<Output = Result<Fault, String>> + Send;
+    /// Heals `fault`.
+    fn heal(&mut self, fault: &Fault) -> impl Future<Output = Result<(), String>> + Send;
+    /// Heals everything it ever started. Idempotent.
+    fn heal_all(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// One of the backends, chosen at run time.
+pub enum AnyBackend {
+    /// Faultline's reference clusters.
+    Bundled(BundledBackend),
+    /// A local etcd cluster.
+    Local(LocalBackend),
+    /// Proxies in front of a URL target.
+    Proxy(ProxyBackend),
+    /// The user's commands (packet faults through proxies when no packet command is given).
+    Command(CommandBackend, Option<ProxyBackend>),
+}
+
+impl Backend for AnyBackend {
+    fn unsupported(&self, kinds: &[Kind]) -> Vec<(Kind, String)> {
+        match self {
+            AnyBackend::Bundled(b) => b.unsupported(kinds),
+            AnyBackend::Local(b) => b.unsupported(kinds),
+            AnyBackend::Proxy(b) => b.unsupported(kinds),
+            AnyBackend::Command(b, proxies) => b
+                .unsupported(kinds)
+                .into_iter()
+                .filter(|(k, _)| !(*k == Kind::Packet && proxies.is_some()))
+                .collect(),
+        }
+    }
+
+    async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
+        match self {
+            AnyBackend::Bundled(b) => b.apply(fault).await,
+            AnyBackend::Local(b) => b.apply(fault).await,
+            AnyBackend::Proxy(b) => b.apply(fault).await,
+            AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.apply(fault).await,
+            AnyBackend::Command(b, _) => b.apply(fault).await,
+        }
+    }
+
+    async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
+        match self {
+            AnyBackend::Bundled(b) => b.heal(fault).await,
+            AnyBackend::Local(b) => b.heal(fault).await,
+            AnyBackend::Proxy(b) => b.heal(fault).await,
+            AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.heal(fault).await,
+            AnyBackend::Command(b, _) => b.heal(fault).await,
+        }
+    }
+
+    async fn heal_all(&mut self) -> Result<(), String> {
+        match self {
+            AnyBackend::Bundled(b) => b.heal_all().await,
+            AnyBackend::Local(b) => b.heal_all().await,
+            AnyBackend::Proxy(b) => b.heal_all().await,
+            AnyBackend::Command(b, proxies) => {
+                let commands = b.heal_all().await;
+                if let Some(p) = proxies {
+                    p.heal_all().await?;
+                }
+                commands
+            }
+        }
+    }
+}
 
 /// Sleeps for `d`, or until `stop` fires; returns whether it fired.
 async fn sleep_or_stop(d: std::time::Duration, stop: &mut watch::Receiver<bool>) -> bool {
@@ -37,9 +123,11 @@ async fn sleep_or_stop(d: std::time::Duration, stop: &mut watch::Receiver<bool>)
 
 /// Runs the schedule against the backend until `stop` fires, reporting each event as
 /// (fault kind, what was done); the fault active at the stop is healed before returning.
-pub async fn run(
+/// A fault that cannot be applied or healed is reported too (`"action": "error"`) and ends
+/// the nemesis with that error.
+pub async fn run<B: Backend>(
     schedule: &mut Schedule,
-    backend: &mut BundledBackend,
+    backend: &mut B,
     mut report: impl FnMut(&str, Value),
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -48,11 +136,27 @@ pub async fn run(
         if sleep_or_stop(step.wait, &mut stop).await {
             return Ok(());
         }
-        let fault = backend.apply(&step.fault).await?;
-        report(fault.kind().name(), fault.describe());
+        let kind = step.fault.kind().name();
+        let fault = match backend.apply(&step.fault).await {
+            Ok(fault) => fault,
+            Err(e) => {
+                report(
+                    kind,
+                    json!({"action": "error", "during": "start", "error": e}),
+                );
+                return Err(e);
+            }
+        };
+        report(kind, fault.describe());
         let stopped = sleep_or_stop(step.hold, &mut stop).await;
-        backend.heal(&fault).await?;
-        report(fault.kind().name(), fault.describe_heal());
+        if let Err(e) = backend.heal(&fault).await {
+            report(
+                kind,
+                json!({"action": "error", "during": "heal", "error": e}),
+            );
+            return Err(e);
+        }
+        report(kind, fault.describe_heal());
         if stopped {
             return Ok(());
         }

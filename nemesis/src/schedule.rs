@@ -48,7 +48,7 @@ impl Schedule {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321),
             kinds,
             shapes: if shapes.is_empty() {
-                Shape::ALL.to_vec()
+                Shape::LEADERLESS.to_vec()
             } else {
                 shapes
             },
@@ -266,6 +266,27 @@ mod tests {
             panic!()
         };
         cuts.contains(&(a, b))
+    }
+
+    #[test]
+    fn default_shapes_never_ask_for_a_leader() {
+        let mut s = Schedule::new(
+            vec![Kind::Partition],
+            Vec::new(),
+            Duration::from_secs(1),
+            5,
+            9,
+        );
+        for _ in 0..500 {
+            let Fault::Partition { shape, .. } = s.next_step().fault else {
+                unreachable!("only partitions were asked for")
+            };
+            assert_ne!(
+                shape,
+                Shape::Leader,
+                "a system that elects no leader cannot take it"
+            );
+        }
     }
 
     #[test]

@@ -271,6 +271,41 @@ impl Client for HttpClient {
     }
 }
 
+/// The client of whichever kind of target a run uses.
+#[derive(Clone, Debug)]
+pub enum AnyClient {
+    /// A faultline KV protocol server.
+    Http(HttpClient),
+    /// etcd's v3 JSON gateway.
+    Etcd(crate::etcd::EtcdClient),
+}
+
+impl AnyClient {
+    /// Checks that every node answers as its kind of server should.
+    pub async fn check_reachable(&self, timeout: Duration) -> Result<(), TargetError> {
+        match self {
+            AnyClient::Http(c) => c.check_reachable(timeout).await,
+            AnyClient::Etcd(c) => c.check_reachable(timeout).await,
+        }
+    }
+}
+
+impl Client for AnyClient {
+    async fn invoke(&self, node: usize, op: &Op, timeout: Duration) -> Completion {
+        match self {
+            AnyClient::Http(c) => c.invoke(node, op, timeout).await,
+            AnyClient::Etcd(c) => c.invoke(node, op, timeout).await,
+        }
+    }
+
+    fn nodes(&self) -> usize {
+        match self {
+            AnyClient::Http(c) => c.nodes(),
+            AnyClient::Etcd(c) => c.nodes(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,7 +68,10 @@ impl Proxy {
             changed.clone(),
             tasks.clone(),
         ));
-        tasks.lock().expect("not poisoned").push(accept.abort_handle());
+        tasks
+            .lock()
+            .expect("not poisoned")
+            .push(accept.abort_handle());
         Ok(Proxy {
             addr,
             upstream,

@@ -49,15 +49,23 @@ async fn a_local_cluster_serves_partitions_and_cleans_up() {
         cluster.network().name()
     );
     let client = EtcdClient::new(cluster.urls(), false).unwrap();
-    client.check_reachable(Duration::from_secs(2)).await.unwrap();
+    client
+        .check_reachable(Duration::from_secs(2))
+        .await
+        .unwrap();
     let long = Duration::from_secs(5);
     let write = Op::Write {
         key: "k".into(),
         value: json!(7),
     };
-    assert!(matches!(client.invoke(0, &write, long).await, Completion::Ok { .. }));
+    assert!(matches!(
+        client.invoke(0, &write, long).await,
+        Completion::Ok { .. }
+    ));
     for node in 0..3 {
-        let read = client.invoke(node, &Op::Read { key: "k".into() }, long).await;
+        let read = client
+            .invoke(node, &Op::Read { key: "k".into() }, long)
+            .await;
         assert!(
             matches!(&read, Completion::Ok { value, .. } if *value == json!(7)),
             "{read:?}"
@@ -96,7 +104,10 @@ async fn a_local_cluster_serves_partitions_and_cleans_up() {
             key: "k".into(),
             value: json!(8),
         };
-        assert!(matches!(client.invoke(1, &write, long).await, Completion::Ok { .. }));
+        assert!(matches!(
+            client.invoke(1, &write, long).await,
+            Completion::Ok { .. }
+        ));
         for i in 0..3 {
             ns.set_rules(i, &[], 0.0).unwrap();
         }

@@ -31,7 +31,9 @@ impl EtcdClient {
     /// linearizable unless `serializable` (etcd's local, possibly stale reads).
     pub fn new(urls: Vec<String>, serializable: bool) -> Result<Self, TargetError> {
         if urls.is_empty() {
-            return Err(TargetError("an etcd target needs at least one host:port".into()));
+            return Err(TargetError(
+                "an etcd target needs at least one host:port".into(),
+            ));
         }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -287,7 +289,8 @@ mod tests {
     const TXN_MISMATCH: &str = r#"{"header":{"cluster_id":"5995744186972308161","member_id":"6566013454123969325","revision":"2","raft_term":"2"}}"#;
     const TIMED_OUT: &str = r#"{"error":"etcdserver: request timed out","message":"etcdserver: request timed out","code":14}"#;
     const LEADER_CHANGED: &str = r#"{"error":"etcdserver: leader changed","message":"etcdserver: leader changed","code":14}"#;
-    const NO_LEADER: &str = r#"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#;
+    const NO_LEADER: &str =
+        r#"{"error":"etcdserver: no leader","message":"etcdserver: no leader","code":14}"#;
     const BAD_JSON: &str = r#"{"error":"invalid character 'g' looking for beginning of value","message":"invalid character 'g' looking for beginning of value","code":3}"#;
 
     #[test]
@@ -326,7 +329,10 @@ mod tests {
         );
         assert!(matches!(
             completion(&read(), 200, RANGE_MISS.as_bytes()),
-            Completion::Ok { value: Value::Null, .. }
+            Completion::Ok {
+                value: Value::Null,
+                ..
+            }
         ));
         assert!(matches!(
             completion(&write(), 200, PUT_OK.as_bytes()),

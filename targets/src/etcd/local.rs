@@ -148,7 +148,9 @@ impl EtcdCluster {
                 (dir.clone(), None)
             }
             None => {
-                let temp = tempfile::Builder::new().prefix("faultline-etcd-").tempdir()?;
+                let temp = tempfile::Builder::new()
+                    .prefix("faultline-etcd-")
+                    .tempdir()?;
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
@@ -173,13 +175,17 @@ impl EtcdCluster {
                 None => {
                     let client = SocketAddr::from(([127, 0, 0, 1], free_port()?));
                     let peer = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-                    let proxy = Proxy::start("127.0.0.1:0".parse().expect("an address"), peer)
-                        .await?;
+                    let proxy =
+                        Proxy::start("127.0.0.1:0".parse().expect("an address"), peer).await?;
                     addrs.push((client, peer, proxy.addr()));
                     peer_proxies.push(proxy);
                 }
             }
         }
+        let peers: Vec<String> = addrs
+            .iter()
+            .map(|(_, peer, _)| format!("http://{peer}/version"))
+            .collect();
         let initial: Vec<String> = addrs
             .iter()
             .enumerate()
@@ -215,8 +221,9 @@ impl EtcdCluster {
         }
         let mut client_proxies = Vec::with_capacity(n);
         for member in &members {
-            client_proxies
-                .push(Proxy::start("127.0.0.1:0".parse().expect("an address"), member.client).await?);
+            client_proxies.push(
+                Proxy::start("127.0.0.1:0".parse().expect("an address"), member.client).await?,
+            );
         }
         let mut cluster = EtcdCluster {
             members,
@@ -229,8 +236,12 @@ impl EtcdCluster {
             started_in: Duration::ZERO,
             _temp: temp,
         };
-        for i in 0..n {
+        // One at a time: a starting member asks every peer whether it is already part of a
+        // cluster and gives one that accepted the connection but does not answer yet a whole
+        // second, so members started together wait a second per peer.
+        for (i, version_url) in peers.iter().enumerate() {
             cluster.spawn(i)?;
+            cluster.wait_peer_port(i, version_url).await;
         }
         for i in 0..n {
             cluster.wait_ready(i).await?;
@@ -322,6 +333,30 @@ impl EtcdCluster {
         }
         self.members[i].child = Some(command.spawn()?);
         Ok(())
+    }
+
+    /// Waits (at most a second) until member `i` serves its peer port at `version_url`.
+    async fn wait_peer_port(&mut self, i: usize, version_url: &str) {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(1) {
+            let exited = self.members[i]
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                return; // wait_ready reports it with the log
+            }
+            let answer = client
+                .get(version_url)
+                .timeout(Duration::from_millis(200))
+                .send()
+                .await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn wait_ready(&mut self, i: usize) -> Result<(), ClusterError> {

@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn settings_parse_and_refuse_what_does_not_apply() {
         let s = EtcdSettings::default()
-            .apply(["serializable=true,election-ms=1000", "network=loopback"], true)
+            .apply(
+                ["serializable=true,election-ms=1000", "network=loopback"],
+                true,
+            )
             .unwrap();
         assert!(s.serializable);
         assert_eq!(s.election_ms, 1000);

@@ -110,10 +110,27 @@ impl Namespaces {
             removed: false,
         };
         let bridge = made.bridge();
-        run("ip", &["link", "add", &bridge, "type", "bridge"])?;
         run(
             "ip",
-            &["addr", "add", &format!("{}/24", made.host_ip()), "dev", &bridge],
+            &[
+                "link",
+                "add",
+                &bridge,
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/24", made.host_ip()),
+                "dev",
+                &bridge,
+            ],
         )?;
         run("ip", &["link", "set", &bridge, "up"])?;
         for i in 0..count {
@@ -123,7 +140,9 @@ impl Namespaces {
             made.count = i + 1;
             run(
                 "ip",
-                &["link", "add", &host_side, "type", "veth", "peer", "name", "eth0", "netns", &ns],
+                &[
+                    "link", "add", &host_side, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ],
             )?;
             run("ip", &["link", "set", &host_side, "master", &bridge, "up"])?;
             let ip = format!("{}/24", made.node_ip(i));
@@ -132,7 +151,36 @@ impl Namespaces {
             run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
             made.set_rules(i, &[], 0.0)?;
         }
+        made.wait_reachable()?;
         Ok(made)
+    }
+
+    /// Waits until the host reaches every namespace: a connection to a port nobody listens on
+    /// is refused at once, where a link still coming up drops it silently. (etcd gives a peer
+    /// that does not answer a second at startup, per peer.)
+    fn wait_reachable(&self) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for i in 0..self.count {
+            let addr = std::net::SocketAddr::from((self.node_ip(i), 9));
+            loop {
+                match std::net::TcpStream::connect_timeout(
+                    &addr,
+                    std::time::Duration::from_millis(50),
+                ) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+                    Err(_) if std::time::Instant::now() < deadline => {}
+                    Err(e) => {
+                        return Err(io::Error::other(format!(
+                            "namespace {} is not reachable at {}: {e}",
+                            self.netns(i),
+                            self.node_ip(i)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The tag in every name this instance made.
@@ -188,16 +236,23 @@ impl Namespaces {
     pub fn rules(&self, i: usize) -> io::Result<String> {
         run(
             "ip",
-            &["netns", "exec", &self.netns(i), "nft", "list", "table", "inet", TABLE],
+            &[
+                "netns",
+                "exec",
+                &self.netns(i),
+                "nft",
+                "list",
+                "table",
+                "inet",
+                TABLE,
+            ],
         )
     }
 
     /// The command that runs `program` inside member `i`'s namespace.
     pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
         let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.netns(i)])
-            .arg(program);
+        command.args(["netns", "exec", &self.netns(i)]).arg(program);
         command
     }
 
@@ -226,7 +281,10 @@ impl Drop for Namespaces {
 
 fn remove_netns(ns: &str) {
     if let Ok(pids) = run("ip", &["netns", "pids", ns]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

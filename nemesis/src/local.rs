@@ -1,0 +1,234 @@
+//! The backend for a local etcd cluster (`local:etcd`), combining three mechanisms:
+//! - `netns`: partitions and packet loss as nftables drop rules inside each member's network
+//!   namespace (root only; on loopback partitions are refused before the run);
+//! - `proxy`: delay and jitter (and, on loopback, loss) on the proxies in front of each
+//!   member's client port and, on loopback, its peer port;
+//! - signals: SIGKILL and a restart on the same data directory, SIGSTOP and SIGCONT.
+//!
+//! Clock faults are refused: etcd reads the host's clock and nothing here can skew one
+//! process's clock.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faultline_targets::etcd::{EtcdCluster, Network, wait_serving};
+use faultline_targets::proxy::Toxics;
+use nix::sys::signal::Signal;
+
+use crate::Backend;
+use crate::fault::{Fault, Kind, NodeId};
+
+/// How long a restarted member may take to serve.
+const RESTART_WITHIN: Duration = Duration::from_secs(20);
+
+/// Applies faults to a local etcd cluster.
+pub struct LocalBackend {
+    cluster: Arc<Mutex<Option<EtcdCluster>>>,
+    network: Network,
+    direct: Vec<String>,
+    drop_from: Vec<Vec<NodeId>>,
+    loss: Vec<f64>,
+    killed: BTreeSet<NodeId>,
+    paused: BTreeSet<NodeId>,
+}
+
+impl LocalBackend {
+    /// A backend for the cluster in `cluster` (shared with whoever stops it at the end).
+    pub fn new(cluster: Arc<Mutex<Option<EtcdCluster>>>) -> Result<Self, String> {
+        let (network, direct) = {
+            let guard = cluster
+                .lock()
+                .map_err(|_| "the cluster lock is poisoned".to_string())?;
+            let c = guard.as_ref().ok_or("the cluster is not running")?;
+            (c.network(), c.direct_urls())
+        };
+        let n = direct.len();
+        Ok(LocalBackend {
+            cluster,
+            network,
+            direct,
+            drop_from: vec![Vec::new(); n],
+            loss: vec![0.0; n],
+            killed: BTreeSet::new(),
+            paused: BTreeSet::new(),
+        })
+    }
+
+    /// The kinds a cluster on `network` cannot take, each with the reason.
+    pub fn unsupported_on(network: Network, kinds: &[Kind]) -> Vec<(Kind, String)> {
+        kinds
+            .iter()
+            .filter_map(|&k| match (k, network) {
+                (Kind::Clock, _) => Some((
+                    k,
+                    "etcd reads the host's clock; nothing here can skew one member's clock"
+                        .to_string(),
+                )),
+                (Kind::Partition, Network::Loopback) => Some((
+                    k,
+                    "partitions need network namespaces (run as root with ip and nft \
+                     installed, or --set network=netns)"
+                        .to_string(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn with_cluster<T>(
+        &self,
+        f: impl FnOnce(&mut EtcdCluster) -> std::io::Result<T>,
+    ) -> Result<T, String> {
+        let mut guard = self
+            .cluster
+            .lock()
+            .map_err(|_| "the cluster lock is poisoned".to_string())?;
+        let cluster = guard.as_mut().ok_or("the cluster was stopped")?;
+        f(cluster).map_err(|e| e.to_string())
+    }
+
+    /// Writes node `i`'s wanted drop rules into its namespace.
+    fn push_rules(&self, i: NodeId) -> Result<(), String> {
+        let (drop_from, loss) = (self.drop_from[i].clone(), self.loss[i]);
+        self.with_cluster(|c| match c.namespaces() {
+            Some(ns) => ns.set_rules(i, &drop_from, loss),
+            None => Ok(()),
+        })
+    }
+
+    fn set_toxics(&self, i: NodeId, toxics: Toxics) -> Result<(), String> {
+        self.with_cluster(|c| {
+            let (client, peer) = c.proxies(i);
+            client.set(toxics);
+            if let Some(peer) = peer {
+                peer.set(toxics);
+            }
+            Ok(())
+        })
+    }
+
+    async fn restart(&mut self, node: NodeId) -> Result<(), String> {
+        self.with_cluster(|c| c.respawn(node))?;
+        wait_serving(&self.direct[node], RESTART_WITHIN).await?;
+        self.killed.remove(&node);
+        Ok(())
+    }
+}
+
+impl Backend for LocalBackend {
+    fn unsupported(&self, kinds: &[Kind]) -> Vec<(Kind, String)> {
+        LocalBackend::unsupported_on(self.network, kinds)
+    }
+
+    async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
+        match fault {
+            Fault::Partition { cuts, .. } => {
+                for (i, from) in self.drop_from.iter_mut().enumerate() {
+                    *from = cuts.iter().filter(|c| c.1 == i).map(|c| c.0).collect();
+                }
+                for i in 0..self.direct.len() {
+                    self.push_rules(i)?;
+                }
+                Ok(fault.clone())
+            }
+            Fault::Packet {
+                nodes,
+                delay_ms,
+                jitter_ms,
+                loss,
+                ..
+            } => {
+                let in_kernel = self.network == Network::Namespaces;
+                for &i in nodes {
+                    if in_kernel {
+                        self.loss[i] = *loss;
+                        self.push_rules(i)?;
+                    }
+                    self.set_toxics(
+                        i,
+                        Toxics {
+                            delay_ms: *delay_ms,
+                            jitter_ms: *jitter_ms,
+                            loss: if in_kernel { 0.0 } else { *loss },
+                            ..Toxics::default()
+                        },
+                    )?;
+                }
+                // TCP streams cannot be duplicated into: no duplicates.
+                Ok(Fault::Packet {
+                    nodes: nodes.clone(),
+                    delay_ms: *delay_ms,
+                    jitter_ms: *jitter_ms,
+                    loss: *loss,
+                    duplicate: 0.0,
+                })
+            }
+            Fault::Kill { nodes } => {
+                for &i in nodes {
+                    self.with_cluster(|c| c.kill(i))?;
+                    self.killed.insert(i);
+                }
+                Ok(fault.clone())
+            }
+            Fault::Pause { nodes } => {
+                for &i in nodes {
+                    self.with_cluster(|c| c.signal(i, Signal::SIGSTOP))?;
+                    self.paused.insert(i);
+                }
+                Ok(fault.clone())
+            }
+            Fault::Clock { .. } => Err("clock faults are not supported on local:etcd".into()),
+        }
+    }
+
+    async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
+        match fault {
+            Fault::Partition { .. } => {
+                for i in 0..self.direct.len() {
+                    self.drop_from[i].clear();
+                    self.push_rules(i)?;
+                }
+                Ok(())
+            }
+            Fault::Packet { nodes, .. } => {
+                for &i in nodes {
+                    self.loss[i] = 0.0;
+                    self.push_rules(i)?;
+                    self.set_toxics(i, Toxics::default())?;
+                }
+                Ok(())
+            }
+            Fault::Kill { nodes } => {
+                for &i in nodes {
+                    self.restart(i).await?;
+                }
+                Ok(())
+            }
+            Fault::Pause { nodes } => {
+                for &i in nodes {
+                    self.with_cluster(|c| c.signal(i, Signal::SIGCONT))?;
+                    self.paused.remove(&i);
+                }
+                Ok(())
+            }
+            Fault::Clock { .. } => Ok(()),
+        }
+    }
+
+    async fn heal_all(&mut self) -> Result<(), String> {
+        for i in std::mem::take(&mut self.paused) {
+            self.with_cluster(|c| c.signal(i, Signal::SIGCONT))?;
+        }
+        for i in self.killed.clone() {
+            self.restart(i).await?;
+        }
+        for i in 0..self.direct.len() {
+            self.drop_from[i].clear();
+            self.loss[i] = 0.0;
+            self.push_rules(i)?;
+            self.set_toxics(i, Toxics::default())?;
+        }
+        Ok(())
+    }
+}
