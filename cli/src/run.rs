@@ -233,13 +233,23 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
             "--nemesis {kind}: cannot be applied to this target: {why}"
         ));
     }
-    let raft = matches!(target, Target::Bundled(spec) if spec.system == "raft");
-    if opts.partition_shapes.contains(&Shape::Leader) && !raft {
+    if opts.partition_shapes.contains(&Shape::Leader) && !names_leader(target) {
         return Err(
-            "--partition-shapes leader: only bundled:raft names its leader to faultline".into(),
+            "--partition-shapes leader: only bundled:raft and local:etcd name their leader \
+             to faultline"
+                .into(),
         );
     }
     Ok(kinds)
+}
+
+/// Whether faultline can ask the target who leads (for the `leader` partition shape).
+fn names_leader(target: &Target) -> bool {
+    match target {
+        Target::Bundled(spec) => spec.system == "raft",
+        Target::LocalEtcd(_) => true,
+        Target::Http(_) | Target::Etcd(..) => false,
+    }
 }
 
 /// The run's seed: the one given, or one from the clock (printed, so it can be replayed).
@@ -382,7 +392,7 @@ pub(crate) async fn execute(
     let _stop_members = StopOnDrop(etcd.clone());
     // Systems that name their leader can also have it cut off.
     let shapes = match (&plan.target, opts.partition_shapes.is_empty()) {
-        (Target::Bundled(spec), true) if spec.system == "raft" => Shape::ALL.to_vec(),
+        (target, true) if names_leader(target) => Shape::ALL.to_vec(),
         _ => opts.partition_shapes.clone(),
     };
     let (urls, settings) = match plan.target.clone() {

@@ -132,15 +132,7 @@ impl BundledBackend {
                     "no node named a leader in /admin/state for 2 s; the leader partition \
                      needs a system that elects one (raft)",
                 )?;
-                let rest: Vec<NodeId> = (0..self.urls.len()).filter(|&n| n != alone).collect();
-                let groups = vec![vec![alone], rest];
-                let cuts = crate::fault::group_cuts(&groups, false);
-                let resolved = Fault::Partition {
-                    shape: Shape::Leader,
-                    one_way: false,
-                    groups,
-                    cuts,
-                };
+                let resolved = Fault::leader_cut_off(alone, self.urls.len());
                 self.apply_decided(&resolved).await?;
                 return Ok(resolved);
             }

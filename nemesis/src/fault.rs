@@ -232,6 +232,19 @@ impl Fault {
         }
     }
 
+    /// The `leader` partition once the leader is known: `leader` alone, the rest together.
+    pub fn leader_cut_off(leader: NodeId, nodes: usize) -> Fault {
+        let rest: Vec<NodeId> = (0..nodes).filter(|&n| n != leader).collect();
+        let groups = vec![vec![leader], rest];
+        let cuts = group_cuts(&groups, false);
+        Fault::Partition {
+            shape: Shape::Leader,
+            one_way: false,
+            groups,
+            cuts,
+        }
+    }
+
     /// What the history records when the fault starts: what is done to which nodes.
     pub fn describe(&self) -> Value {
         match self {

@@ -17,7 +17,7 @@ use faultline_targets::proxy::Toxics;
 use nix::sys::signal::Signal;
 
 use crate::Backend;
-use crate::fault::{Fault, Kind, NodeId};
+use crate::fault::{Fault, Kind, NodeId, Shape};
 
 /// How long a restarted member may take to serve.
 const RESTART_WITHIN: Duration = Duration::from_secs(20);
@@ -108,20 +108,48 @@ impl LocalBackend {
         })
     }
 
-    async fn restart(&mut self, node: NodeId) -> Result<(), String> {
-        self.with_cluster(|c| c.respawn(node))?;
-        wait_serving(&self.direct[node], RESTART_WITHIN).await?;
-        self.killed.remove(&node);
-        Ok(())
+    /// The member most members name as leader (etcd's `/v3/maintenance/status`), if any.
+    async fn leader(&self) -> Option<NodeId> {
+        let http = reqwest::Client::new();
+        let mut ids = vec![None; self.direct.len()];
+        let mut named = Vec::new();
+        for (i, url) in self.direct.iter().enumerate() {
+            if self.killed.contains(&i) || self.paused.contains(&i) {
+                continue;
+            }
+            let status: Option<serde_json::Value> = async {
+                let r = http
+                    .post(format!("{url}/v3/maintenance/status"))
+                    .body("{}")
+                    .timeout(Duration::from_millis(500))
+                    .send()
+                    .await
+                    .ok()?;
+                r.json().await.ok()
+            }
+            .await;
+            if let Some(status) = status {
+                ids[i] = status["header"]["member_id"].as_str().map(str::to_string);
+                if let Some(leader) = status["leader"].as_str() {
+                    named.push(leader.to_string());
+                }
+            }
+        }
+        let mut votes = vec![0usize; self.direct.len()];
+        for leader in named {
+            if let Some(i) = ids
+                .iter()
+                .position(|id| id.as_deref() == Some(leader.as_str()))
+            {
+                votes[i] += 1;
+            }
+        }
+        let (best, count) = votes.iter().enumerate().max_by_key(|(_, c)| **c)?;
+        (*count > 0).then_some(best)
     }
-}
 
-impl Backend for LocalBackend {
-    fn unsupported(&self, kinds: &[Kind]) -> Vec<(Kind, String)> {
-        LocalBackend::unsupported_on(self.network, kinds)
-    }
-
-    async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
+    /// Applies a fault whose every choice is made.
+    async fn apply_decided(&mut self, fault: &Fault) -> Result<Fault, String> {
         match fault {
             Fault::Partition { cuts, .. } => {
                 for (i, from) in self.drop_from.iter_mut().enumerate() {
@@ -180,6 +208,44 @@ impl Backend for LocalBackend {
             }
             Fault::Clock { .. } => Err("clock faults are not supported on local:etcd".into()),
         }
+    }
+
+    async fn restart(&mut self, node: NodeId) -> Result<(), String> {
+        self.with_cluster(|c| c.respawn(node))?;
+        wait_serving(&self.direct[node], RESTART_WITHIN).await?;
+        self.killed.remove(&node);
+        Ok(())
+    }
+}
+
+impl Backend for LocalBackend {
+    fn unsupported(&self, kinds: &[Kind]) -> Vec<(Kind, String)> {
+        LocalBackend::unsupported_on(self.network, kinds)
+    }
+
+    async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
+        if let Fault::Partition {
+            shape: Shape::Leader,
+            groups,
+            ..
+        } = fault
+        {
+            if groups.is_empty() {
+                // During an election nobody leads: ask again for a while.
+                let mut leader = None;
+                for _ in 0..20 {
+                    leader = self.leader().await;
+                    if leader.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let alone = leader.ok_or("no etcd member named a leader for 2 s")?;
+                let resolved = Fault::leader_cut_off(alone, self.direct.len());
+                return self.apply_decided(&resolved).await;
+            }
+        }
+        self.apply_decided(fault).await
     }
 
     async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
