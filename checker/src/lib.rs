@@ -13,6 +13,8 @@
 //! - [`causal::check`] decides causal consistency (CC, CM, CCv) and the session guarantees.
 //! - [`set::check`] judges a set history (no acknowledged add lost), [`stats::stats`] measures
 //!   throughput, latency and ok/fail/info shares.
+//! - [`saga::check`] judges a checkout: every order all-done or all-undone, nothing stuck,
+//!   stock and money conserved, no step applied twice.
 //! - [`Verdict`] is the common shape every checker's result takes for reports.
 //!
 //! ```
@@ -33,6 +35,7 @@ pub mod format;
 pub mod history;
 pub mod linearizability;
 pub mod model;
+pub mod saga;
 pub mod set;
 pub mod stats;
 pub mod synth;
