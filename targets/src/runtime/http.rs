@@ -5,6 +5,9 @@
 //! | `GET /kv/{key}` | 200 `{"value": v, "meta": ...}`, 404 absent, 503 |
 //! | `PUT /kv/{key}` `{"value": v, "context"?: c}` | 200, 503 nothing applied, 504 indeterminate |
 //! | `POST /kv/{key}/cas` `{"expect": a, "value": b}` | 200, 412 mismatch, 503, 504 |
+//! | `POST /orders` `{"order", "sku", "qty", "account", "amount"}` | checkout systems: 200 with the order's outcome, 504 still running, 400 |
+//! | `GET /orders/{id}` | 200 the order's status, 404 unknown |
+//! | `GET /state` | the system's whole state (a checkout service's totals and orders) |
 //! | `GET /health` | 200 |
 //! | `POST /admin/faults` | replace the fault layer's faults (`{}` heals) |
 //! | `GET /admin/state[?key=k]` | ring, settings, faults, clock offset, counters (and what this node holds for `k`) |
@@ -32,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Command, Faults};
 use crate::systems::ClientRequest;
+use crate::systems::orders::{Order, OrderRequest};
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY: usize = 256;
@@ -68,6 +72,9 @@ pub(super) async fn serve(
         .route("/health", get(health))
         .route("/kv/{key}", get(read).put(write))
         .route("/kv/{key}/cas", post(cas))
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/state", get(bare_state))
         .route("/admin/faults", post(set_faults))
         .route("/admin/state", get(state))
         .with_state(app);
@@ -232,6 +239,58 @@ async fn cas(
     Ok(mutate(&app, &headers, request).await)
 }
 
+async fn ask_order(app: &App, request: OrderRequest) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if app
+        .commands
+        .send(Command::Order { request, reply })
+        .await
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    match tokio::time::timeout(NODE_WAIT, answer).await {
+        Ok(Ok(reply)) => respond(reply.status(), reply.body()),
+        Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the node did not answer in time"),
+    }
+}
+
+/// `POST /orders`: the coordinator dedups by order id in its durable log, so the
+/// `Idempotency-Key` goes to the system rather than to this node's memory.
+async fn place_order(State(app): State<App>, headers: HeaderMap, body: Body) -> Response {
+    let order: Order = match json_body(body).await {
+        Ok(order) => order,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let request = OrderRequest::Place {
+        order,
+        idempotency_key: idempotency_key(&headers),
+    };
+    ask_order(&app, request).await
+}
+
+async fn get_order(State(app): State<App>, Path(id): Path<String>) -> Result<Response, Refusal> {
+    check_key(&id)?;
+    Ok(ask_order(&app, OrderRequest::Get { id }).await)
+}
+
+async fn bare_state(State(app): State<App>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    let command = Command::State {
+        key: None,
+        bare: true,
+        reply,
+    };
+    if app.commands.send(command).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    match answer.await {
+        Ok(state) => respond(200, state),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
 async fn set_faults(State(app): State<App>, body: Body) -> Response {
     let faults: Faults = match json_body(body).await {
         Ok(f) => f,
@@ -262,6 +321,7 @@ async fn state(State(app): State<App>, Query(query): Query<StateQuery>) -> Respo
     let (reply, answer) = oneshot::channel();
     let command = Command::State {
         key: query.key,
+        bare: false,
         reply,
     };
     if app.commands.send(command).await.is_err() {

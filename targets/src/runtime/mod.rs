@@ -28,7 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::systems::SystemSettings;
 use crate::systems::kv::node_name;
 use crate::systems::quorum::QuorumNode;
+use crate::systems::orders::OrderRequest;
 use crate::systems::raft::RaftNode;
+use crate::systems::saga::SagaNode;
 use crate::systems::{ClientReply, ClientRequest, Node, NodeId, Now, Output, RequestId};
 
 /// Where one node listens and keeps its data.
@@ -52,8 +54,14 @@ enum Command {
         request: ClientRequest,
         reply: oneshot::Sender<ClientReply>,
     },
+    Order {
+        request: OrderRequest,
+        reply: oneshot::Sender<ClientReply>,
+    },
     State {
         key: Option<String>,
+        /// Only the system's own state, without the runtime's faults and counters.
+        bare: bool,
         reply: oneshot::Sender<Value>,
     },
     SetFaults {
@@ -77,6 +85,13 @@ pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Res
             let seed = config.seed;
             run_node(config, nodes, "raft.log", move |records| {
                 RaftNode::new(id, settings, seed, records)
+            })
+            .await
+        }
+        SystemSettings::Saga(settings) => {
+            let seed = config.seed;
+            run_node(config, nodes, "saga.log", move |records| {
+                SagaNode::new(id, &settings, seed, records)
             })
             .await
         }
@@ -189,7 +204,28 @@ impl<N: Node> Owner<N> {
                 let now = self.now();
                 self.node.handle_client(now, id, request);
             }
-            Command::State { key, reply } => {
+            Command::Order { request, reply } => {
+                self.counters.client_requests += 1;
+                let id = self.next_request;
+                self.next_request += 1;
+                let now = self.now();
+                match self.node.handle_order(now, id, request) {
+                    Some(answer) => {
+                        let _ = reply.send(answer);
+                    }
+                    None => {
+                        self.waiting.insert(id, reply);
+                    }
+                }
+            }
+            Command::State {
+                key: None,
+                bare: true,
+                reply,
+            } => {
+                let _ = reply.send(self.node.describe());
+            }
+            Command::State { key, reply, .. } => {
                 let mut state = self.node.describe();
                 state["faults"] = json!(self.faults.faults());
                 state["clock_offset_ms"] = json!(self.faults.faults().clock_offset_ms);

@@ -77,6 +77,8 @@ pub enum ClientReply {
     Unavailable(String),
     /// 504: indeterminate, some replicas may hold the write.
     Timeout(String),
+    /// 400: the request makes no sense to this system; nothing was applied.
+    Refused(String),
 }
 
 impl ClientReply {
@@ -88,6 +90,7 @@ impl ClientReply {
             ClientReply::Mismatch => 412,
             ClientReply::Unavailable(_) => 503,
             ClientReply::Timeout(_) => 504,
+            ClientReply::Refused(_) => 400,
         }
     }
 
@@ -109,7 +112,9 @@ impl ClientReply {
                 }
             }
             ClientReply::Mismatch => serde_json::json!({ "error": "mismatch" }),
-            ClientReply::Unavailable(why) | ClientReply::Timeout(why) => {
+            ClientReply::Unavailable(why)
+            | ClientReply::Timeout(why)
+            | ClientReply::Refused(why) => {
                 serde_json::json!({ "error": why })
             }
         }

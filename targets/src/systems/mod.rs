@@ -7,8 +7,10 @@
 //! as a real process.
 
 pub mod kv;
+pub mod orders;
 pub mod quorum;
 pub mod raft;
+pub mod saga;
 
 pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId};
 
@@ -35,7 +37,7 @@ pub(crate) fn key_values<'a>(
 }
 
 /// The bundled systems, by name.
-pub const SYSTEMS: &[&str] = &["quorum", "raft"];
+pub const SYSTEMS: &[&str] = &["quorum", "raft", "saga"];
 
 /// The resolved settings of a bundled system.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -45,6 +47,8 @@ pub enum SystemSettings {
     Quorum(quorum::Settings),
     /// Raft's.
     Raft(raft::Settings),
+    /// The saga checkout's.
+    Saga(saga::Settings),
 }
 
 impl SystemSettings {
@@ -61,6 +65,9 @@ impl SystemSettings {
             "raft" => raft::Settings::new(nodes)
                 .apply(pairs)
                 .map(SystemSettings::Raft),
+            "saga" => saga::Settings::new(system)
+                .apply(pairs)
+                .map(SystemSettings::Saga),
             other => Err(format!(
                 "unknown system `{other}`; bundled systems: {}",
                 SYSTEMS.join(", ")
@@ -73,6 +80,7 @@ impl SystemSettings {
         match self {
             SystemSettings::Quorum(_) => "quorum",
             SystemSettings::Raft(_) => "raft",
+            SystemSettings::Saga(_) => "saga",
         }
     }
 
@@ -80,7 +88,7 @@ impl SystemSettings {
     pub fn quorum(&self) -> Option<&quorum::Settings> {
         match self {
             SystemSettings::Quorum(s) => Some(s),
-            SystemSettings::Raft(_) => None,
+            SystemSettings::Raft(_) | SystemSettings::Saga(_) => None,
         }
     }
 }
@@ -90,6 +98,7 @@ impl std::fmt::Display for SystemSettings {
         match self {
             SystemSettings::Quorum(s) => s.fmt(f),
             SystemSettings::Raft(s) => s.fmt(f),
+            SystemSettings::Saga(s) => s.fmt(f),
         }
     }
 }
@@ -126,6 +135,19 @@ pub trait Node: Send + 'static {
 
     /// A client request arrived.
     fn handle_client(&mut self, now: Now, id: RequestId, request: ClientRequest);
+    /// An order request arrived (`POST /orders`, `GET /orders/{id}`); `Some` answers at once,
+    /// `None` means a reply will come out of [`Node::poll_output`]. Key-value systems refuse.
+    fn handle_order(
+        &mut self,
+        now: Now,
+        id: RequestId,
+        request: orders::OrderRequest,
+    ) -> Option<ClientReply> {
+        let _ = (now, id, request);
+        Some(ClientReply::Refused(
+            "this system speaks the KV protocol; it takes no orders".into(),
+        ))
+    }
     /// A peer's message arrived.
     fn handle_peer(&mut self, now: Now, from: NodeId, msg: Self::Message);
     /// Time passed; the runtime calls this every few milliseconds.
