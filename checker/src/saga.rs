@@ -46,6 +46,12 @@ pub struct OrderFacts {
     pub client_saw: Option<String>,
     /// The coordinator's status for it at the end, `None` when it does not know the order.
     pub final_status: Option<String>,
+    /// How long it was half-done: from its first step applied to its end, in ms.
+    #[serde(default)]
+    pub half_done_ms: Option<u64>,
+    /// What the coordinator reports of it at the end (steps done, the step declined and why).
+    #[serde(default)]
+    pub coordinator: Value,
 }
 
 /// What a service did for one order.
@@ -106,9 +112,21 @@ pub struct SagaReport {
     pub violations: Vec<Violation>,
     /// Why the verdict is UNKNOWN, if it is.
     pub unknown: Option<String>,
+    /// How long orders were half-done (visible partial state): count, p50, p99, max in ms.
+    pub half_done_ms: Option<Value>,
 }
 
 impl SagaReport {
+    /// The common shape of a verdict.
+    pub fn verdict(&self) -> crate::verdict::Verdict {
+        crate::verdict::Verdict {
+            valid: self.validity,
+            checker: "saga".into(),
+            summary: self.summary(),
+            details: serde_json::to_value(self).unwrap_or(Value::Null),
+        }
+    }
+
     /// One line for a person.
     pub fn summary(&self) -> String {
         if let Some(why) = &self.unknown {
@@ -119,9 +137,15 @@ impl SagaReport {
             .iter()
             .map(|(s, n)| format!("{n} {s}"))
             .collect();
+        let window = self.half_done_ms.as_ref().map_or(String::new(), |w| {
+            format!(
+                "; half-done p50 {} ms, p99 {} ms, max {} ms",
+                w["p50"], w["p99"], w["max"]
+            )
+        });
         if self.violations.is_empty() {
             format!(
-                "{} orders, each all-done or all-undone ({}); stock and money conserved",
+                "{} orders, each all-done or all-undone ({}); stock and money conserved{window}",
                 self.orders,
                 statuses.join(", ")
             )
@@ -165,7 +189,19 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
         by_status: BTreeMap::new(),
         violations: Vec::new(),
         unknown: None,
+        half_done_ms: None,
     };
+    let mut windows: Vec<u64> = facts.orders.iter().filter_map(|o| o.half_done_ms).collect();
+    if !windows.is_empty() {
+        windows.sort_unstable();
+        let at = |q: f64| windows[((windows.len() - 1) as f64 * q).round() as usize];
+        report.half_done_ms = Some(json!({
+            "orders": windows.len(),
+            "p50": at(0.5),
+            "p99": at(0.99),
+            "max": windows[windows.len() - 1],
+        }));
+    }
     let missing: Vec<&str> = SERVICES
         .iter()
         .copied()
@@ -201,11 +237,15 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
         let status = order.final_status.as_deref().unwrap_or("unknown");
         *report.by_status.entry(status.to_string()).or_default() += 1;
         let mut fail = |kind: &'static str, detail: String| {
+            let mut evidence = entries(&order.order);
+            if !order.coordinator.is_null() {
+                evidence["coordinator"] = order.coordinator.clone();
+            }
             report.violations.push(Violation {
                 order: order.order.clone(),
                 kind,
                 detail,
-                evidence: entries(&order.order),
+                evidence,
             });
         };
         for service in SERVICES {
@@ -320,6 +360,8 @@ mod tests {
             amount: 30,
             client_saw: saw.map(str::to_string),
             final_status: Some(status.into()),
+            half_done_ms: Some(5),
+            coordinator: Value::Null,
         }
     }
 

@@ -93,8 +93,9 @@ pub(crate) struct RunArgs {
 /// The options of a run that `faultline run` and `faultline compare` share.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RunOptions {
-    /// The workload: register (read/write), cas (read/write/cas), set (adds, final reads) or
-    /// causal (sessions writing unique values and reading across keys).
+    /// The workload: register (read/write), cas (read/write/cas), set (adds, final reads),
+    /// causal (sessions writing unique values and reading across keys) or checkout (orders on
+    /// bundled:saga, retried with idempotency keys, judged by the saga checker).
     #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
     pub(crate) workload: faultline_workloads::Workload,
 
@@ -121,6 +122,16 @@ pub(crate) struct RunOptions {
     /// An operation without an answer after this long completes info.
     #[arg(long, default_value = "2s", env = "FAULTLINE_OP_TIMEOUT", value_parser = parse_duration)]
     pub(crate) op_timeout: Duration,
+
+    /// Checkout workload: attempts after the first for an order whose outcome is unknown
+    /// (timeout, 5xx), with the same order id and Idempotency-Key.
+    #[arg(long, default_value_t = 3, env = "FAULTLINE_RETRIES")]
+    pub(crate) retries: u32,
+
+    /// Checkout workload: how long to wait after the faults are healed before reading every
+    /// order's status and every service's state.
+    #[arg(long, default_value = "3s", env = "FAULTLINE_QUIET", value_parser = parse_duration)]
+    pub(crate) quiet: Duration,
 
     /// Keys for the register, cas and causal workloads.
     #[arg(long, default_value_t = 5, env = "FAULTLINE_KEYS")]

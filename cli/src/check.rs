@@ -62,7 +62,7 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
         }
         (_, run) => match run {
             // A run directory is judged by the checkers its workload names.
-            Ok(Some(workload)) => crate::judge::judge(&read.history, workload)
+            Ok(Some(workload)) => crate::judge::judge(&read.history, workload, path)
                 .map_err(|e| format!("{}/{e}", path.display())),
             Ok(None) => linearizability::check(&read.history, options)
                 .map(Judged::from_linearizability)

@@ -36,7 +36,8 @@ pub(crate) fn up(args: &ClusterUpArgs) -> ExitCode {
     };
     let spec = ClusterSpec {
         system: args.system.clone(),
-        nodes: args.nodes,
+        // The saga system is always an orchestrator and three services.
+        nodes: if args.system == "saga" { 4 } else { args.nodes },
         settings: args.settings.clone(),
         data_dir: args.data_dir.clone(),
         exe,
@@ -144,9 +145,17 @@ fn print_cluster(cluster: &Cluster, took: std::time::Duration) {
     let url = &cluster.nodes()[0].url;
     println!("data and node logs: {}", cluster.data_dir().display());
     println!("try:");
-    println!("  curl -X PUT {url}/kv/greeting -d '{{\"value\": \"hello\"}}'");
-    println!("  curl {url}/kv/greeting");
-    println!("  curl {url}/admin/state");
+    if cluster.system() == "saga" {
+        println!(
+            "  curl -X POST {url}/orders -H 'Idempotency-Key: k1' -d '{{\"order\": \"o1\", \"sku\": \"sku-1\", \"qty\": 2, \"account\": \"acct-1\", \"amount\": 30}}'"
+        );
+        println!("  curl {url}/orders/o1");
+        println!("  curl {}/state", cluster.nodes()[2].url);
+    } else {
+        println!("  curl -X PUT {url}/kv/greeting -d '{{\"value\": \"hello\"}}'");
+        println!("  curl {url}/kv/greeting");
+        println!("  curl {url}/admin/state");
+    }
     println!("Ctrl-C stops the cluster.");
 }
 

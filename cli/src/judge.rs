@@ -4,7 +4,7 @@ use std::path::Path;
 
 use faultline_checker::causal::Consistency;
 use faultline_checker::{
-    History, ModelKind, Options, Validity, causal as causal_checker, linearizability, set,
+    History, ModelKind, Options, Validity, causal as causal_checker, linearizability, saga, set,
 };
 use faultline_results::Judged;
 use faultline_workloads::Workload;
@@ -28,9 +28,25 @@ pub(crate) fn run_workload(path: &Path) -> Result<Option<Workload>, String> {
         .map_err(|e| format!("{}: {e}", run_json.display()))
 }
 
-/// Runs the checkers `workload` names on `history`.
-pub(crate) fn judge(history: &History, workload: Workload) -> Result<Judged, String> {
+/// Where a checkout run keeps the facts the saga checker judges.
+pub(crate) const SAGA_FACTS: &str = "saga.json";
+
+/// Runs the checkers `workload` names on `history` (recorded in the run directory `dir`).
+pub(crate) fn judge(history: &History, workload: Workload, dir: &Path) -> Result<Judged, String> {
     match workload {
+        Workload::Checkout => {
+            let path = dir.join(SAGA_FACTS);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{SAGA_FACTS}: cannot read {}: {e}", path.display()))?;
+            let facts: saga::SagaFacts = serde_json::from_str(&text)
+                .map_err(|e| format!("{SAGA_FACTS}: not the saga checker's facts: {e}"))?;
+            let report = saga::check(&facts);
+            let explanation = report.explanation();
+            Ok(Judged {
+                verdicts: vec![(report.verdict(), explanation)],
+                linearizability: None,
+            })
+        }
         Workload::Register | Workload::Cas => {
             let options = Options {
                 model: Some(ModelKind::Kv),

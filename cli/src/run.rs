@@ -21,6 +21,7 @@ use faultline_targets::client::{AnyClient, HttpClient};
 use faultline_targets::cluster::{Cluster, ClusterSpec, check_spec};
 use faultline_targets::etcd::{EtcdClient, EtcdCluster, EtcdSettings, EtcdSpec, Network};
 use faultline_targets::systems::kv::node_name;
+use faultline_workloads::checkout::{self, CheckoutConfig};
 use faultline_workloads::{EventLine, Recorder, RunConfig, RunSummary, Who, Workload};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -90,6 +91,7 @@ pub(crate) fn check_options(opts: &RunOptions) -> Result<(), String> {
 /// Resolves and checks a target with its settings, and the faults to inject into it.
 pub(crate) fn plan(target: &str, settings: &[String], opts: &RunOptions) -> Result<Plan, String> {
     let resolved = resolve(target, settings, opts)?;
+    check_workload(target, &resolved, opts.workload)?;
     let kinds = nemesis_kinds(opts, &resolved)?;
     let label = if settings.is_empty() {
         target.to_string()
@@ -107,7 +109,12 @@ fn resolve(target: &str, settings: &[String], opts: &RunOptions) -> Result<Targe
     if let Some(system) = target.strip_prefix("bundled:") {
         let spec = ClusterSpec {
             system: system.to_string(),
-            nodes: opts.nodes,
+            // A checkout system is a coordinator and its three services.
+            nodes: if CHECKOUT_SYSTEMS.contains(&system) {
+                4
+            } else {
+                opts.nodes
+            },
             settings: settings.to_vec(),
             data_dir: None,
             exe: std::env::current_exe()
@@ -173,6 +180,24 @@ fn resolve(target: &str, settings: &[String], opts: &RunOptions) -> Result<Targe
          etcd://host:port[,host:port...] or http://host:port[,host:port...]"
     ))
 }
+
+/// The checkout systems take the checkout workload and nothing else, and it runs on nothing
+/// else.
+fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<(), String> {
+    let checkout_system = matches!(target, Target::Bundled(spec) if CHECKOUT_SYSTEMS.contains(&spec.system.as_str()));
+    match (checkout_system, workload == Workload::Checkout) {
+        (true, false) => Err(format!(
+            "{label} is a checkout system: run it with --workload checkout"
+        )),
+        (false, true) => Err(format!(
+            "--workload checkout needs a checkout system (--target bundled:saga); {label} is not one"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The bundled systems that take orders rather than the KV protocol.
+const CHECKOUT_SYSTEMS: &[&str] = &["saga"];
 
 /// `scheme://host:port` for each comma-separated `host:port` of a URL target.
 fn host_ports(target: &str, list: &str, scheme: &str) -> Result<Vec<String>, String> {
@@ -487,6 +512,13 @@ pub(crate) async fn execute(
     });
     let io = |e: std::io::Error| format!("{}: {e}", dir.path.display());
     dir.write_json("run.json", &run_json).map_err(io)?;
+    // The checkout workload starts from what the services hold.
+    let client_urls_for_checkout = urls.clone();
+    let checkout = if opts.workload == Workload::Checkout {
+        Some(checkout::initial_state(&client_urls_for_checkout).await?)
+    } else {
+        None
+    };
     let recorder = Arc::new(Recorder::create(&dir.history()).map_err(io)?);
     if show {
         eprintln!("faultline: recording {}", dir.history().display());
@@ -512,13 +544,42 @@ pub(crate) async fn execute(
     } else {
         None
     };
-    let outcome = faultline_workloads::run(
-        config.clone(),
-        client.clone(),
-        recorder.clone(),
-        stop.clone(),
-    )
-    .await;
+    let mut placed = None;
+    let outcome = match &checkout {
+        Some(initial) => {
+            let checkout_config = CheckoutConfig {
+                clients: opts.clients,
+                rate: opts.rate,
+                time_limit: opts.time_limit,
+                ops: opts.ops,
+                op_timeout: opts.op_timeout,
+                retries: opts.retries,
+                double_click: 0.05,
+                seed,
+            };
+            checkout::run(
+                checkout_config,
+                &client_urls_for_checkout,
+                initial.clone(),
+                recorder.clone(),
+                stop.clone(),
+            )
+            .await
+            .map(|(summary, orders)| {
+                placed = Some(orders);
+                summary
+            })
+        }
+        None => {
+            faultline_workloads::run(
+                config.clone(),
+                client.clone(),
+                recorder.clone(),
+                stop.clone(),
+            )
+            .await
+        }
+    };
     let _ = nemesis_stop.send(true);
     let mut nemesis_error = None;
     if let Some(task) = nemesis {
@@ -545,6 +606,21 @@ pub(crate) async fn execute(
         }
         other => other,
     };
+    if let (Some(initial), Some(placed), Ok(summary)) = (checkout, placed, &outcome) {
+        if !summary.interrupted {
+            if show {
+                eprintln!(
+                    "faultline: waiting {} for orders in flight to end, then reading the final state",
+                    humantime::format_duration(opts.quiet)
+                );
+            }
+            tokio::time::sleep(opts.quiet).await;
+            let facts = checkout::final_state(&client_urls_for_checkout, initial, placed).await;
+            let io = |e: std::io::Error| format!("{}: {e}", dir.path.display());
+            dir.write_json(crate::judge::SAGA_FACTS, &json!(facts))
+                .map_err(io)?;
+        }
+    }
     if let Some(progress) = progress {
         progress.abort();
         let _ = progress.await;
@@ -704,7 +780,7 @@ fn judge_run(
     for warning in &read.history.warnings {
         eprintln!("faultline: warning: {}: {warning}", dir.history().display());
     }
-    let judged = crate::judge::judge(&read.history, opts.workload)?;
+    let judged = crate::judge::judge(&read.history, opts.workload, &dir.path)?;
     let stats = stats::stats(&read.history);
     let verdicts: Vec<_> = judged.verdicts.iter().map(|(v, _)| v.clone()).collect();
     let verdict_json = json!({

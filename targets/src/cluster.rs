@@ -121,6 +121,12 @@ pub fn check_spec(spec: &ClusterSpec) -> Result<SystemSettings, ClusterError> {
             spec.nodes
         )));
     }
+    if spec.system == "saga" && spec.nodes != 4 {
+        return Err(ClusterError::Spec(format!(
+            "--nodes {}: the saga system is four nodes, an orchestrator and three services",
+            spec.nodes
+        )));
+    }
     SystemSettings::parse(
         &spec.system,
         spec.nodes,

@@ -22,15 +22,19 @@ pub enum Workload {
     /// Sessions writing unique values and reading across keys. Checked for causal consistency
     /// (CC, CM, CCv) and the session guarantees.
     Causal,
+    /// Orders placed on a checkout system, retried with their idempotency key; checked by the
+    /// saga checker on the final state ([`crate::checkout`]).
+    Checkout,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 5] = [
         Workload::Register,
         Workload::Cas,
         Workload::Set,
         Workload::Causal,
+        Workload::Checkout,
     ];
 
     /// The name on the command line and in `run.json`.
@@ -40,6 +44,7 @@ impl Workload {
             Workload::Cas => "cas",
             Workload::Set => "set",
             Workload::Causal => "causal",
+            Workload::Checkout => "checkout",
         }
     }
 
@@ -49,6 +54,7 @@ impl Workload {
             Workload::Register | Workload::Cas => &["linearizability"],
             Workload::Set => &["set"],
             Workload::Causal => faultline_checker::causal::CHECKERS,
+            Workload::Checkout => &["saga"],
         }
     }
 }
@@ -60,7 +66,7 @@ impl FromStr for Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.name() == s)
-            .ok_or_else(|| format!("unknown workload `{s}`; expected register, cas, set or causal"))
+            .ok_or_else(|| format!("unknown workload `{s}`; expected register, cas, set, causal or checkout"))
     }
 }
 

@@ -10,7 +10,9 @@
 //!   [`Generator`] produces its operations from a seeded RNG.
 //! - [`Recorder`] appends events to the history as they happen, flushing at least every 100 ms.
 //! - [`run`] drives `clients` concurrent clients at `rate` for a time or an operation count.
+//! - [`checkout`] places orders on a checkout system and gathers the saga checker's facts.
 
+pub mod checkout;
 mod generator;
 mod recorder;
 mod runner;

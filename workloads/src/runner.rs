@@ -83,6 +83,11 @@ pub async fn run<C: Client + 'static>(
     recorder: Arc<Recorder>,
     stop: watch::Receiver<bool>,
 ) -> io::Result<RunSummary> {
+    if config.workload == Workload::Checkout {
+        return Err(io::Error::other(
+            "the checkout workload has its own runner: faultline_workloads::checkout::run",
+        ));
+    }
     let shared = Arc::new(Shared {
         generator: Mutex::new(Generator::new(config.workload, config.keys, config.seed)),
         issued: AtomicU64::new(0),

@@ -1,0 +1,425 @@
+//! The `checkout` workload (DESIGN §5): clients place orders on a checkout system's
+//! coordinator (`POST /orders`), each with an `Idempotency-Key`, retrying after a timeout or a
+//! 5xx with the same order and key (up to `retries` times), and now and then sending the same
+//! order twice at once (a double click). After the run and a quiet period it reads every
+//! order's status from the coordinator and every service's state: the facts the saga checker
+//! judges.
+//!
+//! Every attempt is an operation in the history: `f` `order`, `key` the order id, invoked with
+//! the order, completed `ok` with the outcome (`completed`, `compensated`, `rejected`), `fail`
+//! when it certainly did not run (400, refused connection), `info` otherwise.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use faultline_checker::saga::{Effect, OrderFacts, SERVICES, SagaFacts, ServiceState};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::recorder::{EventLine, Recorder, Who};
+use crate::runner::RunSummary;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct CheckoutConfig {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Orders per second in total (first attempts); 0: as fast as possible.
+    pub rate: f64,
+    /// Stop placing new orders after this long.
+    pub time_limit: Duration,
+    /// Stop after this many orders.
+    pub ops: Option<u64>,
+    /// An attempt without an answer after this long completes `info`.
+    pub op_timeout: Duration,
+    /// Attempts after the first, for an order whose outcome is unknown.
+    pub retries: u32,
+    /// Share of orders sent twice at once.
+    pub double_click: f64,
+    /// Seed of the choices.
+    pub seed: u64,
+}
+
+/// The world before the run: what the services held.
+#[derive(Clone, Debug, Default)]
+pub struct Initial {
+    stock: BTreeMap<String, i64>,
+    balances: BTreeMap<String, i64>,
+}
+
+/// What the clients saw of each order.
+#[derive(Debug, Default)]
+pub struct Placed {
+    orders: Vec<OrderFacts>,
+}
+
+struct Shared {
+    config: CheckoutConfig,
+    http: reqwest::Client,
+    coordinator: String,
+    recorder: Arc<Recorder>,
+    initial: Initial,
+    rng: Mutex<ChaCha8Rng>,
+    issued: AtomicU64,
+    next_process: AtomicU64,
+    placed: Mutex<Vec<OrderFacts>>,
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let response = http
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    response.json().await.map_err(|e| format!("{url}: {e}"))
+}
+
+/// Reads what the services hold before the run (`urls`: coordinator first, then inventory,
+/// payment, shipping).
+pub async fn initial_state(urls: &[String]) -> Result<Initial, String> {
+    if urls.len() != 4 {
+        return Err(format!(
+            "a checkout system has a coordinator and three services; this target has {} nodes",
+            urls.len()
+        ));
+    }
+    let http = reqwest::Client::new();
+    let totals = |v: &Value| -> BTreeMap<String, i64> {
+        v["totals"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let inventory = get_json(&http, &format!("{}/state", urls[1])).await?;
+    let payment = get_json(&http, &format!("{}/state", urls[2])).await?;
+    let initial = Initial {
+        stock: totals(&inventory),
+        balances: totals(&payment),
+    };
+    if initial.stock.is_empty() || initial.balances.is_empty() {
+        return Err(format!(
+            "{}/state and {}/state hold no stock or no accounts: is this a checkout system?",
+            urls[1], urls[2]
+        ));
+    }
+    Ok(initial)
+}
+
+/// Places orders until the time or order budget is spent, or the stop signal fires.
+pub async fn run(
+    config: CheckoutConfig,
+    urls: &[String],
+    initial: Initial,
+    recorder: Arc<Recorder>,
+    stop: watch::Receiver<bool>,
+) -> io::Result<(RunSummary, Placed)> {
+    let shared = Arc::new(Shared {
+        rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(io::Error::other)?,
+        coordinator: urls[0].clone(),
+        issued: AtomicU64::new(0),
+        next_process: AtomicU64::new(config.clients as u64),
+        placed: Mutex::new(Vec::new()),
+        initial,
+        config,
+        recorder: recorder.clone(),
+    });
+    let flusher = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::recorder::FLUSH_EVERY);
+            loop {
+                every.tick().await;
+                if recorder.flush().is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut clients = JoinSet::new();
+    for i in 0..shared.config.clients {
+        clients.spawn(client_loop(shared.clone(), i as u64, stop.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(done) = clients.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(io::Error::other(format!("a client task failed: {e}"))),
+        }
+    }
+    flusher.abort();
+    recorder.flush()?;
+    result?;
+    let counts = &recorder.counts;
+    let summary = RunSummary {
+        invoked: counts.invoked.load(Ordering::Relaxed),
+        ok: counts.ok.load(Ordering::Relaxed),
+        fail: counts.fail.load(Ordering::Relaxed),
+        info: counts.info.load(Ordering::Relaxed),
+        interrupted: *stop.borrow(),
+        elements: 0,
+        next_process: shared.next_process.load(Ordering::Relaxed),
+    };
+    let orders = std::mem::take(&mut *shared.placed.lock().expect("not poisoned"));
+    Ok((summary, Placed { orders }))
+}
+
+async fn stop_fired(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// The order ended with this outcome.
+    Outcome(String),
+    /// It certainly did not run.
+    Refused,
+    /// Unknown.
+    Unknown,
+}
+
+async fn client_loop(
+    shared: Arc<Shared>,
+    index: u64,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let config = &shared.config;
+    let mut process = index;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let k = shared.issued.fetch_add(1, Ordering::Relaxed);
+        if config.ops.is_some_and(|n| k >= n) {
+            return Ok(());
+        }
+        if config.rate > 0.0 {
+            let at = Duration::from_secs_f64(k as f64 / config.rate);
+            if at >= config.time_limit {
+                return Ok(());
+            }
+            if let Some(wait) = at.checked_sub(shared.recorder.elapsed()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop_fired(stop.clone()) => return Ok(()),
+                }
+            }
+        }
+        if shared.recorder.elapsed() >= config.time_limit {
+            return Ok(());
+        }
+        let (order, double) = {
+            let mut rng = shared.rng.lock().expect("not poisoned");
+            let skus: Vec<&String> = shared.initial.stock.keys().collect();
+            let accounts: Vec<&String> = shared.initial.balances.keys().collect();
+            let order = json!({
+                "order": format!("o{k}"),
+                "sku": skus[rng.random_range(0..skus.len())],
+                "qty": rng.random_range(1..=3),
+                "account": accounts[rng.random_range(0..accounts.len())],
+                "amount": rng.random_range(1..=100),
+            });
+            (order, rng.random_bool(config.double_click))
+        };
+        let key = format!("checkout-{}", order["order"].as_str().unwrap_or_default());
+        let mut saw = None;
+        for attempt in 0..=config.retries {
+            let outcome = if double && attempt == 0 {
+                // A double click: the same order twice at once, from two processes.
+                let twin = shared.next_process.fetch_add(1, Ordering::Relaxed);
+                let (a, b) = tokio::join!(
+                    place(&shared, process, &order, &key, stop.clone()),
+                    place(&shared, twin, &order, &key, stop.clone()),
+                );
+                match (a?, b?) {
+                    (Some(Attempt::Outcome(s)), _) | (_, Some(Attempt::Outcome(s))) => {
+                        Some(Attempt::Outcome(s))
+                    }
+                    (a, _) => a,
+                }
+            } else {
+                place(&shared, process, &order, &key, stop.clone()).await?
+            };
+            match outcome {
+                None => return Ok(()), // stopped mid-attempt
+                Some(Attempt::Outcome(status)) => {
+                    saw = Some(status);
+                    break;
+                }
+                Some(Attempt::Refused) => break,
+                Some(Attempt::Unknown) => {
+                    // Its request may still be running: go on as a new process.
+                    process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let str_of = |f: &str| order[f].as_str().unwrap_or_default().to_string();
+        shared.placed.lock().expect("not poisoned").push(OrderFacts {
+            order: str_of("order"),
+            sku: str_of("sku"),
+            qty: order["qty"].as_i64().unwrap_or(0),
+            account: str_of("account"),
+            amount: order["amount"].as_i64().unwrap_or(0),
+            client_saw: saw,
+            final_status: None,
+            half_done_ms: None,
+            coordinator: Value::Null,
+        });
+    }
+}
+
+/// One attempt at placing `order`, recorded; `None` if the stop signal cut it short.
+async fn place(
+    shared: &Shared,
+    process: u64,
+    order: &Value,
+    key: &str,
+    stop: watch::Receiver<bool>,
+) -> io::Result<Option<Attempt>> {
+    let id = order["order"].as_str().unwrap_or_default();
+    let record = |kind: &str, value: &Value, error: Option<&str>| {
+        shared.recorder.record(&EventLine {
+            process: Who::Client(process),
+            kind,
+            f: "order",
+            key: Some(id),
+            value,
+            node: Some("n1"),
+            error,
+            meta: None,
+        })
+    };
+    record("invoke", order, None)?;
+    let timeout = shared.config.op_timeout;
+    let request = shared
+        .http
+        .post(format!("{}/orders", shared.coordinator))
+        .header("Idempotency-Key", key)
+        .json(order)
+        .timeout(timeout)
+        .send();
+    let answer = tokio::select! {
+        a = request => a,
+        _ = stop_fired(stop) => return Ok(None),
+    };
+    let (attempt, value, error) = match answer {
+        Err(e) if e.is_connect() => (Attempt::Refused, Value::Null, Some(e.to_string())),
+        Err(e) => (Attempt::Unknown, Value::Null, Some(e.to_string())),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body: Option<Value> = response.json().await.ok();
+            let outcome = body
+                .as_ref()
+                .and_then(|b| b["value"]["status"].as_str())
+                .map(str::to_string);
+            match (status, outcome) {
+                (200, Some(s)) if matches!(s.as_str(), "completed" | "compensated" | "rejected") => {
+                    (Attempt::Outcome(s.clone()), json!(s), None)
+                }
+                (400..=499, _) => (
+                    Attempt::Refused,
+                    Value::Null,
+                    Some(format!("{status}: {}", body.unwrap_or_default())),
+                ),
+                _ => (
+                    Attempt::Unknown,
+                    Value::Null,
+                    Some(format!("{status}: {}", body.unwrap_or_default())),
+                ),
+            }
+        }
+    };
+    let kind = match attempt {
+        Attempt::Outcome(_) => "ok",
+        Attempt::Refused => "fail",
+        Attempt::Unknown => "info",
+    };
+    record(kind, if kind == "ok" { &value } else { order }, error.as_deref())?;
+    Ok(Some(attempt))
+}
+
+/// After the quiet period: every order's final status and every service's state.
+pub async fn final_state(urls: &[String], initial: Initial, placed: Placed) -> SagaFacts {
+    let http = reqwest::Client::new();
+    let mut facts = SagaFacts {
+        initial_stock: initial.stock,
+        initial_balances: initial.balances,
+        orders: placed.orders,
+        services: BTreeMap::new(),
+    };
+    let read = |url: String| {
+        let http = http.clone();
+        async move {
+            for _ in 0..5 {
+                if let Ok(v) = get_json(&http, &url).await {
+                    return Some(v);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            None
+        }
+    };
+    if let Some(coordinator) = read(format!("{}/state", urls[0])).await {
+        for order in &mut facts.orders {
+            let saga = &coordinator["orders"][&order.order];
+            order.final_status = saga["status"].as_str().map(str::to_string);
+            order.half_done_ms = saga["half_done_ms"].as_u64();
+            order.coordinator = saga.clone();
+        }
+    }
+    for (i, name) in SERVICES.iter().enumerate() {
+        let Some(state) = read(format!("{}/state", urls[i + 1])).await else {
+            continue;
+        };
+        let totals = state["totals"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_i64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let orders = state["orders"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let n = |f: &str| v[f].as_u64().unwrap_or(0) as u32;
+                        (
+                            k.clone(),
+                            Effect {
+                                applied: n("applied"),
+                                undone: n("undone"),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        facts
+            .services
+            .insert(name.to_string(), ServiceState { totals, orders });
+    }
+    facts
+}
