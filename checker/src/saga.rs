@@ -71,6 +71,9 @@ pub struct ServiceState {
     pub totals: BTreeMap<String, i64>,
     /// Per order.
     pub orders: BTreeMap<String, Effect>,
+    /// Two-phase commit participants: how long each decided order held its locks, in ms.
+    #[serde(default)]
+    pub blocked_ms: Vec<u64>,
 }
 
 /// Everything the saga checker judges.
@@ -114,6 +117,9 @@ pub struct SagaReport {
     pub unknown: Option<String>,
     /// How long orders were half-done (visible partial state): count, p50, p99, max in ms.
     pub half_done_ms: Option<Value>,
+    /// How long participants held an order's locks waiting for the decision (two-phase
+    /// commit): count, p50, p99, max in ms.
+    pub blocked_ms: Option<Value>,
 }
 
 impl SagaReport {
@@ -137,12 +143,18 @@ impl SagaReport {
             .iter()
             .map(|(s, n)| format!("{n} {s}"))
             .collect();
-        let window = self.half_done_ms.as_ref().map_or(String::new(), |w| {
+        let mut window = self.half_done_ms.as_ref().map_or(String::new(), |w| {
             format!(
                 "; half-done p50 {} ms, p99 {} ms, max {} ms",
                 w["p50"], w["p99"], w["max"]
             )
         });
+        if let Some(b) = &self.blocked_ms {
+            window.push_str(&format!(
+                "; participants blocked p50 {} ms, p99 {} ms, max {} ms",
+                b["p50"], b["p99"], b["max"]
+            ));
+        }
         if self.violations.is_empty() {
             format!(
                 "{} orders, each all-done or all-undone ({}); stock and money conserved{window}",
@@ -163,7 +175,10 @@ impl SagaReport {
     pub fn explanation(&self) -> String {
         let mut text = String::new();
         for v in self.violations.iter().take(20) {
-            text.push_str(&format!("  {} {}: {}\n    {}\n", v.kind, v.order, v.detail, v.evidence));
+            text.push_str(&format!(
+                "  {} {}: {}\n    {}\n",
+                v.kind, v.order, v.detail, v.evidence
+            ));
         }
         if self.violations.len() > 20 {
             text.push_str(&format!("  ... and {} more\n", self.violations.len() - 20));
@@ -181,6 +196,16 @@ fn step_delta(service: &str, order: &OrderFacts) -> (String, i64) {
     }
 }
 
+/// Count, p50, p99 and max of some durations, if there are any.
+fn spread(mut ms: Vec<u64>) -> Option<Value> {
+    if ms.is_empty() {
+        return None;
+    }
+    ms.sort_unstable();
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    Some(json!({"count": ms.len(), "p50": at(0.5), "p99": at(0.99), "max": ms[ms.len() - 1]}))
+}
+
 /// Checks the facts of a checkout run.
 pub fn check(facts: &SagaFacts) -> SagaReport {
     let mut report = SagaReport {
@@ -190,18 +215,16 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
         violations: Vec::new(),
         unknown: None,
         half_done_ms: None,
+        blocked_ms: None,
     };
-    let mut windows: Vec<u64> = facts.orders.iter().filter_map(|o| o.half_done_ms).collect();
-    if !windows.is_empty() {
-        windows.sort_unstable();
-        let at = |q: f64| windows[((windows.len() - 1) as f64 * q).round() as usize];
-        report.half_done_ms = Some(json!({
-            "orders": windows.len(),
-            "p50": at(0.5),
-            "p99": at(0.99),
-            "max": windows[windows.len() - 1],
-        }));
-    }
+    report.half_done_ms = spread(facts.orders.iter().filter_map(|o| o.half_done_ms).collect());
+    report.blocked_ms = spread(
+        facts
+            .services
+            .values()
+            .flat_map(|s| s.blocked_ms.iter().copied())
+            .collect(),
+    );
     let missing: Vec<&str> = SERVICES
         .iter()
         .copied()
@@ -218,7 +241,10 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
             .iter()
             .map(|s| {
                 let e = state(s).orders.get(order).copied().unwrap_or_default();
-                (s.to_string(), json!({"applied": e.applied, "undone": e.undone}))
+                (
+                    s.to_string(),
+                    json!({"applied": e.applied, "undone": e.undone}),
+                )
             })
             .collect::<serde_json::Map<_, _>>()
             .into()
@@ -249,7 +275,11 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
             });
         };
         for service in SERVICES {
-            let e = state(service).orders.get(&order.order).copied().unwrap_or_default();
+            let e = state(service)
+                .orders
+                .get(&order.order)
+                .copied()
+                .unwrap_or_default();
             if e.applied > 1 {
                 let what = if service == "payment" {
                     format!("charged {} times for one order", e.applied)
@@ -263,7 +293,11 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
             *expected.entry((service, total)).or_default() += net * delta;
         }
         let net = |s: &str| {
-            let e = state(s).orders.get(&order.order).copied().unwrap_or_default();
+            let e = state(s)
+                .orders
+                .get(&order.order)
+                .copied()
+                .unwrap_or_default();
             i64::from(e.applied) - i64::from(e.undone)
         };
         match status {
@@ -391,6 +425,7 @@ mod tests {
             ServiceState {
                 totals: BTreeMap::from([("apple".into(), 8)]),
                 orders: BTreeMap::from([("o1".into(), done), ("o2".into(), undone)]),
+                blocked_ms: Vec::new(),
             },
         );
         facts.services.insert(
@@ -398,6 +433,7 @@ mod tests {
             ServiceState {
                 totals: BTreeMap::from([("alice".into(), 70)]),
                 orders: BTreeMap::from([("o1".into(), done)]),
+                blocked_ms: Vec::new(),
             },
         );
         facts.services.insert(
@@ -405,6 +441,7 @@ mod tests {
             ServiceState {
                 totals: BTreeMap::from([("shipments".into(), 1)]),
                 orders: BTreeMap::from([("o1".into(), done)]),
+                blocked_ms: vec![3, 40],
             },
         );
         facts
@@ -420,6 +457,11 @@ mod tests {
         assert_eq!(report.validity, Validity::Pass, "{:?}", report.violations);
         assert_eq!(report.by_status["completed"], 1);
         assert!(report.summary().contains("conserved"));
+        assert!(
+            report.summary().contains("blocked p50 40 ms"),
+            "{}",
+            report.summary()
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub(crate) fn up(args: &ClusterUpArgs) -> ExitCode {
     let spec = ClusterSpec {
         system: args.system.clone(),
         // The saga system is always an orchestrator and three services.
-        nodes: if args.system == "saga" { 4 } else { args.nodes },
+        nodes: if ["saga", "twopc"].contains(&args.system.as_str()) {
+            4
+        } else {
+            args.nodes
+        },
         settings: args.settings.clone(),
         data_dir: args.data_dir.clone(),
         exe,
@@ -145,7 +149,7 @@ fn print_cluster(cluster: &Cluster, took: std::time::Duration) {
     let url = &cluster.nodes()[0].url;
     println!("data and node logs: {}", cluster.data_dir().display());
     println!("try:");
-    if cluster.system() == "saga" {
+    if ["saga", "twopc"].contains(&cluster.system()) {
         println!(
             "  curl -X POST {url}/orders -H 'Idempotency-Key: k1' -d '{{\"order\": \"o1\", \"sku\": \"sku-1\", \"qty\": 2, \"account\": \"acct-1\", \"amount\": 30}}'"
         );

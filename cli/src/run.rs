@@ -184,20 +184,21 @@ fn resolve(target: &str, settings: &[String], opts: &RunOptions) -> Result<Targe
 /// The checkout systems take the checkout workload and nothing else, and it runs on nothing
 /// else.
 fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<(), String> {
-    let checkout_system = matches!(target, Target::Bundled(spec) if CHECKOUT_SYSTEMS.contains(&spec.system.as_str()));
+    let checkout_system =
+        matches!(target, Target::Bundled(spec) if CHECKOUT_SYSTEMS.contains(&spec.system.as_str()));
     match (checkout_system, workload == Workload::Checkout) {
         (true, false) => Err(format!(
             "{label} is a checkout system: run it with --workload checkout"
         )),
         (false, true) => Err(format!(
-            "--workload checkout needs a checkout system (--target bundled:saga); {label} is not one"
+            "--workload checkout needs a checkout system (bundled:saga or bundled:twopc); {label} is not one"
         )),
         _ => Ok(()),
     }
 }
 
 /// The bundled systems that take orders rather than the KV protocol.
-const CHECKOUT_SYSTEMS: &[&str] = &["saga"];
+const CHECKOUT_SYSTEMS: &[&str] = &["saga", "twopc"];
 
 /// `scheme://host:port` for each comma-separated `host:port` of a URL target.
 fn host_ports(target: &str, list: &str, scheme: &str) -> Result<Vec<String>, String> {

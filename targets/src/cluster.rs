@@ -121,10 +121,10 @@ pub fn check_spec(spec: &ClusterSpec) -> Result<SystemSettings, ClusterError> {
             spec.nodes
         )));
     }
-    if spec.system == "saga" && spec.nodes != 4 {
+    if ["saga", "twopc"].contains(&spec.system.as_str()) && spec.nodes != 4 {
         return Err(ClusterError::Spec(format!(
-            "--nodes {}: the saga system is four nodes, an orchestrator and three services",
-            spec.nodes
+            "--nodes {}: the {} system is four nodes, a coordinator and three services",
+            spec.nodes, spec.system
         )));
     }
     SystemSettings::parse(

@@ -275,17 +275,21 @@ async fn client_loop(
             }
         }
         let str_of = |f: &str| order[f].as_str().unwrap_or_default().to_string();
-        shared.placed.lock().expect("not poisoned").push(OrderFacts {
-            order: str_of("order"),
-            sku: str_of("sku"),
-            qty: order["qty"].as_i64().unwrap_or(0),
-            account: str_of("account"),
-            amount: order["amount"].as_i64().unwrap_or(0),
-            client_saw: saw,
-            final_status: None,
-            half_done_ms: None,
-            coordinator: Value::Null,
-        });
+        shared
+            .placed
+            .lock()
+            .expect("not poisoned")
+            .push(OrderFacts {
+                order: str_of("order"),
+                sku: str_of("sku"),
+                qty: order["qty"].as_i64().unwrap_or(0),
+                account: str_of("account"),
+                amount: order["amount"].as_i64().unwrap_or(0),
+                client_saw: saw,
+                final_status: None,
+                half_done_ms: None,
+                coordinator: Value::Null,
+            });
     }
 }
 
@@ -334,7 +338,9 @@ async fn place(
                 .and_then(|b| b["value"]["status"].as_str())
                 .map(str::to_string);
             match (status, outcome) {
-                (200, Some(s)) if matches!(s.as_str(), "completed" | "compensated" | "rejected") => {
+                (200, Some(s))
+                    if matches!(s.as_str(), "completed" | "compensated" | "rejected") =>
+                {
                     (Attempt::Outcome(s.clone()), json!(s), None)
                 }
                 (400..=499, _) => (
@@ -355,7 +361,11 @@ async fn place(
         Attempt::Refused => "fail",
         Attempt::Unknown => "info",
     };
-    record(kind, if kind == "ok" { &value } else { order }, error.as_deref())?;
+    record(
+        kind,
+        if kind == "ok" { &value } else { order },
+        error.as_deref(),
+    )?;
     Ok(Some(attempt))
 }
 
@@ -417,9 +427,18 @@ pub async fn final_state(urls: &[String], initial: Initial, placed: Placed) -> S
                     .collect()
             })
             .unwrap_or_default();
-        facts
-            .services
-            .insert(name.to_string(), ServiceState { totals, orders });
+        let blocked_ms = state["blocked_ms"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        facts.services.insert(
+            name.to_string(),
+            ServiceState {
+                totals,
+                orders,
+                blocked_ms,
+            },
+        );
     }
     facts
 }

@@ -66,7 +66,9 @@ impl FromStr for Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.name() == s)
-            .ok_or_else(|| format!("unknown workload `{s}`; expected register, cas, set, causal or checkout"))
+            .ok_or_else(|| {
+                format!("unknown workload `{s}`; expected register, cas, set, causal or checkout")
+            })
     }
 }
 

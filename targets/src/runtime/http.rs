@@ -252,7 +252,10 @@ async fn ask_order(app: &App, request: OrderRequest) -> Response {
     match tokio::time::timeout(NODE_WAIT, answer).await {
         Ok(Ok(reply)) => respond(reply.status(), reply.body()),
         Ok(Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
-        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the node did not answer in time"),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the node did not answer in time",
+        ),
     }
 }
 

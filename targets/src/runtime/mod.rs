@@ -27,10 +27,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::systems::SystemSettings;
 use crate::systems::kv::node_name;
-use crate::systems::quorum::QuorumNode;
 use crate::systems::orders::OrderRequest;
+use crate::systems::quorum::QuorumNode;
 use crate::systems::raft::RaftNode;
 use crate::systems::saga::SagaNode;
+use crate::systems::twopc::TwoPcNode;
 use crate::systems::{ClientReply, ClientRequest, Node, NodeId, Now, Output, RequestId};
 
 /// Where one node listens and keeps its data.
@@ -92,6 +93,13 @@ pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Res
             let seed = config.seed;
             run_node(config, nodes, "saga.log", move |records| {
                 SagaNode::new(id, &settings, seed, records)
+            })
+            .await
+        }
+        SystemSettings::TwoPc(settings) => {
+            let seed = config.seed;
+            run_node(config, nodes, "twopc.log", move |records| {
+                TwoPcNode::new(id, &settings, seed, records)
             })
             .await
         }

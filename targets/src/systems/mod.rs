@@ -11,6 +11,7 @@ pub mod orders;
 pub mod quorum;
 pub mod raft;
 pub mod saga;
+pub mod twopc;
 
 pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId};
 
@@ -37,7 +38,7 @@ pub(crate) fn key_values<'a>(
 }
 
 /// The bundled systems, by name.
-pub const SYSTEMS: &[&str] = &["quorum", "raft", "saga"];
+pub const SYSTEMS: &[&str] = &["quorum", "raft", "saga", "twopc"];
 
 /// The resolved settings of a bundled system.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -49,6 +50,8 @@ pub enum SystemSettings {
     Raft(raft::Settings),
     /// The saga checkout's.
     Saga(saga::Settings),
+    /// The two-phase commit checkout's (the same settings).
+    TwoPc(saga::Settings),
 }
 
 impl SystemSettings {
@@ -68,6 +71,9 @@ impl SystemSettings {
             "saga" => saga::Settings::new(system)
                 .apply(pairs)
                 .map(SystemSettings::Saga),
+            "twopc" => saga::Settings::new(system)
+                .apply(pairs)
+                .map(SystemSettings::TwoPc),
             other => Err(format!(
                 "unknown system `{other}`; bundled systems: {}",
                 SYSTEMS.join(", ")
@@ -81,6 +87,7 @@ impl SystemSettings {
             SystemSettings::Quorum(_) => "quorum",
             SystemSettings::Raft(_) => "raft",
             SystemSettings::Saga(_) => "saga",
+            SystemSettings::TwoPc(_) => "twopc",
         }
     }
 
@@ -88,7 +95,7 @@ impl SystemSettings {
     pub fn quorum(&self) -> Option<&quorum::Settings> {
         match self {
             SystemSettings::Quorum(s) => Some(s),
-            SystemSettings::Raft(_) | SystemSettings::Saga(_) => None,
+            SystemSettings::Raft(_) | SystemSettings::Saga(_) | SystemSettings::TwoPc(_) => None,
         }
     }
 }
@@ -98,7 +105,7 @@ impl std::fmt::Display for SystemSettings {
         match self {
             SystemSettings::Quorum(s) => s.fmt(f),
             SystemSettings::Raft(s) => s.fmt(f),
-            SystemSettings::Saga(s) => s.fmt(f),
+            SystemSettings::Saga(s) | SystemSettings::TwoPc(s) => s.fmt(f),
         }
     }
 }

@@ -171,7 +171,7 @@ pub enum SagaNode {
     /// n1.
     Orchestrator(Orchestrator),
     /// n2, n3, n4.
-    Service(Service),
+    Service(Box<Service>),
 }
 
 impl SagaNode {
@@ -188,14 +188,14 @@ impl SagaNode {
             ))
         } else {
             let kind = (id as usize - 1).min(2);
-            SagaNode::Service(Service::new(
+            SagaNode::Service(Box::new(Service::new(
                 kind,
                 initial_totals(kind, settings),
                 settings.fail[kind],
                 bug(Bug::NoIdempotency),
                 seed,
                 records,
-            ))
+            )))
         }
     }
 
@@ -220,7 +220,12 @@ impl Node for SagaNode {
         });
     }
 
-    fn handle_order(&mut self, now: Now, id: RequestId, request: OrderRequest) -> Option<ClientReply> {
+    fn handle_order(
+        &mut self,
+        now: Now,
+        id: RequestId,
+        request: OrderRequest,
+    ) -> Option<ClientReply> {
         let SagaNode::Orchestrator(o) = self else {
             return Some(ClientReply::Refused(
                 "this is a service; send orders to the orchestrator, n1".into(),

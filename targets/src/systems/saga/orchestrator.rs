@@ -186,8 +186,9 @@ impl Orchestrator {
             at_ms: self.now.wall_ms,
         });
         let outcome = self.outcome(id);
-        let (ready, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.waiting).into_iter().partition(|w| w.1 == id);
+        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.1 == id);
         self.waiting = rest;
         for (client, _, _) in ready {
             self.outbox.push_back(Output::Reply {

@@ -139,7 +139,12 @@ impl Service {
             return;
         }
         if self.tombstones.contains(&id) {
-            self.answer(from, &id, false, Err("compensated before it arrived".into()));
+            self.answer(
+                from,
+                &id,
+                false,
+                Err("compensated before it arrived".into()),
+            );
             return;
         }
         let effect = self.orders.get(&id).copied().unwrap_or_default();
@@ -184,7 +189,12 @@ impl Service {
         let orders: serde_json::Map<String, Value> = self
             .orders
             .iter()
-            .map(|(id, e)| (id.clone(), json!({"applied": e.applied, "undone": e.undone})))
+            .map(|(id, e)| {
+                (
+                    id.clone(),
+                    json!({"applied": e.applied, "undone": e.undone}),
+                )
+            })
             .collect();
         json!({
             "service": self.name(),

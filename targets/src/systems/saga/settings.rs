@@ -126,7 +126,12 @@ impl std::fmt::Display for Settings {
         write!(
             f,
             "fail={:?} skus={} stock={} accounts={} balance={} retry-ms={} timeout-ms={}",
-            self.fail, self.skus, self.stock, self.accounts, self.balance, self.retry_ms,
+            self.fail,
+            self.skus,
+            self.stock,
+            self.accounts,
+            self.balance,
+            self.retry_ms,
             self.timeout_ms
         )?;
         if let Some(bug) = self.bug {

@@ -122,11 +122,16 @@ impl Net {
 
     fn effect(&self, service: usize, id: &str) -> (u64, u64) {
         let e = self.nodes[service].describe_key(id);
-        (e["applied"].as_u64().unwrap(), e["undone"].as_u64().unwrap())
+        (
+            e["applied"].as_u64().unwrap(),
+            e["undone"].as_u64().unwrap(),
+        )
     }
 
     fn total(&self, service: usize, name: &str) -> i64 {
-        self.nodes[service].describe()["totals"][name].as_i64().unwrap()
+        self.nodes[service].describe()["totals"][name]
+            .as_i64()
+            .unwrap()
     }
 }
 
@@ -158,7 +163,7 @@ fn an_order_completes_with_each_step_applied_once() {
         panic!("{reply:?}")
     };
     assert_eq!(value["status"], "completed");
-    assert_eq!(value["half_done_ms"].as_u64().is_some(), true);
+    assert!(value["half_done_ms"].as_u64().is_some());
 }
 
 #[test]
@@ -251,7 +256,10 @@ fn crash_after(settings: &str, k: usize) -> Net {
     let mut net = Net::new(settings);
     net.place(1, order("o1"));
     while net.persisted[0].len() < k && net.step() {}
-    assert!(net.persisted[0].len() >= k, "the saga writes at least {k} records");
+    assert!(
+        net.persisted[0].len() >= k,
+        "the saga writes at least {k} records"
+    );
     net.persisted[0].truncate(k);
     net.restart_orchestrator();
     net.settle();
@@ -264,7 +272,12 @@ fn the_saga_log_recovers_from_a_crash_at_every_step_boundary() {
     // (started, 2 steps, failed, 2 undos, finished).
     for (settings, records, status, effect) in [
         ("", 5, "completed", [(1, 0), (1, 0), (1, 0)]),
-        ("fail.shipping=1", 7, "compensated", [(1, 1), (1, 1), (0, 0)]),
+        (
+            "fail.shipping=1",
+            7,
+            "compensated",
+            [(1, 1), (1, 1), (0, 0)],
+        ),
     ] {
         for k in 1..records {
             let net = crash_after(settings, k);
@@ -321,5 +334,8 @@ fn a_retried_order_joins_its_saga_and_a_reused_id_is_refused() {
     };
     net.nodes[0].handle_order(now, 3, request);
     net.drain(0);
-    assert!(matches!(net.replies.last(), Some((3, ClientReply::Refused(_)))));
+    assert!(matches!(
+        net.replies.last(),
+        Some((3, ClientReply::Refused(_)))
+    ));
 }
