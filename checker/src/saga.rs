@@ -260,7 +260,7 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
     let mut known = std::collections::BTreeSet::new();
     for order in &facts.orders {
         known.insert(order.order.as_str());
-        let status = order.final_status.as_deref().unwrap_or("unknown");
+        let status = order.final_status.as_deref().unwrap_or("not-received");
         *report.by_status.entry(status.to_string()).or_default() += 1;
         let mut fail = |kind: &'static str, detail: String| {
             let mut evidence = entries(&order.order);
@@ -319,7 +319,7 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
                     );
                 }
             }
-            "unknown" => {
+            "not-received" => {
                 let left: Vec<&str> = SERVICES.iter().copied().filter(|s| net(s) != 0).collect();
                 if !left.is_empty() {
                     fail(
@@ -340,7 +340,7 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
             other => fail("stuck", format!("still {other} after the quiet period")),
         }
         if order.client_saw.as_deref() == Some("completed")
-            && !matches!(status, "completed" | "unknown")
+            && !matches!(status, "completed" | "not-received")
         {
             fail(
                 "lost-completion",

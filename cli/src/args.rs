@@ -62,6 +62,7 @@ pub(crate) enum Command {
 ///   faultline run --workload register --set n=3,w=1,r=1 --nemesis partition --time-limit 15s
 ///   faultline run --set mode=abd --workload register --nemesis partition,kill,pause
 ///   faultline run --target http://127.0.0.1:8001,127.0.0.1:8002 --workload set --ops 2000
+///   faultline run --target bundled:saga --workload checkout --nemesis kill,partition
 ///   faultline run --target local:etcd --nodes 3 --nemesis partition,kill,pause --time-limit 30s
 ///   faultline run --target local:etcd --nodes 3 --set serializable=true --nemesis partition
 ///   faultline run --target etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 \
@@ -70,7 +71,8 @@ pub(crate) enum Command {
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct RunArgs {
-    /// What to test: bundled:quorum or bundled:raft (started and stopped by faultline);
+    /// What to test: bundled:quorum, bundled:raft, bundled:saga or bundled:twopc (started and
+    /// stopped by faultline; the last two take --workload checkout);
     /// local:etcd (a real etcd cluster faultline starts: in network namespaces as root);
     /// etcd://host:port[,host:port...] for an etcd cluster you run; or
     /// http://host:port[,host:port...] for any server speaking the faultline KV protocol.
@@ -278,6 +280,15 @@ pub(crate) enum ClusterCommand {
 ///                 no-term-check (default: none)
 /// Raft reads go through ReadIndex; followers forward requests to the leader; cas is atomic.
 ///
+/// Settings of the checkout systems (--system saga or twopc; always four nodes):
+///   fail.inventory, fail.payment, fail.shipping  share of steps declined (default 0)
+///   skus, stock        SKUs sku-1.. and the stock of each (default 5, 5000)
+///   accounts, balance  accounts acct-1.. and the balance of each (default 10, 50000)
+///   retry-ms      how often an unanswered step or decision is sent again (default 200)
+///   timeout-ms    how long POST /orders waits before a 504; twopc: how long votes may take
+///   bug           saga: no-idempotency | no-compensation | volatile-log;
+///                 twopc: no-idempotency | no-decision-log
+///
 /// Settings of etcd (--system etcd):
 ///   election-ms   etcd's --election-timeout (default 500)
 ///   heartbeat-ms  etcd's --heartbeat-interval (default 50)
@@ -288,11 +299,12 @@ pub(crate) enum ClusterCommand {
 ///   faultline cluster up --system raft --set bug=no-read-index
 ///   faultline cluster up --nodes 5 --set n=3,r=1,w=1
 ///   faultline cluster up --set resolution=vclock,sloppy=true --data-dir ./cluster-data
+///   faultline cluster up --system saga --set fail.payment=0.1
 ///   faultline cluster up --system etcd --nodes 3
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ClusterUpArgs {
-    /// The system to run: quorum or raft (bundled), or etcd (real etcd members).
+    /// The system to run: quorum, raft, saga or twopc (bundled), or etcd (real etcd members).
     #[arg(long, default_value = "quorum", env = "FAULTLINE_SYSTEM")]
     pub(crate) system: String,
 

@@ -40,6 +40,10 @@ struct Row {
     /// Lost and stale elements (set workload only).
     lost: Option<usize>,
     stale: Option<usize>,
+    /// Checkout only: the largest p99 and max over the runs of how long orders were visible
+    /// half-done, and of how long two-phase commit participants were blocked, in ms.
+    half_done_ms: Option<(u64, u64)>,
+    blocked_ms: Option<(u64, u64)>,
     /// Per checker: runs that gave PASS, FAIL, UNKNOWN.
     verdicts: Vec<(String, [usize; 3])>,
     /// The run directories.
@@ -91,6 +95,18 @@ impl Row {
             Validity::Unknown => 2,
         };
         self.verdicts[i].1[slot] += 1;
+        if verdict.checker == "saga" {
+            let widest = |field: &str, into: &mut Option<(u64, u64)>| {
+                let spread = &verdict.details[field];
+                if let (Some(p99), Some(max)) = (spread["p99"].as_u64(), spread["max"].as_u64()) {
+                    let (a, b) = into.get_or_insert((0, 0));
+                    *a = (*a).max(p99);
+                    *b = (*b).max(max);
+                }
+            };
+            widest("half_done_ms", &mut self.half_done_ms);
+            widest("blocked_ms", &mut self.blocked_ms);
+        }
         if verdict.checker == "set" {
             let count = |field: &str| verdict.details[field].as_array().map_or(0, Vec::len);
             *self.lost.get_or_insert(0) += count("lost");
@@ -161,6 +177,11 @@ fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
         header.push("lost".into());
         header.push("stale".into());
     }
+    let with_checkout = checkers.iter().any(|c| c == "saga");
+    if with_checkout {
+        header.push("half-done p99/max ms".into());
+        header.push("blocked p99/max ms".into());
+    }
     header.extend(checkers.iter().cloned());
     let cells = rows
         .iter()
@@ -179,6 +200,12 @@ fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
             if with_set {
                 cells.push(row.lost.map_or("-".into(), |n| n.to_string()));
                 cells.push(row.stale.map_or("-".into(), |n| n.to_string()));
+            }
+            if with_checkout {
+                let pair =
+                    |p: Option<(u64, u64)>| p.map_or("-".into(), |(a, b)| format!("{a} / {b}"));
+                cells.push(pair(row.half_done_ms));
+                cells.push(pair(row.blocked_ms));
             }
             for checker in &checkers {
                 let text = if !row.errors.is_empty() {
