@@ -46,7 +46,8 @@ pub(crate) enum Command {
 /// periods under each fault kind: availability under partition, measured.
 ///
 /// Every run writes results/<utc>-<target>-<workload>/ (run.json, history.jsonl, verdict.json,
-/// junit.xml) and points results/latest at it; `faultline check results/latest` re-checks it.
+/// junit.xml; saga.json for the checkout workload) and points results/latest at it;
+/// `faultline check results/latest` re-checks it.
 ///
 /// Exit codes:
 ///   0  every verdict PASS

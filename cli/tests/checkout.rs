@@ -161,3 +161,36 @@ fn checkout_and_kv_workloads_and_systems_do_not_mix() {
     assert_eq!(code, Some(2));
     assert!(text.contains("a bug of saga"), "{text}");
 }
+
+#[test]
+fn a_coordinator_that_forgets_its_decisions_is_caught() {
+    // The window is a crash between a commit decision and its last acknowledgement; each run
+    // kills the coordinator a few times, so a few seeds are tried until one shows it.
+    let out = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for seed in ["1", "2", "3", "4", "5"] {
+        let (code, text) = run(
+            out.path(),
+            &[
+                "--target",
+                "bundled:twopc",
+                "--set",
+                "bug=no-decision-log",
+                "--nemesis",
+                "kill",
+                "--nemesis-interval",
+                "200ms",
+                "--time-limit",
+                "8s",
+                "--seed",
+                seed,
+            ],
+        );
+        if code == Some(1) {
+            assert!(text.contains("half-done o"), "{text}");
+            return;
+        }
+        seen.push(code);
+    }
+    panic!("no-decision-log was not caught in 5 runs: exit codes {seen:?}");
+}

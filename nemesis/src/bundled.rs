@@ -119,15 +119,7 @@ impl BundledBackend {
         } = fault
         {
             if groups.is_empty() {
-                // During an election nobody leads: ask again for a while.
-                let mut leader = None;
-                for _ in 0..20 {
-                    leader = self.leader().await;
-                    if leader.is_some() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                let leader = crate::until_someone_leads(|| self.leader()).await;
                 let alone = leader.ok_or(
                     "no node named a leader in /admin/state for 2 s; the leader partition \
                      needs a system that elects one (raft)",

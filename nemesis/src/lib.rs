@@ -110,6 +110,21 @@ impl Backend for AnyBackend {
     }
 }
 
+/// Asks `leader` who leads every 100 ms for up to 2 s: nobody does during an election.
+async fn until_someone_leads<F, Fut>(mut leader: F) -> Option<NodeId>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<NodeId>>,
+{
+    for _ in 0..20 {
+        if let Some(node) = leader().await {
+            return Some(node);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// Sleeps for `d`, or until `stop` fires; returns whether it fired.
 async fn sleep_or_stop(d: std::time::Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {

@@ -231,15 +231,7 @@ impl Backend for LocalBackend {
         } = fault
         {
             if groups.is_empty() {
-                // During an election nobody leads: ask again for a while.
-                let mut leader = None;
-                for _ in 0..20 {
-                    leader = self.leader().await;
-                    if leader.is_some() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                let leader = crate::until_someone_leads(|| self.leader()).await;
                 let alone = leader.ok_or("no etcd member named a leader for 2 s")?;
                 let resolved = Fault::leader_cut_off(alone, self.direct.len());
                 return self.apply_decided(&resolved).await;

@@ -147,18 +147,7 @@ impl Cluster {
     /// Starts the cluster and waits until every node is healthy.
     pub async fn start(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
         let settings = check_spec(&spec)?;
-        let (data_dir, temp) = match &spec.data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)?;
-                (dir.clone(), None)
-            }
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("faultline-cluster-")
-                    .tempdir()?;
-                (temp.path().to_path_buf(), Some(temp))
-            }
-        };
+        let (data_dir, temp) = data_dir(spec.data_dir.as_deref(), "faultline-cluster-")?;
         let n = spec.nodes as usize;
         let addrs = free_addrs(2 * n)?;
         let (http, peers) = addrs.split_at(n);
@@ -331,28 +320,55 @@ impl Cluster {
 
     /// Stops every node: SIGTERM to each group, a grace period, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
-        for i in 0..self.nodes.len() {
-            let _ = self.signal(i, Signal::SIGCONT); // a paused node cannot act on SIGTERM
-            let _ = self.signal(i, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + GRACE;
-        for i in 0..self.nodes.len() {
-            let Some(mut child) = self.nodes[i].child.take() else {
-                continue;
-            };
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+        stop_groups(
+            self.nodes
+                .iter_mut()
+                .filter_map(|n| n.child.take())
+                .collect(),
+        );
+        let _ = std::fs::remove_file(self.data_dir.join("pids"));
+    }
+}
+
+/// Stops child processes that lead their own process groups: SIGCONT (a paused process cannot
+/// act on SIGTERM) and SIGTERM to each group, a grace period, then SIGKILL to what is left.
+pub(crate) fn stop_groups(children: Vec<Child>) {
+    for child in &children {
+        let group = Pid::from_raw(child.id() as i32);
+        let _ = killpg(group, Signal::SIGCONT);
+        let _ = killpg(group, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + GRACE;
+    for mut child in children {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                    let _ = child.wait();
+                    break;
                 }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             }
         }
-        let _ = std::fs::remove_file(self.data_dir.join("pids"));
+    }
+}
+
+/// The data directory to use: `given` (created if missing), or a fresh temporary one named
+/// `prefix…` that is removed when the returned guard drops.
+pub(crate) fn data_dir(
+    given: Option<&Path>,
+    prefix: &str,
+) -> io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match given {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Ok((dir.to_path_buf(), None))
+        }
+        None => {
+            let temp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            Ok((temp.path().to_path_buf(), Some(temp)))
+        }
     }
 }
 

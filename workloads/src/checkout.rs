@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::recorder::{EventLine, Recorder, Who};
-use crate::runner::RunSummary;
+use crate::runner::{RunSummary, stop_fired};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -142,33 +142,11 @@ pub async fn run(
         config,
         recorder: recorder.clone(),
     });
-    let flusher = {
-        let recorder = recorder.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::recorder::FLUSH_EVERY);
-            loop {
-                every.tick().await;
-                if recorder.flush().is_err() {
-                    return;
-                }
-            }
-        })
-    };
     let mut clients = JoinSet::new();
     for i in 0..shared.config.clients {
         clients.spawn(client_loop(shared.clone(), i as u64, stop.clone()));
     }
-    let mut result = Ok(());
-    while let Some(done) = clients.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(e),
-            Err(e) => result = Err(io::Error::other(format!("a client task failed: {e}"))),
-        }
-    }
-    flusher.abort();
-    recorder.flush()?;
-    result?;
+    crate::runner::drive(clients, &recorder).await?;
     let counts = &recorder.counts;
     let summary = RunSummary {
         invoked: counts.invoked.load(Ordering::Relaxed),
@@ -181,12 +159,6 @@ pub async fn run(
     };
     let orders = std::mem::take(&mut *shared.placed.lock().expect("not poisoned"));
     Ok((summary, Placed { orders }))
-}
-
-async fn stop_fired(mut stop: watch::Receiver<bool>) {
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 /// How one attempt ended.

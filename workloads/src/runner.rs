@@ -96,33 +96,11 @@ pub async fn run<C: Client + 'static>(
         client,
         recorder: recorder.clone(),
     });
-    let flusher = {
-        let recorder = recorder.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::recorder::FLUSH_EVERY);
-            loop {
-                every.tick().await;
-                if recorder.flush().is_err() {
-                    return;
-                }
-            }
-        })
-    };
     let mut clients = JoinSet::new();
     for i in 0..shared.config.clients {
         clients.spawn(client_loop(shared.clone(), i, stop.clone()));
     }
-    let mut result = Ok(());
-    while let Some(done) = clients.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(e),
-            Err(e) => result = Err(io::Error::other(format!("a client task failed: {e}"))),
-        }
-    }
-    flusher.abort();
-    recorder.flush()?;
-    result?;
+    drive(clients, &recorder).await?;
     let counts = &recorder.counts;
     Ok(RunSummary {
         invoked: counts.invoked.load(Ordering::Relaxed),
@@ -139,12 +117,43 @@ pub async fn run<C: Client + 'static>(
     })
 }
 
+/// Waits for every client while flushing the history at least every
+/// [`crate::recorder::FLUSH_EVERY`]; the first client error, if any, is the result.
+pub(crate) async fn drive(
+    mut clients: JoinSet<io::Result<()>>,
+    recorder: &Arc<Recorder>,
+) -> io::Result<()> {
+    let flusher = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::recorder::FLUSH_EVERY);
+            loop {
+                every.tick().await;
+                if recorder.flush().is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut result = Ok(());
+    while let Some(done) = clients.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(e) => result = Err(io::Error::other(format!("a client task failed: {e}"))),
+        }
+    }
+    flusher.abort();
+    recorder.flush()?;
+    result
+}
+
 fn stopped(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow()
 }
 
 /// Waits until the stop signal fires (forever if its sender is gone without firing).
-async fn stop_fired(mut stop: watch::Receiver<bool>) {
+pub(crate) async fn stop_fired(mut stop: watch::Receiver<bool>) {
     if stop.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
     }

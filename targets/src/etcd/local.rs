@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 
 use super::EtcdSettings;
 use super::netns::{self, Namespaces};
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterError, data_dir, stop_groups};
 use crate::proxy::Proxy;
 use crate::systems::kv::node_name;
 
@@ -86,8 +86,6 @@ pub struct EtcdCluster {
 
 /// How long a cluster may take to elect a leader and serve.
 const READY_WITHIN: Duration = Duration::from_secs(20);
-/// How long a member may take to exit after SIGTERM.
-const GRACE: Duration = Duration::from_secs(2);
 
 /// Finds the etcd binary: `bin` if given, else `etcd` on PATH.
 pub fn find_etcd(bin: Option<&Path>) -> Result<PathBuf, ClusterError> {
@@ -142,18 +140,7 @@ impl EtcdCluster {
         }
         let bin = find_etcd(spec.bin.as_deref())?;
         let (network, _) = resolve_network(spec.settings.network).map_err(ClusterError::Spec)?;
-        let (data_dir, temp) = match &spec.data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)?;
-                (dir.clone(), None)
-            }
-            None => {
-                let temp = tempfile::Builder::new()
-                    .prefix("faultline-etcd-")
-                    .tempdir()?;
-                (temp.path().to_path_buf(), Some(temp))
-            }
-        };
+        let (data_dir, temp) = data_dir(spec.data_dir.as_deref(), "faultline-etcd-")?;
         let n = spec.nodes as usize;
         let namespaces = match network {
             Network::Namespaces => {
@@ -430,27 +417,12 @@ impl EtcdCluster {
     /// Stops every member (SIGTERM, a grace period, SIGKILL), closes the proxies and removes
     /// the namespaces. Idempotent.
     pub fn stop(&mut self) {
-        for i in 0..self.members.len() {
-            let _ = self.signal(i, Signal::SIGCONT);
-            let _ = self.signal(i, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + GRACE;
-        for member in &mut self.members {
-            let Some(mut child) = member.child.take() else {
-                continue;
-            };
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        }
+        stop_groups(
+            self.members
+                .iter_mut()
+                .filter_map(|m| m.child.take())
+                .collect(),
+        );
         self.client_proxies.clear();
         self.peer_proxies.clear();
         if let Some(ns) = &mut self.namespaces {

@@ -1,7 +1,11 @@
 //! What a checkout client sends: orders (DESIGN §4.1 `saga`), shared by the saga and two-phase
 //! commit systems.
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
+
+use super::{ClientReply, Output, RequestId};
 
 /// One order: reserve `qty` of `sku`, charge `amount` to `account`, ship it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,4 +51,58 @@ pub enum OrderRequest {
         /// The order's id.
         id: String,
     },
+}
+
+/// Clients waiting for their order's outcome at a coordinator, each until a deadline.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    clients: Vec<(RequestId, String, u64)>,
+}
+
+impl Waiting {
+    /// `client` waits for `order` until the monotonic time `deadline_ms`.
+    pub fn add(&mut self, client: RequestId, order: String, deadline_ms: u64) {
+        self.clients.push((client, order, deadline_ms));
+    }
+
+    /// Removes and returns the clients waiting for `order`.
+    pub fn take(&mut self, order: &str) -> Vec<RequestId> {
+        let (ready, rest) = std::mem::take(&mut self.clients)
+            .into_iter()
+            .partition(|w| w.1 == order);
+        self.clients = rest;
+        ready.into_iter().map(|(client, _, _)| client).collect()
+    }
+
+    /// Removes the clients whose deadline passed at `now_ms` and answers each 504: the order
+    /// is still running.
+    pub fn expire<M, R>(&mut self, now_ms: u64, outbox: &mut VecDeque<Output<M, R>>) {
+        let (late, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.clients)
+            .into_iter()
+            .partition(|w| now_ms >= w.2);
+        self.clients = rest;
+        for (client, id, _) in late {
+            outbox.push_back(Output::Reply {
+                id: client,
+                reply: ClientReply::Timeout(format!(
+                    "order {id} is still running; ask GET /orders/{id}"
+                )),
+            });
+        }
+    }
+}
+
+/// Whether a coordinator that knows `known` (the order placed before under this id, if any)
+/// must refuse `order`: a malformed order, or an id reused with other contents.
+pub fn refusal(order: &Order, known: Option<&Order>) -> Option<ClientReply> {
+    if let Err(why) = order.validate() {
+        return Some(ClientReply::Refused(why));
+    }
+    match known {
+        Some(before) if before != order => Some(ClientReply::Refused(format!(
+            "order {} was placed before with other contents",
+            order.order
+        ))),
+        _ => None,
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Value, json};
 
 use super::{Message, Record, SERVICE_NAMES, Status};
-use crate::systems::orders::Order;
+use crate::systems::orders::{Order, Waiting};
 use crate::systems::{ClientReply, Now, Output, RequestId};
 
 /// One order's saga.
@@ -50,7 +50,7 @@ impl Saga {
 #[derive(Debug)]
 pub struct Orchestrator {
     sagas: BTreeMap<String, Saga>,
-    waiting: Vec<(RequestId, String, u64)>,
+    waiting: Waiting,
     retry_ms: u64,
     timeout_ms: u64,
     compensate: bool,
@@ -71,7 +71,7 @@ impl Orchestrator {
     ) -> Self {
         let mut o = Orchestrator {
             sagas: BTreeMap::new(),
-            waiting: Vec::new(),
+            waiting: Waiting::default(),
             retry_ms,
             timeout_ms,
             compensate,
@@ -186,11 +186,7 @@ impl Orchestrator {
             at_ms: self.now.wall_ms,
         });
         let outcome = self.outcome(id);
-        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|w| w.1 == id);
-        self.waiting = rest;
-        for (client, _, _) in ready {
+        for client in self.waiting.take(id) {
             self.outbox.push_back(Output::Reply {
                 id: client,
                 reply: outcome.clone(),
@@ -211,23 +207,13 @@ impl Orchestrator {
     /// `POST /orders`: starts the order's saga, or joins the one running for its id.
     pub fn place(&mut self, now: Now, client: RequestId, order: Order) {
         self.now = now;
-        if let Err(why) = order.validate() {
-            self.outbox.push_back(Output::Reply {
-                id: client,
-                reply: ClientReply::Refused(why),
-            });
+        let known = self.sagas.get(&order.order).map(|s| &s.order);
+        if let Some(reply) = crate::systems::orders::refusal(&order, known) {
+            self.outbox.push_back(Output::Reply { id: client, reply });
             return;
         }
         let id = order.order.clone();
         match self.sagas.get(&id) {
-            Some(saga) if saga.order != order => {
-                let why = format!("order {id} was placed before with other contents");
-                self.outbox.push_back(Output::Reply {
-                    id: client,
-                    reply: ClientReply::Refused(why),
-                });
-                return;
-            }
             Some(saga) if saga.status.is_final() => {
                 let reply = self.outcome(&id);
                 self.outbox.push_back(Output::Reply { id: client, reply });
@@ -239,8 +225,7 @@ impl Orchestrator {
                 self.send_current(&id);
             }
         }
-        self.waiting
-            .push((client, id, now.mono_ms + self.timeout_ms));
+        self.waiting.add(client, id, now.mono_ms + self.timeout_ms);
     }
 
     /// `GET /orders/{id}`.
@@ -331,18 +316,7 @@ impl Orchestrator {
         for id in due {
             self.advance(&id);
         }
-        let (late, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|w| now.mono_ms >= w.2);
-        self.waiting = rest;
-        for (client, id, _) in late {
-            self.outbox.push_back(Output::Reply {
-                id: client,
-                reply: ClientReply::Timeout(format!(
-                    "order {id} is still running; ask GET /orders/{id}"
-                )),
-            });
-        }
+        self.waiting.expire(now.mono_ms, &mut self.outbox);
     }
 
     /// Every order's saga, for `GET /state` and the saga checker.

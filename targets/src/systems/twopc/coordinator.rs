@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Value, json};
 
 use super::{Message, Record};
-use crate::systems::orders::Order;
+use crate::systems::orders::{Order, Waiting};
 use crate::systems::saga::SERVICE_NAMES;
 use crate::systems::{ClientReply, Now, Output, RequestId};
 
@@ -76,7 +76,7 @@ impl Txn {
 #[derive(Debug)]
 pub struct Coordinator {
     txns: BTreeMap<String, Txn>,
-    waiting: Vec<(RequestId, String, u64)>,
+    waiting: Waiting,
     retry_ms: u64,
     timeout_ms: u64,
     log_decisions: bool,
@@ -89,7 +89,7 @@ impl Coordinator {
     pub fn new(retry_ms: u64, timeout_ms: u64, log_decisions: bool, records: Vec<Record>) -> Self {
         let mut c = Coordinator {
             txns: BTreeMap::new(),
-            waiting: Vec::new(),
+            waiting: Waiting::default(),
             retry_ms,
             timeout_ms,
             log_decisions,
@@ -217,11 +217,7 @@ impl Coordinator {
             commit,
         });
         let reply = self.outcome(id);
-        let (ready, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|w| w.1 == id);
-        self.waiting = rest;
-        for (client, _, _) in ready {
+        for client in self.waiting.take(id) {
             self.outbox.push_back(Output::Reply {
                 id: client,
                 reply: reply.clone(),
@@ -232,23 +228,13 @@ impl Coordinator {
     /// `POST /orders`.
     pub fn place(&mut self, now: Now, client: RequestId, order: Order) {
         self.now = now;
-        if let Err(why) = order.validate() {
-            self.outbox.push_back(Output::Reply {
-                id: client,
-                reply: ClientReply::Refused(why),
-            });
+        let known = self.txns.get(&order.order).map(|t| &t.order);
+        if let Some(reply) = crate::systems::orders::refusal(&order, known) {
+            self.outbox.push_back(Output::Reply { id: client, reply });
             return;
         }
         let id = order.order.clone();
         match self.txns.get(&id) {
-            Some(t) if t.order != order => {
-                let why = format!("order {id} was placed before with other contents");
-                self.outbox.push_back(Output::Reply {
-                    id: client,
-                    reply: ClientReply::Refused(why),
-                });
-                return;
-            }
             Some(Txn {
                 phase: Phase::Done { .. },
                 ..
@@ -270,8 +256,7 @@ impl Coordinator {
                 self.send_all(&id);
             }
         }
-        self.waiting
-            .push((client, id, now.mono_ms + self.timeout_ms));
+        self.waiting.add(client, id, now.mono_ms + self.timeout_ms);
     }
 
     /// `GET /orders/{id}`.
@@ -374,18 +359,7 @@ impl Coordinator {
         for id in resend {
             self.send_all(&id);
         }
-        let (late, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|w| now.mono_ms >= w.2);
-        self.waiting = rest;
-        for (client, id, _) in late {
-            self.outbox.push_back(Output::Reply {
-                id: client,
-                reply: ClientReply::Timeout(format!(
-                    "order {id} is still running; ask GET /orders/{id}"
-                )),
-            });
-        }
+        self.waiting.expire(now.mono_ms, &mut self.outbox);
     }
 
     /// Every order, for `GET /state`.
