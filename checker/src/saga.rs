@@ -42,7 +42,8 @@ pub struct OrderFacts {
     pub account: String,
     /// How much.
     pub amount: i64,
-    /// The last outcome a client was told (`completed`, `compensated`, `rejected`), if any.
+    /// The last outcome a client was told (`completed`, `compensated`, `rejected`, `pending`),
+    /// if any.
     pub client_saw: Option<String>,
     /// The coordinator's status for it at the end, `None` when it does not know the order.
     pub final_status: Option<String>,
@@ -94,7 +95,8 @@ pub struct SagaFacts {
 pub struct Violation {
     /// The order (or the total) it concerns.
     pub order: String,
-    /// `stuck`, `half-done`, `applied-twice`, `lost-completion`, `forgotten`, `not-conserved`.
+    /// `stuck`, `half-done`, `applied-twice`, `lost-completion`, `lost-order`, `forgotten`,
+    /// `not-conserved`.
     pub kind: &'static str,
     /// What is wrong, for a person.
     pub detail: String,
@@ -329,11 +331,10 @@ pub fn check(facts: &SagaFacts) -> SagaReport {
                             left.join(", ")
                         ),
                     );
-                } else if order.client_saw.as_deref() == Some("completed") {
+                } else if let Some(saw) = &order.client_saw {
                     fail(
-                        "lost-completion",
-                        "a client was told completed; the coordinator does not know the order"
-                            .into(),
+                        "lost-order",
+                        format!("a client was told {saw}; the coordinator does not know the order"),
                     );
                 }
             }
@@ -509,6 +510,13 @@ mod tests {
         facts.orders[2].client_saw = Some("completed".into());
         let report = check(&facts);
         assert_eq!(kinds(&report), vec!["lost-completion"]);
+
+        // Accepted as pending, then forgotten with nothing applied.
+        let mut facts = consistent();
+        facts.orders[2].client_saw = Some("pending".into());
+        facts.orders[2].final_status = None;
+        let report = check(&facts);
+        assert_eq!(kinds(&report), vec!["lost-order"]);
     }
 
     #[test]

@@ -37,6 +37,8 @@ struct Row {
     /// Operations invoked while a fault was in effect, and how many of them completed ok.
     under_faults: usize,
     ok_under_faults: usize,
+    /// The same per fault kind: (operations, ok).
+    by_kind: Vec<(String, usize, usize)>,
     /// Lost and stale elements (set workload only).
     lost: Option<usize>,
     stale: Option<usize>,
@@ -70,6 +72,15 @@ impl Row {
         {
             self.under_faults += period.ops.count;
             self.ok_under_faults += period.ops.ok;
+            match self.by_kind.iter_mut().find(|k| k.0 == period.period) {
+                Some(kind) => {
+                    kind.1 += period.ops.count;
+                    kind.2 += period.ops.ok;
+                }
+                None => self
+                    .by_kind
+                    .push((period.period.clone(), period.ops.count, period.ops.ok)),
+            }
         }
         for (verdict, _) in &finished.judged.verdicts {
             self.count_verdict(verdict);
@@ -123,14 +134,14 @@ impl Row {
     }
 
     fn availability(&self) -> String {
-        if self.under_faults == 0 {
-            "-".into()
-        } else {
-            format!(
-                "{:.1}%",
-                100.0 * self.ok_under_faults as f64 / self.under_faults as f64
-            )
-        }
+        percent(self.ok_under_faults, self.under_faults)
+    }
+
+    fn availability_under(&self, kind: &str) -> String {
+        self.by_kind
+            .iter()
+            .find(|k| k.0 == kind)
+            .map_or("-".into(), |k| percent(k.2, k.1))
     }
 
     /// `FAIL 3/5` when some runs failed, else `PASS 5/5` (with unknowns named).
@@ -148,6 +159,15 @@ impl Row {
     }
 }
 
+/// `part` of `whole` as a percentage, `-` when there is no whole.
+fn percent(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
 /// The table's header and cells, shared by the terminal and Markdown renderings.
 fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
     let mut checkers: Vec<String> = Vec::new();
@@ -159,6 +179,18 @@ fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
         }
     }
     let with_set = rows.iter().any(|r| r.lost.is_some());
+    // With several fault kinds, availability under each one too.
+    let mut kinds: Vec<String> = Vec::new();
+    for row in rows {
+        for (kind, _, _) in &row.by_kind {
+            if !kinds.contains(kind) {
+                kinds.push(kind.clone());
+            }
+        }
+    }
+    if kinds.len() < 2 {
+        kinds.clear();
+    }
     let mut header: Vec<String> = [
         "target",
         "runs",
@@ -173,6 +205,7 @@ fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    header.extend(kinds.iter().map(|k| format!("under {k}")));
     if with_set {
         header.push("lost".into());
         header.push("stale".into());
@@ -197,6 +230,7 @@ fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
                 row.share(row.info),
                 row.availability(),
             ];
+            cells.extend(kinds.iter().map(|k| row.availability_under(k)));
             if with_set {
                 cells.push(row.lost.map_or("-".into(), |n| n.to_string()));
                 cells.push(row.stale.map_or("-".into(), |n| n.to_string()));

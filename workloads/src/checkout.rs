@@ -6,8 +6,9 @@
 //! judges.
 //!
 //! Every attempt is an operation in the history: `f` `order`, `key` the order id, invoked with
-//! the order, completed `ok` with the outcome (`completed`, `compensated`, `rejected`), `fail`
-//! when it certainly did not run (400, refused connection), `info` otherwise.
+//! the order, completed `ok` with the outcome (`completed`, `compensated`, `rejected`, or
+//! `pending` when the coordinator accepted it durably and will finish it later), `fail` when it
+//! certainly did not run (400, refused connection), `info` otherwise.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -310,8 +311,13 @@ async fn place(
                 .and_then(|b| b["value"]["status"].as_str())
                 .map(str::to_string);
             match (status, outcome) {
+                // `pending` and `compensating`: the coordinator accepted the order durably and
+                // will finish it; a retry would only join it.
                 (200, Some(s))
-                    if matches!(s.as_str(), "completed" | "compensated" | "rejected") =>
+                    if matches!(
+                        s.as_str(),
+                        "completed" | "compensated" | "rejected" | "pending" | "compensating"
+                    ) =>
                 {
                     (Attempt::Outcome(s.clone()), json!(s), None)
                 }

@@ -74,9 +74,14 @@ impl Waiting {
         ready.into_iter().map(|(client, _, _)| client).collect()
     }
 
-    /// Removes the clients whose deadline passed at `now_ms` and answers each 504: the order
-    /// is still running.
-    pub fn expire<M, R>(&mut self, now_ms: u64, outbox: &mut VecDeque<Output<M, R>>) {
+    /// Removes the clients whose deadline passed at `now_ms` and answers each with
+    /// `answer(order)`.
+    pub fn expire<M, R>(
+        &mut self,
+        now_ms: u64,
+        outbox: &mut VecDeque<Output<M, R>>,
+        answer: impl Fn(&str) -> ClientReply,
+    ) {
         let (late, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.clients)
             .into_iter()
             .partition(|w| now_ms >= w.2);
@@ -84,9 +89,7 @@ impl Waiting {
         for (client, id, _) in late {
             outbox.push_back(Output::Reply {
                 id: client,
-                reply: ClientReply::Timeout(format!(
-                    "order {id} is still running; ask GET /orders/{id}"
-                )),
+                reply: answer(&id),
             });
         }
     }

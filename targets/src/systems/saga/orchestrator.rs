@@ -301,7 +301,8 @@ impl Orchestrator {
         }
     }
 
-    /// Time passed: send again what has waited too long, answer clients whose wait is over.
+    /// Time passed: send again what has waited too long; a client whose wait is over learns
+    /// that its order is pending.
     pub fn on_tick(&mut self, now: Now) {
         self.now = now;
         let due: Vec<String> = self
@@ -316,7 +317,17 @@ impl Orchestrator {
         for id in due {
             self.advance(&id);
         }
-        self.waiting.expire(now.mono_ms, &mut self.outbox);
+        // An order still running is durably accepted: the saga log will see it through, so
+        // the client is told it is pending rather than left in doubt.
+        let sagas = &self.sagas;
+        self.waiting
+            .expire(now.mono_ms, &mut self.outbox, |id| match sagas.get(id) {
+                Some(saga) => ClientReply::Ok {
+                    value: saga.describe(),
+                    meta: Value::Null,
+                },
+                None => ClientReply::NotFound { meta: Value::Null },
+            });
     }
 
     /// Every order's saga, for `GET /state` and the saga checker.

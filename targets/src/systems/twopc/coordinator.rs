@@ -359,7 +359,10 @@ impl Coordinator {
         for id in resend {
             self.send_all(&id);
         }
-        self.waiting.expire(now.mono_ms, &mut self.outbox);
+        // Undecided, or decided and not yet delivered: the client cannot be told an outcome.
+        self.waiting.expire(now.mono_ms, &mut self.outbox, |id| {
+            ClientReply::Timeout(format!("order {id} is still running; ask GET /orders/{id}"))
+        });
     }
 
     /// Every order, for `GET /state`.
