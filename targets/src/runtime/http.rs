@@ -5,7 +5,7 @@
 //! | `GET /kv/{key}` | 200 `{"value": v, "meta": ...}`, 404 absent, 503 |
 //! | `PUT /kv/{key}` `{"value": v, "context"?: c}` | 200, 503 nothing applied, 504 indeterminate |
 //! | `POST /kv/{key}/cas` `{"expect": a, "value": b}` | 200, 412 mismatch, 503, 504 |
-//! | `POST /orders` `{"order", "sku", "qty", "account", "amount"}` | checkout systems: 200 with the order's outcome, 504 still running, 400 |
+//! | `POST /orders` `{"order", "sku", "qty", "account", "amount"}` | checkout systems: 200 with the order's status (a saga answers `pending` for one accepted and still running), 504 in doubt, 400 |
 //! | `GET /orders/{id}` | 200 the order's status, 404 unknown |
 //! | `GET /state` | the system's whole state (a checkout service's totals and orders) |
 //! | `GET /health` | 200 |
