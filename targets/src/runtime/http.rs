@@ -278,13 +278,15 @@ async fn get_order(State(app): State<App>, Path(id): Path<String>) -> Result<Res
     Ok(ask_order(&app, OrderRequest::Get { id }).await)
 }
 
+/// `GET /state`: the system's own state, nothing of the runtime's.
 async fn bare_state(State(app): State<App>) -> Response {
+    ask_state(&app, None, true).await
+}
+
+/// Asks the node for its state.
+async fn ask_state(app: &App, key: Option<String>, bare: bool) -> Response {
     let (reply, answer) = oneshot::channel();
-    let command = Command::State {
-        key: None,
-        bare: true,
-        reply,
-    };
+    let command = Command::State { key, bare, reply };
     if app.commands.send(command).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
     }
@@ -321,19 +323,7 @@ struct StateQuery {
 }
 
 async fn state(State(app): State<App>, Query(query): Query<StateQuery>) -> Response {
-    let (reply, answer) = oneshot::channel();
-    let command = Command::State {
-        key: query.key,
-        bare: false,
-        reply,
-    };
-    if app.commands.send(command).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
-    }
-    match answer.await {
-        Ok(state) => respond(200, state),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
-    }
+    ask_state(&app, query.key, false).await
 }
 
 #[cfg(test)]
