@@ -514,9 +514,8 @@ pub(crate) async fn execute(
     let io = |e: std::io::Error| format!("{}: {e}", dir.path.display());
     dir.write_json("run.json", &run_json).map_err(io)?;
     // The checkout workload starts from what the services hold.
-    let client_urls_for_checkout = urls.clone();
     let checkout = if opts.workload == Workload::Checkout {
-        Some(checkout::initial_state(&client_urls_for_checkout).await?)
+        Some(checkout::initial_state(&urls).await?)
     } else {
         None
     };
@@ -560,7 +559,7 @@ pub(crate) async fn execute(
             };
             checkout::run(
                 checkout_config,
-                &client_urls_for_checkout,
+                &urls,
                 initial.clone(),
                 recorder.clone(),
                 stop.clone(),
@@ -616,7 +615,7 @@ pub(crate) async fn execute(
                 );
             }
             tokio::time::sleep(opts.quiet).await;
-            let facts = checkout::final_state(&client_urls_for_checkout, initial, placed).await;
+            let facts = checkout::final_state(&urls, initial, placed).await;
             let io = |e: std::io::Error| format!("{}: {e}", dir.path.display());
             dir.write_json(crate::judge::SAGA_FACTS, &json!(facts))
                 .map_err(io)?;

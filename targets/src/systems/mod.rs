@@ -6,6 +6,7 @@
 //! does all of that, so the same node code runs in unit tests, under a simulated network, and
 //! as a real process.
 
+pub mod checkout;
 pub mod kv;
 pub mod orders;
 pub mod quorum;

@@ -25,13 +25,14 @@ pub use orchestrator::Orchestrator;
 pub use service::{Effect, Service};
 pub use settings::{Bug, Settings};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::orders::{Order, OrderRequest};
-use super::{ClientReply, ClientRequest, Node, NodeId, Now, Output, RequestId};
+use super::checkout::{CheckoutNode, Coordinating, Part};
+use super::orders::Order;
+use super::{NodeId, Now, Output, RequestId};
 
 /// The services, in saga order; service `i` is node `i + 1`.
 pub const SERVICE_NAMES: [&str; 3] = ["inventory", "payment", "shipping"];
@@ -165,21 +166,15 @@ pub fn initial_totals(kind: usize, settings: &Settings) -> BTreeMap<String, i64>
     }
 }
 
-/// A node of the saga system.
-#[derive(Debug)]
-pub enum SagaNode {
-    /// n1.
-    Orchestrator(Orchestrator),
-    /// n2, n3, n4.
-    Service(Box<Service>),
-}
+/// A node of the saga system: the orchestrator (n1) or a service.
+pub type SagaNode = CheckoutNode<Orchestrator, Service>;
 
 impl SagaNode {
     /// Node `id` of a saga cluster, recovered from `records`.
     pub fn new(id: NodeId, settings: &Settings, seed: u64, records: Vec<Record>) -> Self {
         let bug = |b: Bug| settings.bug == Some(b);
         if id == 0 {
-            SagaNode::Orchestrator(Orchestrator::new(
+            CheckoutNode::Coordinator(Orchestrator::new(
                 settings.retry_ms,
                 settings.timeout_ms,
                 !bug(Bug::NoCompensation),
@@ -188,7 +183,7 @@ impl SagaNode {
             ))
         } else {
             let kind = (id as usize - 1).min(2);
-            SagaNode::Service(Box::new(Service::new(
+            CheckoutNode::Service(Box::new(Service::new(
                 kind,
                 initial_totals(kind, settings),
                 settings.fail[kind],
@@ -198,83 +193,74 @@ impl SagaNode {
             )))
         }
     }
-
-    fn outbox(&mut self) -> &mut std::collections::VecDeque<Output<Message, Record>> {
-        match self {
-            SagaNode::Orchestrator(o) => &mut o.outbox,
-            SagaNode::Service(s) => &mut s.outbox,
-        }
-    }
 }
 
-impl Node for SagaNode {
+impl Part for Orchestrator {
     type Message = Message;
     type Record = Record;
 
-    fn handle_client(&mut self, _now: Now, id: RequestId, _request: ClientRequest) {
-        self.outbox().push_back(Output::Reply {
-            id,
-            reply: ClientReply::Refused(
-                "the saga system takes orders (POST /orders), not the KV protocol".into(),
-            ),
-        });
-    }
-
-    fn handle_order(
-        &mut self,
-        now: Now,
-        id: RequestId,
-        request: OrderRequest,
-    ) -> Option<ClientReply> {
-        let SagaNode::Orchestrator(o) = self else {
-            return Some(ClientReply::Refused(
-                "this is a service; send orders to the orchestrator, n1".into(),
-            ));
-        };
-        match request {
-            OrderRequest::Place { order, .. } => o.place(now, id, order),
-            OrderRequest::Get { id: order } => o.get(id, &order),
-        }
-        None
-    }
-
-    fn handle_peer(&mut self, now: Now, from: NodeId, msg: Message) {
-        match (self, msg) {
-            (SagaNode::Service(s), Message::Step { order, undo }) => s.on_step(from, order, undo),
-            (
-                SagaNode::Orchestrator(o),
-                Message::StepDone {
-                    order,
-                    service,
-                    undo,
-                    outcome,
-                },
-            ) => o.on_step_done(now, &order, service, undo, outcome),
-            _ => {}
+    fn step(&mut self, now: Now, _from: NodeId, msg: Message) {
+        if let Message::StepDone {
+            order,
+            service,
+            undo,
+            outcome,
+        } = msg
+        {
+            self.on_step_done(now, &order, service, undo, outcome);
         }
     }
 
-    fn handle_tick(&mut self, now: Now) {
-        if let SagaNode::Orchestrator(o) = self {
-            o.on_tick(now);
+    fn tick(&mut self, now: Now) {
+        self.on_tick(now);
+    }
+
+    fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
+        &mut self.outbox
+    }
+
+    fn state(&self) -> Value {
+        self.describe()
+    }
+
+    fn order_state(&self, id: &str) -> Value {
+        self.describe_order(id)
+    }
+}
+
+impl Coordinating for Orchestrator {
+    const SYSTEM: &'static str = "saga";
+
+    fn place(&mut self, now: Now, client: RequestId, order: Order) {
+        Orchestrator::place(self, now, client, order);
+    }
+
+    fn get(&mut self, client: RequestId, id: &str) {
+        Orchestrator::get(self, client, id);
+    }
+}
+
+impl Part for Service {
+    type Message = Message;
+    type Record = Record;
+
+    fn step(&mut self, _now: Now, from: NodeId, msg: Message) {
+        if let Message::Step { order, undo } = msg {
+            self.on_step(from, order, undo);
         }
     }
 
-    fn poll_output(&mut self) -> Option<Output<Message, Record>> {
-        self.outbox().pop_front()
+    fn tick(&mut self, _now: Now) {}
+
+    fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
+        &mut self.outbox
     }
 
-    fn describe(&self) -> Value {
-        match self {
-            SagaNode::Orchestrator(o) => o.describe(),
-            SagaNode::Service(s) => s.describe(),
-        }
+    fn state(&self) -> Value {
+        self.describe()
     }
 
-    fn describe_key(&self, key: &str) -> Value {
-        match self {
-            SagaNode::Orchestrator(o) => o.describe_order(key),
-            SagaNode::Service(s) => s.describe_order(key),
-        }
+    fn order_state(&self, id: &str) -> Value {
+        self.describe_order(id)
     }
 }

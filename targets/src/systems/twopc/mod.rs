@@ -21,12 +21,15 @@ mod tests;
 pub use coordinator::Coordinator;
 pub use participant::Participant;
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::orders::{Order, OrderRequest};
+use super::checkout::{CheckoutNode, Coordinating, Part};
+use super::orders::Order;
 use super::saga::{Bug, Settings, initial_totals};
-use super::{ClientReply, ClientRequest, Node, NodeId, Now, Output, RequestId};
+use super::{NodeId, Now, Output, RequestId};
 
 /// Messages between the coordinator and the participants.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,21 +108,15 @@ pub enum Record {
     },
 }
 
-/// A node of the two-phase commit system.
-#[derive(Debug)]
-pub enum TwoPcNode {
-    /// n1.
-    Coordinator(Coordinator),
-    /// n2, n3, n4.
-    Participant(Box<Participant>),
-}
+/// A node of the two-phase commit system: the coordinator (n1) or a participant.
+pub type TwoPcNode = CheckoutNode<Coordinator, Participant>;
 
 impl TwoPcNode {
     /// Node `id` of a two-phase commit cluster, recovered from `records`.
     pub fn new(id: NodeId, settings: &Settings, seed: u64, records: Vec<Record>) -> Self {
         let bug = |b: Bug| settings.bug == Some(b);
         if id == 0 {
-            TwoPcNode::Coordinator(Coordinator::new(
+            CheckoutNode::Coordinator(Coordinator::new(
                 settings.retry_ms,
                 settings.timeout_ms,
                 !bug(Bug::NoDecisionLog),
@@ -127,7 +124,7 @@ impl TwoPcNode {
             ))
         } else {
             let kind = (id as usize - 1).min(2);
-            TwoPcNode::Participant(Box::new(Participant::new(
+            CheckoutNode::Service(Box::new(Participant::new(
                 kind,
                 initial_totals(kind, settings),
                 settings.fail[kind],
@@ -137,75 +134,66 @@ impl TwoPcNode {
             )))
         }
     }
-
-    fn outbox(&mut self) -> &mut std::collections::VecDeque<Output<Message, Record>> {
-        match self {
-            TwoPcNode::Coordinator(c) => &mut c.outbox,
-            TwoPcNode::Participant(p) => &mut p.outbox,
-        }
-    }
 }
 
-impl Node for TwoPcNode {
+impl Part for Coordinator {
     type Message = Message;
     type Record = Record;
 
-    fn handle_client(&mut self, _now: Now, id: RequestId, _request: ClientRequest) {
-        self.outbox().push_back(Output::Reply {
-            id,
-            reply: ClientReply::Refused(
-                "the twopc system takes orders (POST /orders), not the KV protocol".into(),
-            ),
-        });
+    fn step(&mut self, now: Now, _from: NodeId, msg: Message) {
+        self.on_message(now, msg);
     }
 
-    fn handle_order(
-        &mut self,
-        now: Now,
-        id: RequestId,
-        request: OrderRequest,
-    ) -> Option<ClientReply> {
-        let TwoPcNode::Coordinator(c) = self else {
-            return Some(ClientReply::Refused(
-                "this is a participant; send orders to the coordinator, n1".into(),
-            ));
-        };
-        match request {
-            OrderRequest::Place { order, .. } => c.place(now, id, order),
-            OrderRequest::Get { id: order } => c.get(id, &order),
-        }
-        None
+    fn tick(&mut self, now: Now) {
+        self.on_tick(now);
     }
 
-    fn handle_peer(&mut self, now: Now, from: NodeId, msg: Message) {
-        match self {
-            TwoPcNode::Coordinator(c) => c.on_message(now, msg),
-            TwoPcNode::Participant(p) => p.on_message(now, from, msg),
-        }
+    fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
+        &mut self.outbox
     }
 
-    fn handle_tick(&mut self, now: Now) {
-        match self {
-            TwoPcNode::Coordinator(c) => c.on_tick(now),
-            TwoPcNode::Participant(p) => p.on_tick(now),
-        }
+    fn state(&self) -> Value {
+        self.describe()
     }
 
-    fn poll_output(&mut self) -> Option<Output<Message, Record>> {
-        self.outbox().pop_front()
+    fn order_state(&self, id: &str) -> Value {
+        self.describe_order(id)
+    }
+}
+
+impl Coordinating for Coordinator {
+    const SYSTEM: &'static str = "twopc";
+
+    fn place(&mut self, now: Now, client: RequestId, order: Order) {
+        Coordinator::place(self, now, client, order);
     }
 
-    fn describe(&self) -> Value {
-        match self {
-            TwoPcNode::Coordinator(c) => c.describe(),
-            TwoPcNode::Participant(p) => p.describe(),
-        }
+    fn get(&mut self, client: RequestId, id: &str) {
+        Coordinator::get(self, client, id);
+    }
+}
+
+impl Part for Participant {
+    type Message = Message;
+    type Record = Record;
+
+    fn step(&mut self, now: Now, from: NodeId, msg: Message) {
+        self.on_message(now, from, msg);
     }
 
-    fn describe_key(&self, key: &str) -> Value {
-        match self {
-            TwoPcNode::Coordinator(c) => c.describe_order(key),
-            TwoPcNode::Participant(p) => p.describe_order(key),
-        }
+    fn tick(&mut self, now: Now) {
+        self.on_tick(now);
+    }
+
+    fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
+        &mut self.outbox
+    }
+
+    fn state(&self) -> Value {
+        self.describe()
+    }
+
+    fn order_state(&self, id: &str) -> Value {
+        self.describe_order(id)
     }
 }
