@@ -5,18 +5,17 @@
 //! The fault layer of a node takes its whole configuration at once, so the backend keeps the
 //! configuration it wants each node to have and sends it whole after every change.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faultline_targets::cluster::{Cluster, wait_healthy};
 use faultline_targets::runtime::Faults;
-use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Backend;
 use crate::fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
+use crate::processes::Processes;
 
 /// How long a node may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,12 +24,10 @@ const RESTART_WITHIN: Duration = Duration::from_secs(10);
 
 /// Applies faults to a bundled cluster.
 pub struct BundledBackend {
-    cluster: Arc<Mutex<Option<Cluster>>>,
+    processes: Processes<Cluster>,
     urls: Vec<String>,
     http: reqwest::Client,
     desired: Vec<Faults>,
-    killed: BTreeSet<NodeId>,
-    paused: BTreeSet<NodeId>,
     strobe: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
@@ -46,28 +43,14 @@ impl BundledBackend {
         Ok(BundledBackend {
             desired: vec![Faults::default(); urls.len()],
             urls,
-            cluster,
+            processes: Processes::new(cluster),
             http: reqwest::Client::new(),
-            killed: BTreeSet::new(),
-            paused: BTreeSet::new(),
             strobe: None,
         })
     }
 
-    fn with_cluster<T>(
-        &self,
-        f: impl FnOnce(&mut Cluster) -> std::io::Result<T>,
-    ) -> Result<T, String> {
-        let mut guard = self
-            .cluster
-            .lock()
-            .map_err(|_| "the cluster lock is poisoned".to_string())?;
-        let cluster = guard.as_mut().ok_or("the cluster was stopped")?;
-        f(cluster).map_err(|e| e.to_string())
-    }
-
     async fn push(&self, node: NodeId) -> Result<(), String> {
-        if self.killed.contains(&node) {
+        if self.processes.is_killed(node) {
             return Ok(()); // it starts with no faults when restarted
         }
         post(&self.http, &self.urls[node], &self.desired[node]).await
@@ -84,7 +67,7 @@ impl BundledBackend {
     async fn leader(&self) -> Option<NodeId> {
         let mut votes = vec![0usize; self.urls.len()];
         for (node, url) in self.urls.iter().enumerate() {
-            if self.killed.contains(&node) || self.paused.contains(&node) {
+            if self.processes.is_out(node) {
                 continue;
             }
             let state: Option<serde_json::Value> = async {
@@ -174,20 +157,8 @@ impl BundledBackend {
                     Ok(())
                 }
             }
-            Fault::Kill { nodes } => {
-                for &node in nodes {
-                    self.with_cluster(|c| c.kill(node))?;
-                    self.killed.insert(node);
-                }
-                Ok(())
-            }
-            Fault::Pause { nodes } => {
-                for &node in nodes {
-                    self.with_cluster(|c| c.signal(node, Signal::SIGSTOP))?;
-                    self.paused.insert(node);
-                }
-                Ok(())
-            }
+            Fault::Kill { nodes } => self.processes.kill(nodes),
+            Fault::Pause { nodes } => self.processes.pause(nodes),
             Fault::Packet {
                 nodes,
                 delay_ms,
@@ -231,13 +202,7 @@ impl BundledBackend {
                 }
                 Ok(())
             }
-            Fault::Pause { nodes } => {
-                for &node in nodes {
-                    self.with_cluster(|c| c.signal(node, Signal::SIGCONT))?;
-                    self.paused.remove(&node);
-                }
-                Ok(())
-            }
+            Fault::Pause { nodes } => self.processes.resume(nodes),
             Fault::Packet { nodes, .. } => {
                 for &node in nodes {
                     let wanted = &mut self.desired[node];
@@ -253,9 +218,9 @@ impl BundledBackend {
     }
 
     async fn restart(&mut self, node: NodeId) -> Result<(), String> {
-        self.with_cluster(|c| c.respawn(node))?;
+        self.processes.respawn(node)?;
         wait_healthy(&self.urls[node], RESTART_WITHIN).await?;
-        self.killed.remove(&node);
+        self.processes.serving(node);
         self.push(node).await
     }
 
@@ -270,10 +235,8 @@ impl BundledBackend {
     /// continued, killed nodes restarted. Idempotent.
     async fn heal_everything(&mut self) -> Result<(), String> {
         self.stop_strobe().await;
-        for node in std::mem::take(&mut self.paused) {
-            self.with_cluster(|c| c.signal(node, Signal::SIGCONT))?;
-        }
-        for node in self.killed.clone() {
+        self.processes.resume_all()?;
+        for node in self.processes.killed() {
             self.restart(node).await?;
         }
         self.desired = vec![Faults::default(); self.urls.len()];

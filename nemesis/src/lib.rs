@@ -20,6 +20,7 @@ mod bundled;
 mod command;
 mod fault;
 mod local;
+mod processes;
 mod proxy;
 mod schedule;
 

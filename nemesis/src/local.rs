@@ -8,29 +8,26 @@
 //! Clock faults are refused: etcd reads the host's clock and nothing here can skew one
 //! process's clock.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faultline_targets::etcd::{EtcdCluster, Network, wait_serving};
 use faultline_targets::proxy::Toxics;
-use nix::sys::signal::Signal;
 
 use crate::Backend;
 use crate::fault::{Fault, Kind, NodeId, Shape};
+use crate::processes::Processes;
 
 /// How long a restarted member may take to serve.
 const RESTART_WITHIN: Duration = Duration::from_secs(20);
 
 /// Applies faults to a local etcd cluster.
 pub struct LocalBackend {
-    cluster: Arc<Mutex<Option<EtcdCluster>>>,
+    processes: Processes<EtcdCluster>,
     network: Network,
     direct: Vec<String>,
     drop_from: Vec<Vec<NodeId>>,
     loss: Vec<f64>,
-    killed: BTreeSet<NodeId>,
-    paused: BTreeSet<NodeId>,
 }
 
 impl LocalBackend {
@@ -45,13 +42,11 @@ impl LocalBackend {
         };
         let n = direct.len();
         Ok(LocalBackend {
-            cluster,
+            processes: Processes::new(cluster),
             network,
             direct,
             drop_from: vec![Vec::new(); n],
             loss: vec![0.0; n],
-            killed: BTreeSet::new(),
-            paused: BTreeSet::new(),
         })
     }
 
@@ -76,29 +71,17 @@ impl LocalBackend {
             .collect()
     }
 
-    fn with_cluster<T>(
-        &self,
-        f: impl FnOnce(&mut EtcdCluster) -> std::io::Result<T>,
-    ) -> Result<T, String> {
-        let mut guard = self
-            .cluster
-            .lock()
-            .map_err(|_| "the cluster lock is poisoned".to_string())?;
-        let cluster = guard.as_mut().ok_or("the cluster was stopped")?;
-        f(cluster).map_err(|e| e.to_string())
-    }
-
     /// Writes node `i`'s wanted drop rules into its namespace.
     fn push_rules(&self, i: NodeId) -> Result<(), String> {
         let (drop_from, loss) = (self.drop_from[i].clone(), self.loss[i]);
-        self.with_cluster(|c| match c.namespaces() {
+        self.processes.with_cluster(|c| match c.namespaces() {
             Some(ns) => ns.set_rules(i, &drop_from, loss),
             None => Ok(()),
         })
     }
 
     fn set_toxics(&self, i: NodeId, toxics: Toxics) -> Result<(), String> {
-        self.with_cluster(|c| {
+        self.processes.with_cluster(|c| {
             let (client, peer) = c.proxies(i);
             client.set(toxics);
             if let Some(peer) = peer {
@@ -114,7 +97,7 @@ impl LocalBackend {
         let mut ids = vec![None; self.direct.len()];
         let mut named = Vec::new();
         for (i, url) in self.direct.iter().enumerate() {
-            if self.killed.contains(&i) || self.paused.contains(&i) {
+            if self.processes.is_out(i) {
                 continue;
             }
             let status: Option<serde_json::Value> = async {
@@ -193,17 +176,11 @@ impl LocalBackend {
                 })
             }
             Fault::Kill { nodes } => {
-                for &i in nodes {
-                    self.with_cluster(|c| c.kill(i))?;
-                    self.killed.insert(i);
-                }
+                self.processes.kill(nodes)?;
                 Ok(fault.clone())
             }
             Fault::Pause { nodes } => {
-                for &i in nodes {
-                    self.with_cluster(|c| c.signal(i, Signal::SIGSTOP))?;
-                    self.paused.insert(i);
-                }
+                self.processes.pause(nodes)?;
                 Ok(fault.clone())
             }
             Fault::Clock { .. } => Err("clock faults are not supported on local:etcd".into()),
@@ -211,9 +188,9 @@ impl LocalBackend {
     }
 
     async fn restart(&mut self, node: NodeId) -> Result<(), String> {
-        self.with_cluster(|c| c.respawn(node))?;
+        self.processes.respawn(node)?;
         wait_serving(&self.direct[node], RESTART_WITHIN).await?;
-        self.killed.remove(&node);
+        self.processes.serving(node);
         Ok(())
     }
 }
@@ -263,22 +240,14 @@ impl Backend for LocalBackend {
                 }
                 Ok(())
             }
-            Fault::Pause { nodes } => {
-                for &i in nodes {
-                    self.with_cluster(|c| c.signal(i, Signal::SIGCONT))?;
-                    self.paused.remove(&i);
-                }
-                Ok(())
-            }
+            Fault::Pause { nodes } => self.processes.resume(nodes),
             Fault::Clock { .. } => Ok(()),
         }
     }
 
     async fn heal_all(&mut self) -> Result<(), String> {
-        for i in std::mem::take(&mut self.paused) {
-            self.with_cluster(|c| c.signal(i, Signal::SIGCONT))?;
-        }
-        for i in self.killed.clone() {
+        self.processes.resume_all()?;
+        for i in self.processes.killed() {
             self.restart(i).await?;
         }
         for i in 0..self.direct.len() {

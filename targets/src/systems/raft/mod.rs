@@ -939,4 +939,6 @@ impl Node for RaftNode {
 }
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod tests;

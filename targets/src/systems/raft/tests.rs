@@ -407,3 +407,74 @@ fn figure_8_keeps_committed_entries_and_loses_one_with_no_term_check() {
     );
     assert_eq!(last, Some(json!(2)), "and B overwrote it");
 }
+
+/// Delays of up to 20 ms, a crash every 2 s per node (down up to 300 ms), the leader cut off
+/// about once a second for up to half a second.
+const CHAOS: super::sim::Chaos = super::sim::Chaos {
+    nodes: 5,
+    min_delay_ms: 1,
+    max_delay_ms: 20,
+    crash_per_ms: 0.0005,
+    max_down_ms: 300,
+    isolate_per_ms: 0.001,
+    max_isolation_ms: 500,
+};
+
+#[test]
+fn a_simulated_cluster_keeps_election_and_state_machine_safety_under_chaos() {
+    for seed in 1..=3 {
+        let result = super::sim::simulate(&CHAOS, "election-ms=100,heartbeat-ms=20", seed, 20_000);
+        assert_eq!(result, Ok(()), "seed {seed}");
+    }
+}
+
+#[test]
+fn the_simulation_catches_early_commit() {
+    for seed in 1..=3 {
+        let result = super::sim::simulate(
+            &CHAOS,
+            "election-ms=100,heartbeat-ms=20,bug=early-commit",
+            seed,
+            20_000,
+        );
+        let why = result.expect_err("early-commit must apply different entries at one index");
+        assert!(why.contains("applied"), "seed {seed}: {why}");
+    }
+}
+
+/// A measuring tool, not a check: runs the simulation with the chaos and settings given in
+/// the environment and prints how many seeds broke safety. For example:
+///
+/// ```text
+/// N=3 MIN_DELAY=150 MAX_DELAY=150 CRASH=0.005 DOWN=50 ISOLATE=0 ISOLATION=300 \
+///   SET=election-ms=300,heartbeat-ms=50,bug=forget-vote SEEDS=10 MS=60000 \
+///   cargo test --release -p faultline-targets --lib explore_chaos -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "a measuring tool driven by environment variables"]
+fn explore_chaos() {
+    let var = |k: &str| -> f64 {
+        let text = std::env::var(k).unwrap_or_else(|_| panic!("set {k}"));
+        text.parse()
+            .unwrap_or_else(|_| panic!("{k}={text}: expected a number"))
+    };
+    let chaos = super::sim::Chaos {
+        nodes: var("N") as u32,
+        min_delay_ms: var("MIN_DELAY") as u64,
+        max_delay_ms: var("MAX_DELAY") as u64,
+        crash_per_ms: var("CRASH"),
+        max_down_ms: var("DOWN") as u64,
+        isolate_per_ms: var("ISOLATE"),
+        max_isolation_ms: var("ISOLATION") as u64,
+    };
+    let settings = std::env::var("SET").unwrap_or_default();
+    let seeds = var("SEEDS") as u64;
+    let mut broken = 0;
+    for seed in 0..seeds {
+        if let Err(why) = super::sim::simulate(&chaos, &settings, seed, var("MS") as u64) {
+            broken += 1;
+            println!("seed {seed}: {why}");
+        }
+    }
+    println!("{settings}: safety broken in {broken} of {seeds} seeds");
+}
