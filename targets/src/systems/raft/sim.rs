@@ -27,6 +27,10 @@ pub(super) struct Chaos {
     pub isolate_per_ms: f64,
     /// An isolation lasts 50 to this many milliseconds.
     pub max_isolation_ms: u64,
+    /// Up to this many other nodes (chosen at random) are cut off with the leader.
+    pub with_leader: usize,
+    /// A client writes every this many milliseconds.
+    pub write_every_ms: u64,
 }
 
 /// The simulated cluster.
@@ -40,7 +44,8 @@ struct World {
     sent: u64,
     restarts: u64,
     up_at: Vec<u64>,
-    isolated: Option<(NodeId, u64)>,
+    /// The nodes cut off from the rest, and until when.
+    isolated: Option<(Vec<usize>, u64)>,
     /// Every leader seen, by term.
     leaders: BTreeMap<u64, BTreeSet<NodeId>>,
     /// The entry applied at each index (by whichever node applied it first).
@@ -77,7 +82,7 @@ pub(super) fn simulate(chaos: &Chaos, settings: &str, seed: u64, ms: u64) -> Res
             mono_ms: now,
             wall_ms: now,
         };
-        if now % 5 == 0 {
+        if now % chaos.write_every_ms == 0 {
             let i = rng.random_range(0..n);
             if let Some(node) = world.nodes[i].as_mut() {
                 let put = ClientRequest::Put {
@@ -130,7 +135,11 @@ impl World {
                 self.up_at[i] = now + rng.random_range(1..=chaos.max_down_ms);
             }
         }
-        if self.isolated.is_some_and(|(_, until)| now >= until) {
+        if self
+            .isolated
+            .as_ref()
+            .is_some_and(|(_, until)| now >= *until)
+        {
             self.isolated = None;
         }
         if self.isolated.is_none() && rng.random_bool(chaos.isolate_per_ms) {
@@ -141,7 +150,14 @@ impl World {
             });
             if let Some(leader) = leader {
                 let until = now + rng.random_range(50..=chaos.max_isolation_ms);
-                self.isolated = Some((leader as NodeId, until));
+                let mut side = vec![leader];
+                for _ in 0..rng.random_range(0..=chaos.with_leader) {
+                    let other = rng.random_range(0..self.nodes.len());
+                    if !side.contains(&other) {
+                        side.push(other);
+                    }
+                }
+                self.isolated = Some((side, until));
             }
         }
     }
@@ -161,9 +177,9 @@ impl World {
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Send { to, msg } => {
-                    let cut = self
-                        .isolated
-                        .is_some_and(|(x, _)| x as usize == i || x == to);
+                    let cut = self.isolated.as_ref().is_some_and(|(side, _)| {
+                        side.contains(&i) != side.contains(&(to as usize))
+                    });
                     if !cut {
                         self.sent += 1;
                         let at = now + rng.random_range(chaos.min_delay_ms..=chaos.max_delay_ms);

@@ -418,6 +418,8 @@ const CHAOS: super::sim::Chaos = super::sim::Chaos {
     max_down_ms: 300,
     isolate_per_ms: 0.001,
     max_isolation_ms: 500,
+    with_leader: 0,
+    write_every_ms: 5,
 };
 
 #[test]
@@ -446,7 +448,7 @@ fn the_simulation_catches_early_commit() {
 /// the environment and prints how many seeds broke safety. For example:
 ///
 /// ```text
-/// N=3 MIN_DELAY=150 MAX_DELAY=150 CRASH=0.005 DOWN=50 ISOLATE=0 ISOLATION=300 \
+/// N=3 MIN_DELAY=150 MAX_DELAY=150 CRASH=0.005 DOWN=50 ISOLATE=0 ISOLATION=300 WITH_LEADER=0 WRITE_EVERY=5 \
 ///   SET=election-ms=300,heartbeat-ms=50,bug=forget-vote SEEDS=10 MS=60000 \
 ///   cargo test --release -p faultline-targets --lib explore_chaos -- --ignored --nocapture
 /// ```
@@ -466,6 +468,8 @@ fn explore_chaos() {
         max_down_ms: var("DOWN") as u64,
         isolate_per_ms: var("ISOLATE"),
         max_isolation_ms: var("ISOLATION") as u64,
+        with_leader: var("WITH_LEADER") as usize,
+        write_every_ms: var("WRITE_EVERY") as u64,
     };
     let settings = std::env::var("SET").unwrap_or_default();
     let seeds = var("SEEDS") as u64;
