@@ -82,6 +82,22 @@ pub enum Message {
         /// The term of its last entry.
         last_term: u64,
     },
+    /// Pre-vote (`pre-vote=true`): would you vote for me in `term`? Nobody changes state.
+    PreVote {
+        /// The term the asker would stand in (its own plus one).
+        term: u64,
+        /// Its last log index.
+        last_index: u64,
+        /// The term of its last entry.
+        last_term: u64,
+    },
+    /// The answer to a pre-vote.
+    PreVoteReply {
+        /// The term asked about if granted, else the voter's own term.
+        term: u64,
+        /// Whether the vote would be granted.
+        granted: bool,
+    },
     /// The answer to a RequestVote.
     VoteReply {
         /// The voter's term.
@@ -157,7 +173,13 @@ pub enum Record {
 #[derive(Clone, Debug)]
 enum Role {
     Follower,
-    Candidate { votes: BTreeSet<NodeId> },
+    /// Asking for pre-votes before standing (`pre-vote=true`).
+    PreCandidate {
+        votes: BTreeSet<NodeId>,
+    },
+    Candidate {
+        votes: BTreeSet<NodeId>,
+    },
     Leader(Leader),
 }
 
@@ -199,6 +221,8 @@ pub struct RaftNode {
     applied: u64,
     role: Role,
     leader: Option<NodeId>,
+    /// When this node last heard from the leader of its term (leader stickiness).
+    heard_leader_ms: Option<u64>,
     election_deadline: u64,
     rng: ChaCha8Rng,
     kv: BTreeMap<String, Value>,
@@ -238,6 +262,7 @@ impl RaftNode {
             applied: 0,
             role: Role::Follower,
             leader: None,
+            heard_leader_ms: None,
             election_deadline: 0,
             rng: ChaCha8Rng::seed_from_u64(seed ^ (u64::from(id) << 32)),
             kv: BTreeMap::new(),
@@ -347,6 +372,56 @@ impl RaftNode {
                 ClientReply::Unavailable("leadership lost before the read".into()),
             );
         }
+    }
+
+    /// Whether this node believes a leader exists: it leads, or heard from the leader within
+    /// the shortest election timeout. With `pre-vote=true` such a node grants no (pre-)votes
+    /// (leader stickiness, section 6 of the paper), so a node that was cut off cannot depose a
+    /// working leader when it comes back.
+    fn leader_is_alive(&self) -> bool {
+        if !self.settings.pre_vote {
+            return false;
+        }
+        matches!(self.role, Role::Leader(_))
+            || self
+                .heard_leader_ms
+                .is_some_and(|at| self.now.mono_ms < at + self.settings.election_ms)
+    }
+
+    /// Asks for pre-votes: the node stands only if a majority would vote for it, so a node
+    /// that cannot win does not raise everyone's term.
+    fn start_pre_vote(&mut self) {
+        self.leader = None;
+        self.role = Role::PreCandidate {
+            votes: BTreeSet::from([self.id]),
+        };
+        self.reset_election();
+        let (last_index, last_term) = (self.last_index(), self.term_at(self.last_index()));
+        for peer in self.others() {
+            self.send(
+                peer,
+                Message::PreVote {
+                    term: self.term + 1,
+                    last_index,
+                    last_term,
+                },
+            );
+        }
+        self.maybe_stand();
+    }
+
+    fn maybe_stand(&mut self) {
+        if let Role::PreCandidate { votes } = &self.role {
+            if votes.len() >= self.majority() {
+                self.start_election();
+            }
+        }
+    }
+
+    /// Whether a candidate whose log ends at (`last_term`, `last_index`) is at least as
+    /// up to date as this node.
+    fn up_to_date(&self, last_term: u64, last_index: u64) -> bool {
+        (last_term, last_index) >= (self.term_at(self.last_index()), self.last_index())
     }
 
     fn start_election(&mut self) {
@@ -662,18 +737,49 @@ impl RaftNode {
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
         match msg {
+            Message::PreVote {
+                term,
+                last_index,
+                last_term,
+            } => {
+                let granted = term > self.term
+                    && self.up_to_date(last_term, last_index)
+                    && !self.leader_is_alive();
+                let term = if granted { term } else { self.term };
+                self.send(from, Message::PreVoteReply { term, granted });
+            }
+            Message::PreVoteReply { term, granted } => {
+                if term > self.term && !granted {
+                    self.become_follower(term, None);
+                    return;
+                }
+                if granted && term == self.term + 1 {
+                    if let Role::PreCandidate { votes } = &mut self.role {
+                        votes.insert(from);
+                    }
+                    self.maybe_stand();
+                }
+            }
             Message::Vote {
                 term,
                 last_index,
                 last_term,
             } => {
+                if term > self.term && self.leader_is_alive() {
+                    // Leader stickiness: neither the term nor the vote changes.
+                    let reply = Message::VoteReply {
+                        term: self.term,
+                        granted: false,
+                    };
+                    self.send(from, reply);
+                    return;
+                }
                 if term > self.term {
                     self.become_follower(term, None);
                 }
-                let my_last = (self.term_at(self.last_index()), self.last_index());
-                let up_to_date = (last_term, last_index) >= my_last;
-                let granted =
-                    term == self.term && up_to_date && self.voted_for.is_none_or(|v| v == from);
+                let granted = term == self.term
+                    && self.up_to_date(last_term, last_index)
+                    && self.voted_for.is_none_or(|v| v == from);
                 if granted {
                     self.voted_for = Some(from);
                     self.persist_meta();
@@ -768,6 +874,7 @@ impl RaftNode {
         if term > self.term || !matches!(self.role, Role::Follower) || self.leader != Some(from) {
             self.become_follower(term, Some(from));
         }
+        self.heard_leader_ms = Some(self.now.mono_ms);
         self.reset_election();
         if prev_index > self.last_index() || self.term_at(prev_index) != prev_term {
             // Back off past the whole conflicting term at once.
@@ -838,7 +945,11 @@ impl RaftNode {
             }
             _ => {
                 if now >= self.election_deadline {
-                    self.start_election();
+                    if self.settings.pre_vote {
+                        self.start_pre_vote();
+                    } else {
+                        self.start_election();
+                    }
                 }
             }
         }
@@ -916,6 +1027,7 @@ impl Node for RaftNode {
     fn describe(&self) -> Value {
         let role = match self.role {
             Role::Follower => "follower",
+            Role::PreCandidate { .. } => "pre-candidate",
             Role::Candidate { .. } => "candidate",
             Role::Leader(_) => "leader",
         };

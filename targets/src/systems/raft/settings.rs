@@ -40,6 +40,10 @@ pub struct Settings {
     pub heartbeat_ms: u64,
     /// How long a client request may wait for commit before a 504, in milliseconds.
     pub timeout_ms: u64,
+    /// Pre-vote and leader stickiness: a node asks whether it could win before it raises
+    /// its term, and nodes that hear from a leader grant no votes.
+    #[serde(default)]
+    pub pre_vote: bool,
     /// The planted bug, if any.
     pub bug: Option<Bug>,
 }
@@ -52,14 +56,15 @@ impl Settings {
             election_ms: 300,
             heartbeat_ms: 50,
             timeout_ms: 1000,
+            pre_vote: false,
             bug: None,
         }
     }
 
     /// The keys `--set` accepts.
     pub const KEYS: &'static str = "election-ms (50..=10000, default 300), heartbeat-ms \
-        (10..=election-ms/2, default 50), timeout-ms (100..=60000, default 1000), bug \
-        (stale-read|no-read-index|forget-vote|early-commit|no-term-check)";
+        (10..=election-ms/2, default 50), timeout-ms (100..=60000, default 1000), pre-vote \
+        (true|false, default false), bug (stale-read|no-read-index|forget-vote|early-commit|no-term-check)";
 
     /// Applies `key=value` pairs, then checks the result.
     pub fn apply<'a>(mut self, pairs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
@@ -73,6 +78,11 @@ impl Settings {
                 "election-ms" => self.election_ms = number()?,
                 "heartbeat-ms" => self.heartbeat_ms = number()?,
                 "timeout-ms" => self.timeout_ms = number()?,
+                "pre-vote" => {
+                    self.pre_vote = value
+                        .parse()
+                        .map_err(|_| format!("pre-vote={value}: expected true or false"))?
+                }
                 "bug" => {
                     self.bug = Some(
                         Bug::ALL
@@ -131,8 +141,8 @@ impl std::fmt::Display for Settings {
             .unwrap_or("none");
         write!(
             f,
-            "election-ms={} heartbeat-ms={} timeout-ms={} bug={bug}",
-            self.election_ms, self.heartbeat_ms, self.timeout_ms
+            "election-ms={} heartbeat-ms={} timeout-ms={} pre-vote={} bug={bug}",
+            self.election_ms, self.heartbeat_ms, self.timeout_ms, self.pre_vote
         )
     }
 }

@@ -482,3 +482,60 @@ fn explore_chaos() {
     }
     println!("{settings}: safety broken in {broken} of {seeds} seeds");
 }
+
+#[test]
+fn with_pre_vote_a_new_leader_follows_a_crashed_one_and_commits() {
+    let mut net = Net::new(5, "pre-vote=true");
+    net.wait(2000);
+    let old = net.leader().expect("a leader with pre-vote");
+    assert_eq!(net.put(old, "k", json!(1)).status(), 200);
+    net.down.insert(old);
+    net.wait(3000);
+    let new = net.leader().expect("a new leader with pre-vote");
+    assert_ne!(new, old);
+    assert_eq!(net.put(new, "k", json!(2)).status(), 200);
+    net.assert_one_leader_per_term();
+}
+
+/// Cuts one follower off for 3 s, heals, and returns (term before, term after, leader kept).
+fn rejoin(settings: &str) -> (u64, u64, bool) {
+    let mut net = Net::new(5, settings);
+    net.wait(2000);
+    let leader = net.leader().unwrap();
+    let before = net.nodes[leader as usize].term;
+    let loner = (leader + 1) % 5;
+    net.isolate(&[loner]);
+    net.wait(3000);
+    net.cut.clear();
+    net.wait(2000);
+    net.assert_one_leader_per_term();
+    (before, net.max_term(), net.leader() == Some(leader))
+}
+
+#[test]
+fn pre_vote_keeps_a_node_that_was_cut_off_from_deposing_the_leader() {
+    let (before, after, kept) = rejoin("pre-vote=true");
+    assert_eq!(
+        (after, kept),
+        (before, true),
+        "with pre-vote nothing changes"
+    );
+    let (before, after, _) = rejoin("");
+    assert!(
+        after > before + 1,
+        "without pre-vote the loner raised its term in vain and deposed the leader ({before} → {after})"
+    );
+}
+
+#[test]
+fn a_simulated_cluster_with_pre_vote_keeps_safety_under_chaos() {
+    for seed in 1..=3 {
+        let result = super::sim::simulate(
+            &CHAOS,
+            "election-ms=100,heartbeat-ms=20,pre-vote=true",
+            seed,
+            20_000,
+        );
+        assert_eq!(result, Ok(()), "seed {seed}");
+    }
+}
