@@ -277,6 +277,8 @@ pub(crate) enum ClusterCommand {
 ///   election-ms   shortest election timeout; each is random in [e, 2e) (default 300)
 ///   heartbeat-ms  leader heartbeat interval (default 50)
 ///   timeout-ms    how long a request may wait for commit before a 504 (default 1000)
+///   pre-vote      true | false: ask for pre-votes before standing, and grant no votes while
+///                 a leader is heard from (leader stickiness) (default false, as in the paper)
 ///   bug           a planted bug: stale-read | no-read-index | forget-vote | early-commit |
 ///                 no-term-check (default: none)
 /// Raft reads go through ReadIndex; followers forward requests to the leader; cas is atomic.
