@@ -153,8 +153,9 @@ pub(crate) struct RunOptions {
     #[arg(long, default_value = "results", env = "FAULTLINE_OUT")]
     pub(crate) out: PathBuf,
 
-    /// Faults to inject: a comma-separated mix of partition, clock, kill, pause, packet, or
-    /// none. Default: partition,clock for bundled targets; partition,kill,pause for local:etcd
+    /// Faults to inject: a comma-separated mix of partition, clock, kill, pause, packet,
+    /// crash, or none. crash (bundled targets) makes chosen nodes crash right after a log
+    /// write or a message they send, and restart from their log (see --crash-points). Default: partition,clock for bundled targets; partition,kill,pause for local:etcd
     /// (kill,pause without root); none for URL targets, where packet faults go through
     /// faultline's proxies and other kinds need --nemesis-cmd.
     #[arg(long, value_name = "KINDS", env = "FAULTLINE_NEMESIS")]
@@ -190,6 +191,13 @@ pub(crate) struct RunOptions {
     /// names its leader; halves-like shapes are sometimes one-way).
     #[arg(long, value_name = "SHAPES", value_delimiter = ',', env = "FAULTLINE_PARTITION_SHAPES", value_parser = parse_shape)]
     pub(crate) partition_shapes: Vec<faultline_nemesis::Shape>,
+
+    /// Where crash faults strike: persist (right after a record is synced to the node's
+    /// log), send (right after it sends any message), or send:KIND (right after it sends that
+    /// message, as send:VoteReply). Default: persist,send. Each crash fault picks one, a
+    /// chance per pass (0.2 to 1) and a down time.
+    #[arg(long, value_name = "POINTS", value_delimiter = ',', env = "FAULTLINE_CRASH_POINTS", value_parser = parse_crash_point)]
+    pub(crate) crash_points: Vec<faultline_targets::runtime::CrashPoint>,
 
     /// A bearer token sent with every request to an http:// target.
     #[arg(long, env = "FAULTLINE_AUTH_TOKEN", hide_env_values = true)]
@@ -236,6 +244,10 @@ pub(crate) struct CompareArgs {
 
     #[command(flatten)]
     pub(crate) options: RunOptions,
+}
+
+fn parse_crash_point(s: &str) -> Result<faultline_targets::runtime::CrashPoint, String> {
+    faultline_targets::runtime::CrashPoint::parse(s)
 }
 
 fn parse_shape(s: &str) -> Result<faultline_nemesis::Shape, String> {

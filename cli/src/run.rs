@@ -533,7 +533,8 @@ pub(crate) async fn execute(
             opts.nemesis_interval,
             urls.len(),
             seed,
-        );
+        )
+        .with_crash_points(opts.crash_points.clone());
         let recorder = recorder.clone();
         Some(tokio::spawn(async move {
             let report = |f: &str, value: Value| nemesis_event(&recorder, f, &value, show);

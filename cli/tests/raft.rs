@@ -101,3 +101,157 @@ async fn a_leader_cut_off_from_the_majority_answers_no_request() {
     assert_ne!(write.status(), 200, "nor commit a write");
     backend.heal_all().await.unwrap();
 }
+
+async fn raft_cluster(settings: &[&str]) -> Cluster {
+    Cluster::start(ClusterSpec {
+        system: "raft".into(),
+        nodes: 3,
+        settings: settings.iter().map(|s| s.to_string()).collect(),
+        data_dir: None,
+        exe: env!("CARGO_BIN_EXE_faultline").into(),
+        seed: 1,
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes `value` to `k` through `url` until a leader takes it; returns the status and how
+/// long the accepted write took.
+async fn write_when_led(http: &reqwest::Client, url: &str, value: i64) -> (u16, Duration) {
+    for _ in 0..100 {
+        let started = std::time::Instant::now();
+        let status = http
+            .put(format!("{url}/kv/k"))
+            .json(&json!({ "value": value }))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        if status == 200 {
+            return (status, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (0, Duration::ZERO)
+}
+
+#[tokio::test]
+async fn a_node_crashed_right_after_a_log_write_restarts_from_its_log() {
+    let cluster = raft_cluster(&[]).await;
+    let urls = cluster.urls();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert_eq!(write_when_led(&http, &urls[0], 1).await.0, 200);
+    let arm = |url: &String, faults: Value| {
+        let request = http.post(format!("{url}/admin/faults")).json(&faults);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let crash = json!({"crash_after": "persist", "crash_chance": 1.0, "crash_down_ms": 300});
+    for url in &urls {
+        assert_eq!(arm(url, crash.clone()).await, 200);
+    }
+    // The leader crashes right after it logs the entry: the client cannot know the outcome.
+    let status = http
+        .put(format!("{}/kv/k", urls[0]))
+        .json(&json!({ "value": 2 }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!(matches!(status, 503 | 504), "{status}");
+    let mut crashes = 0;
+    for url in &urls {
+        assert_eq!(arm(url, json!({})).await, 200);
+        let state: Value = http
+            .get(format!("{url}/admin/state"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        crashes += state["counters"]["crashes"].as_u64().unwrap();
+    }
+    assert!(crashes >= 1, "someone crashed");
+    // Back from their logs, the nodes elect a leader and still hold the acknowledged write.
+    assert_eq!(write_when_led(&http, &urls[1], 3).await.0, 200);
+    let read: Value = http
+        .get(format!("{}/kv/k", urls[2]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["value"], json!(3));
+}
+
+#[tokio::test]
+async fn link_latency_delays_every_message_between_nodes() {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let cluster = raft_cluster(&["link-ms=100", "election-ms=1000", "heartbeat-ms=100"]).await;
+    let (status, took) = write_when_led(&http, &cluster.urls()[0], 1).await;
+    assert_eq!(status, 200);
+    // Commit needs the entry to reach a follower and its answer to come back: 2 × 100 ms.
+    assert!(took >= Duration::from_millis(190), "{took:?}");
+}
+
+#[test]
+fn crash_faults_run_on_bundled_targets_and_are_refused_elsewhere() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--target", "bundled:raft", "--workload", "cas"])
+        .args([
+            "--nemesis",
+            "crash",
+            "--crash-points",
+            "persist,send:AppendReply",
+        ])
+        .args([
+            "--nemesis-interval",
+            "300ms",
+            "--time-limit",
+            "5s",
+            "--seed",
+            "2",
+        ])
+        .args(["--format", "json", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let verdict: Value = serde_json::from_slice(&output.stdout).expect("verdict.json");
+    assert_eq!(verdict["verdict"], "PASS", "{verdict}");
+    let history = std::fs::read_to_string(out.path().join("latest").join("history.jsonl")).unwrap();
+    let crash_starts = history
+        .lines()
+        .filter(|l| l.contains("\"crash\"") && l.contains("\"after\""))
+        .count();
+    assert!(crash_starts >= 1, "no crash fault in {history}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            "--target",
+            "http://127.0.0.1:1",
+            "--nemesis",
+            "crash",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("crash points need"), "{stderr}");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--crash-points", "fsync"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("persist, send or send:KIND"), "{stderr}");
+}

@@ -159,6 +159,21 @@ impl BundledBackend {
             }
             Fault::Kill { nodes } => self.processes.kill(nodes),
             Fault::Pause { nodes } => self.processes.pause(nodes),
+            Fault::Crash {
+                nodes,
+                point,
+                chance,
+                down_ms,
+            } => {
+                for &node in nodes {
+                    let wanted = &mut self.desired[node];
+                    wanted.crash_after = Some(point.clone());
+                    wanted.crash_chance = *chance;
+                    wanted.crash_down_ms = *down_ms;
+                    self.push(node).await?;
+                }
+                Ok(())
+            }
             Fault::Packet {
                 nodes,
                 delay_ms,
@@ -203,6 +218,16 @@ impl BundledBackend {
                 Ok(())
             }
             Fault::Pause { nodes } => self.processes.resume(nodes),
+            Fault::Crash { nodes, .. } => {
+                for &node in nodes {
+                    let wanted = &mut self.desired[node];
+                    wanted.crash_after = None;
+                    wanted.crash_chance = 0.0;
+                    wanted.crash_down_ms = 0;
+                    self.push(node).await?;
+                }
+                Ok(())
+            }
             Fault::Packet { nodes, .. } => {
                 for &node in nodes {
                     let wanted = &mut self.desired[node];

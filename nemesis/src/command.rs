@@ -129,9 +129,10 @@ impl CommandBackend {
             ("FAULTLINE_FAULT_JSON".into(), fault.describe().to_string()),
         ];
         let targets: Vec<usize> = match fault {
-            Fault::Kill { nodes } | Fault::Pause { nodes } | Fault::Packet { nodes, .. } => {
-                nodes.clone()
-            }
+            Fault::Kill { nodes }
+            | Fault::Pause { nodes }
+            | Fault::Packet { nodes, .. }
+            | Fault::Crash { nodes, .. } => nodes.clone(),
             Fault::Clock { offsets, .. } => offsets.iter().map(|(n, _)| *n).collect(),
             Fault::Partition { cuts, .. } => {
                 let mut cut: Vec<usize> = cuts.iter().flat_map(|c| [c.0, c.1]).collect();
@@ -188,7 +189,7 @@ impl CommandBackend {
                 env.push(("FAULTLINE_LOSS".into(), loss.to_string()));
                 env.push(("FAULTLINE_DUPLICATE".into(), duplicate.to_string()));
             }
-            Fault::Kill { .. } | Fault::Pause { .. } => {}
+            Fault::Kill { .. } | Fault::Pause { .. } | Fault::Crash { .. } => {}
         }
         env
     }
@@ -244,7 +245,9 @@ impl Backend for CommandBackend {
         kinds
             .iter()
             .filter_map(|&k| {
-                if !self.handles(k) {
+                if k == Kind::Crash {
+                    Some((k, crate::CRASH_NEEDS_BUNDLED.to_string()))
+                } else if !self.handles(k) {
                     Some((k, format!("no --nemesis-cmd {}='...' was given", k.name())))
                 } else if self.heal_command(k).is_none() {
                     Some((

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use faultline_targets::runtime::CrashPoint;
 use serde_json::{Value, json};
 
 /// A node's index in its cluster.
@@ -22,16 +23,20 @@ pub enum Kind {
     Pause,
     /// Delay, lose, duplicate and reorder messages on chosen links.
     Packet,
+    /// Crash nodes at an unlucky point (right after a log write or a message) and restart
+    /// them from their log (bundled targets).
+    Crash,
 }
 
 impl Kind {
     /// Every kind, in `--help` order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Partition,
         Kind::Clock,
         Kind::Kill,
         Kind::Pause,
         Kind::Packet,
+        Kind::Crash,
     ];
 
     /// The name on the command line and in the history.
@@ -42,6 +47,7 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
             Kind::Packet => "packet",
+            Kind::Crash => "crash",
         }
     }
 
@@ -66,7 +72,7 @@ impl FromStr for Kind {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Kind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            format!("unknown fault `{s}`; expected none or a list of partition, clock, kill, pause, packet")
+            format!("unknown fault `{s}`; expected none or a list of partition, clock, kill, pause, packet, crash")
         })
     }
 }
@@ -209,6 +215,18 @@ pub enum Fault {
         /// Share duplicated.
         duplicate: f64,
     },
+    /// These nodes crash at `point` with `chance` each time they pass it, and restart from
+    /// their log `down_ms` later.
+    Crash {
+        /// The nodes.
+        nodes: Vec<NodeId>,
+        /// Where they crash.
+        point: CrashPoint,
+        /// The chance at each pass.
+        chance: f64,
+        /// How long each crash keeps a node down.
+        down_ms: u64,
+    },
 }
 
 /// `n1`, `n2`, ... (the names the nodes themselves use).
@@ -229,6 +247,7 @@ impl Fault {
             Fault::Kill { .. } => Kind::Kill,
             Fault::Pause { .. } => Kind::Pause,
             Fault::Packet { .. } => Kind::Packet,
+            Fault::Crash { .. } => Kind::Crash,
         }
     }
 
@@ -288,6 +307,18 @@ impl Fault {
                 "loss": loss,
                 "duplicate": duplicate,
             }),
+            Fault::Crash {
+                nodes,
+                point,
+                chance,
+                down_ms,
+            } => json!({
+                "action": "start",
+                "nodes": names(nodes),
+                "after": point.to_string(),
+                "chance": chance,
+                "down_ms": down_ms,
+            }),
         }
     }
 
@@ -300,7 +331,9 @@ impl Fault {
                 let nodes: Vec<NodeId> = offsets.iter().map(|(n, _)| *n).collect();
                 json!({"action": "heal", "reset": names(&nodes)})
             }
-            Fault::Partition { .. } | Fault::Packet { .. } => json!({"action": "heal"}),
+            Fault::Partition { .. } | Fault::Packet { .. } | Fault::Crash { .. } => {
+                json!({"action": "heal"})
+            }
         }
     }
 }

@@ -33,6 +33,10 @@ pub use schedule::{Schedule, Step};
 
 use std::future::Future;
 
+/// Why only bundled targets take crash faults.
+const CRASH_NEEDS_BUNDLED: &str = "crash points need faultline's own node runtime: only \
+    bundled targets can crash right after a log write or a message";
+
 use serde_json::{Value, json};
 use tokio::sync::watch;
 

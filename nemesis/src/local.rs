@@ -55,6 +55,7 @@ impl LocalBackend {
         kinds
             .iter()
             .filter_map(|&k| match (k, network) {
+                (Kind::Crash, _) => Some((k, crate::CRASH_NEEDS_BUNDLED.to_string())),
                 (Kind::Clock, _) => Some((
                     k,
                     "etcd reads the host's clock; nothing here can skew one member's clock"
@@ -183,7 +184,10 @@ impl LocalBackend {
                 self.processes.pause(nodes)?;
                 Ok(fault.clone())
             }
-            Fault::Clock { .. } => Err("clock faults are not supported on local:etcd".into()),
+            Fault::Clock { .. } | Fault::Crash { .. } => Err(format!(
+                "{} faults are not supported on local:etcd",
+                fault.kind()
+            )),
         }
     }
 
@@ -241,7 +245,7 @@ impl Backend for LocalBackend {
                 Ok(())
             }
             Fault::Pause { nodes } => self.processes.resume(nodes),
-            Fault::Clock { .. } => Ok(()),
+            Fault::Clock { .. } | Fault::Crash { .. } => Ok(()),
         }
     }
 

@@ -56,6 +56,9 @@ impl ProxyBackend {
             .iter()
             .filter(|&&k| k != Kind::Packet)
             .map(|&k| {
+                if k == Kind::Crash {
+                    return (k, crate::CRASH_NEEDS_BUNDLED.to_string());
+                }
                 (
                     k,
                     "a URL target's proxies can only delay and lose packets; give a command for \

@@ -8,6 +8,8 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use faultline_targets::runtime::CrashPoint;
+
 use crate::fault::{ClockMode, Fault, Kind, NodeId, Shape, group_cuts, visibility_cuts};
 
 /// One step of a schedule.
@@ -27,6 +29,7 @@ pub struct Schedule {
     rng: ChaCha8Rng,
     kinds: Vec<Kind>,
     shapes: Vec<Shape>,
+    crash_points: Vec<CrashPoint>,
     interval: Duration,
     nodes: usize,
     /// The largest clock offset a clock fault sets, in milliseconds.
@@ -52,10 +55,19 @@ impl Schedule {
             } else {
                 shapes
             },
+            crash_points: vec![CrashPoint::Persist, CrashPoint::Send(None)],
             interval,
             nodes: nodes.max(1),
             max_skew_ms: 30_000,
         }
+    }
+
+    /// Crash faults crash at one of `points` (persist and send when empty).
+    pub fn with_crash_points(mut self, points: Vec<CrashPoint>) -> Self {
+        if !points.is_empty() {
+            self.crash_points = points;
+        }
+        self
     }
 
     fn gap(&mut self) -> Duration {
@@ -126,6 +138,21 @@ impl Schedule {
                 let count = self.rng.random_range(1..=self.minority());
                 Fault::Pause {
                     nodes: self.pick(count),
+                }
+            }
+            Kind::Crash => {
+                // Crashed nodes come back by themselves: any number may be armed.
+                let count = self.rng.random_range(1..=n);
+                let nodes = self.pick(count);
+                let point =
+                    self.crash_points[self.rng.random_range(0..self.crash_points.len())].clone();
+                let chance = f64::from(self.rng.random_range(2..=10u32)) / 10.0;
+                let down_ms = 1 + self.gap().as_millis() as u64;
+                Fault::Crash {
+                    nodes,
+                    point,
+                    chance,
+                    down_ms,
                 }
             }
             Kind::Packet => {
@@ -338,6 +365,28 @@ mod tests {
                 _ => (3, 2),
             };
             assert_eq!(sizes, want, "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn crash_faults_strike_at_the_points_asked_for() {
+        let point = CrashPoint::Send(Some("VoteReply".into()));
+        let mut s = Schedule::new(vec![Kind::Crash], Vec::new(), Duration::from_secs(1), 5, 7)
+            .with_crash_points(vec![point.clone()]);
+        for _ in 0..50 {
+            let Fault::Crash {
+                nodes,
+                point: chosen,
+                chance,
+                down_ms,
+            } = s.next_step().fault
+            else {
+                panic!("only crash faults were asked for")
+            };
+            assert_eq!(chosen, point);
+            assert!((1..=5).contains(&nodes.len()));
+            assert!((0.2..=1.0).contains(&chance), "{chance}");
+            assert!((1..=2000).contains(&down_ms), "{down_ms}");
         }
     }
 }

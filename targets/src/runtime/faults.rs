@@ -1,6 +1,7 @@
 //! The fault layer between a node and the network (DESIGN §4.1), set through
 //! `POST /admin/faults`: drop messages to or from given peers (partitions, one-way too), lose,
-//! duplicate or delay a share of messages, and offset the node's wall clock.
+//! duplicate or delay a share of messages, offset the node's wall clock, and crash the node at
+//! a chosen point (right after it writes its log or sends a message).
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,6 +28,57 @@ pub struct Faults {
     pub jitter_ms: u64,
     /// Milliseconds added to the node's wall clock.
     pub clock_offset_ms: i64,
+    /// Where the node may crash: right after a log write or a message it sends.
+    pub crash_after: Option<CrashPoint>,
+    /// The chance that it crashes at each such point, 0 to 1.
+    pub crash_chance: f64,
+    /// How long a crashed node stays down before it restarts from its log, in milliseconds.
+    pub crash_down_ms: u64,
+}
+
+/// A point in a node's work where it can be made to crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashPoint {
+    /// Right after a record is synced to its log, before anything else happens.
+    Persist,
+    /// Right after it sends a message of this kind (the message's name in the peer protocol,
+    /// as `VoteReply`), or of any kind when `None`.
+    Send(Option<String>),
+}
+
+impl CrashPoint {
+    /// Parses `persist`, `send` or `send:KIND`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "persist" => Ok(CrashPoint::Persist),
+            None if text == "send" => Ok(CrashPoint::Send(None)),
+            Some(("send", kind)) if !kind.is_empty() => Ok(CrashPoint::Send(Some(kind.into()))),
+            _ => Err(format!(
+                "unknown crash point `{text}`; expected persist, send or send:KIND (a message \
+                 name such as VoteReply)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrashPoint::Persist => f.write_str("persist"),
+            CrashPoint::Send(None) => f.write_str("send"),
+            CrashPoint::Send(Some(kind)) => write!(f, "send:{kind}"),
+        }
+    }
+}
+
+/// Something a node just did, where a crash point may strike.
+#[derive(Clone, Copy, Debug)]
+pub enum Done<'a> {
+    /// Synced a record.
+    Persisted,
+    /// Sent a message of this kind.
+    Sent(&'a str),
 }
 
 impl Faults {
@@ -41,7 +93,11 @@ impl Faults {
                 ));
             }
         }
-        for (what, p) in [("loss", self.loss), ("duplicate", self.duplicate)] {
+        for (what, p) in [
+            ("loss", self.loss),
+            ("duplicate", self.duplicate),
+            ("crash_chance", self.crash_chance),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{what}={p} must be between 0 and 1"));
             }
@@ -65,16 +121,20 @@ pub struct FaultLayer {
     faults: Faults,
     drop_to: Vec<bool>,
     drop_from: Vec<bool>,
+    /// The network's own one-way latency, before any fault.
+    link_ms: u64,
     rng: ChaCha8Rng,
 }
 
 impl FaultLayer {
-    /// No faults, for a cluster of `nodes`; `seed` drives every random choice.
-    pub fn new(nodes: u32, seed: u64) -> Self {
+    /// No faults, for a cluster of `nodes` whose every message takes `link_ms`; `seed`
+    /// drives every random choice.
+    pub fn new(nodes: u32, link_ms: u64, seed: u64) -> Self {
         FaultLayer {
             faults: Faults::default(),
             drop_to: vec![false; nodes as usize],
             drop_from: vec![false; nodes as usize],
+            link_ms,
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -102,6 +162,17 @@ impl FaultLayer {
         self.drop_from.get(from as usize).copied().unwrap_or(false)
     }
 
+    /// Whether the node crashes now, having just done `done`.
+    pub fn crashes_after(&mut self, done: Done) -> bool {
+        let hit = match (&self.faults.crash_after, done) {
+            (Some(CrashPoint::Persist), Done::Persisted) => true,
+            (Some(CrashPoint::Send(None)), Done::Sent(_)) => true,
+            (Some(CrashPoint::Send(Some(want))), Done::Sent(kind)) => want == kind,
+            _ => false,
+        };
+        hit && self.faults.crash_chance > 0.0 && self.rng.random_bool(self.faults.crash_chance)
+    }
+
     /// What happens to a message to `to`.
     pub fn outgoing(&mut self, to: NodeId) -> Fate {
         let f = &self.faults;
@@ -125,7 +196,7 @@ impl FaultLayer {
         };
         Fate {
             copies,
-            delay_ms: f.delay_ms + jitter,
+            delay_ms: self.link_ms + f.delay_ms + jitter,
         }
     }
 }
@@ -136,7 +207,7 @@ mod tests {
 
     #[test]
     fn drops_and_shares() {
-        let mut layer = FaultLayer::new(3, 1);
+        let mut layer = FaultLayer::new(3, 0, 1);
         assert_eq!(
             layer.outgoing(1),
             Fate {
@@ -185,5 +256,49 @@ mod tests {
             .validate(3)
             .is_err()
         );
+    }
+
+    #[test]
+    fn crash_points_parse_print_and_strike_where_armed() {
+        for text in ["persist", "send", "send:VoteReply"] {
+            assert_eq!(CrashPoint::parse(text).unwrap().to_string(), text);
+        }
+        assert!(CrashPoint::parse("send:").is_err());
+        assert!(CrashPoint::parse("fsync").is_err());
+        let mut layer = FaultLayer::new(3, 0, 1);
+        assert!(!layer.crashes_after(Done::Persisted), "unarmed");
+        layer.set(Faults {
+            crash_after: Some(CrashPoint::Send(Some("VoteReply".into()))),
+            crash_chance: 1.0,
+            ..Faults::default()
+        });
+        assert!(layer.crashes_after(Done::Sent("VoteReply")));
+        assert!(!layer.crashes_after(Done::Sent("Append")));
+        assert!(!layer.crashes_after(Done::Persisted));
+        layer.set(Faults {
+            crash_after: Some(CrashPoint::Persist),
+            crash_chance: 0.5,
+            ..Faults::default()
+        });
+        let struck = (0..1000)
+            .filter(|_| layer.crashes_after(Done::Persisted))
+            .count();
+        assert!((400..600).contains(&struck), "{struck}");
+        let bad = Faults {
+            crash_chance: 1.5,
+            ..Faults::default()
+        };
+        assert!(bad.validate(3).is_err());
+    }
+
+    #[test]
+    fn link_latency_comes_before_any_fault() {
+        let mut layer = FaultLayer::new(3, 40, 1);
+        assert_eq!(layer.outgoing(1).delay_ms, 40);
+        layer.set(Faults {
+            delay_ms: 5,
+            ..Faults::default()
+        });
+        assert_eq!(layer.outgoing(1).delay_ms, 45);
     }
 }

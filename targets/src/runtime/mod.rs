@@ -5,13 +5,18 @@
 //! persists records with fsync before acting on them ([`storage`]), and drives the node state
 //! machine from one task that owns it: feed an input, drain every output in order, repeat.
 //! Ticks come every 10 ms.
+//!
+//! A crash point of the fault layer crashes the node in place: the state machine and every
+//! output it had not yet acted on are dropped, waiting clients get a 504, and after the down
+//! time a new state machine is built from the log, as after a SIGKILL and a restart. Messages
+//! already sent stay in the network.
 
 mod faults;
 mod http;
 mod storage;
 mod transport;
 
-pub use faults::{Fate, FaultLayer, Faults};
+pub use faults::{CrashPoint, Done, Fate, FaultLayer, Faults};
 pub use http::{MAX_BODY, MAX_KEY};
 pub use storage::Storage;
 
@@ -77,28 +82,29 @@ pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Res
     let nodes = config.peers.len() as u32;
     match settings {
         SystemSettings::Quorum(settings) => {
-            run_node(config, nodes, "quorum.log", move |records| {
-                QuorumNode::new(id, settings, records)
+            run_node(config, nodes, 0, "quorum.log", move |records| {
+                QuorumNode::new(id, settings.clone(), records)
             })
             .await
         }
         SystemSettings::Raft(settings) => {
             let seed = config.seed;
-            run_node(config, nodes, "raft.log", move |records| {
-                RaftNode::new(id, settings, seed, records)
+            let link_ms = settings.link_ms;
+            run_node(config, nodes, link_ms, "raft.log", move |records| {
+                RaftNode::new(id, settings.clone(), seed, records)
             })
             .await
         }
         SystemSettings::Saga(settings) => {
             let seed = config.seed;
-            run_node(config, nodes, "saga.log", move |records| {
+            run_node(config, nodes, 0, "saga.log", move |records| {
                 SagaNode::new(id, &settings, seed, records)
             })
             .await
         }
         SystemSettings::TwoPc(settings) => {
             let seed = config.seed;
-            run_node(config, nodes, "twopc.log", move |records| {
+            run_node(config, nodes, 0, "twopc.log", move |records| {
                 TwoPcNode::new(id, &settings, seed, records)
             })
             .await
@@ -106,12 +112,14 @@ pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Res
     }
 }
 
-/// Runs node `config.id` of a cluster of `nodes`, built by `make` from its recovered records.
+/// Runs node `config.id` of a cluster of `nodes` whose messages take `link_ms` each way,
+/// built by `make` from its recovered records (again after every crash).
 pub async fn run_node<N: Node>(
     config: NodeConfig,
     nodes: u32,
+    link_ms: u64,
     log_name: &str,
-    make: impl FnOnce(Vec<N::Record>) -> N,
+    make: impl Fn(Vec<N::Record>) -> N + Send + 'static,
 ) -> io::Result<()> {
     let (storage, records) = Storage::open::<N::Record>(&config.data_dir.join(log_name))?;
     let node = make(records);
@@ -125,12 +133,14 @@ pub async fn run_node<N: Node>(
         node,
         storage,
         links: transport::connect_peers(config.id, &config.peers),
-        faults: FaultLayer::new(nodes, config.seed ^ u64::from(config.id)),
+        faults: FaultLayer::new(nodes, link_ms, config.seed ^ u64::from(config.id)),
         nodes,
         waiting: HashMap::new(),
         next_request: 1,
         started: Instant::now(),
         counters: Counters::default(),
+        make: Box::new(make),
+        down_until: None,
     };
     tokio::spawn(owner.run(command_rx, peer_rx));
     http::serve(http_listener, command_tx, node_name(config.id)).await
@@ -145,6 +155,7 @@ struct Counters {
     duplicated: u64,
     delayed: u64,
     client_requests: u64,
+    crashes: u64,
 }
 
 /// The task that owns the node state machine.
@@ -159,6 +170,10 @@ struct Owner<N: Node> {
     next_request: RequestId,
     started: Instant,
     counters: Counters,
+    /// Builds the state machine from the log (at a restart after a crash point).
+    make: Box<dyn Fn(Vec<N::Record>) -> N + Send>,
+    /// Until when the node is down after a crash point.
+    down_until: Option<Instant>,
 }
 
 impl<N: Node> Owner<N> {
@@ -181,11 +196,15 @@ impl<N: Node> Owner<N> {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            if self.down_until.is_some_and(|t| Instant::now() >= t) {
+                self.down_until = None;
+            }
+            let down = self.down_until.is_some();
             tokio::select! {
                 Some(command) = commands.recv() => self.on_command(command),
                 Some((from, msg)) = peers.recv() => {
                     self.counters.messages_received += 1;
-                    if self.faults.drops_from(from) {
+                    if down || self.faults.drops_from(from) {
                         self.counters.dropped_incoming += 1;
                     } else {
                         let now = self.now();
@@ -193,8 +212,10 @@ impl<N: Node> Owner<N> {
                     }
                 }
                 _ = tick.tick() => {
-                    let now = self.now();
-                    self.node.handle_tick(now);
+                    if !down {
+                        let now = self.now();
+                        self.node.handle_tick(now);
+                    }
                 }
                 else => return,
             }
@@ -204,6 +225,13 @@ impl<N: Node> Owner<N> {
 
     fn on_command(&mut self, command: Command) {
         match command {
+            Command::Client { reply, .. } | Command::Order { reply, .. }
+                if self.down_until.is_some() =>
+            {
+                self.counters.client_requests += 1;
+                let why = "the node crashed and is restarting".to_string();
+                let _ = reply.send(ClientReply::Unavailable(why));
+            }
             Command::Client { request, reply } => {
                 self.counters.client_requests += 1;
                 let id = self.next_request;
@@ -257,41 +285,65 @@ impl<N: Node> Owner<N> {
     /// Acts on every output in order: a record is synced before anything after it leaves.
     fn drain(&mut self) {
         while let Some(output) = self.node.poll_output() {
-            match output {
+            let crashes = match output {
                 Output::Persist(record) => {
                     if let Err(e) = self.storage.append(&record) {
-                        // A node that cannot persist must not acknowledge anything: stop.
-                        eprintln!(
-                            "{}: cannot write {}: {e}; stopping",
-                            node_name(self.id),
-                            self.storage.path().display()
-                        );
-                        std::process::exit(1);
+                        stop_unable_to_persist(self.id, self.storage.path(), &e);
                     }
+                    self.faults.crashes_after(Done::Persisted)
                 }
                 Output::Reply { id, reply } => {
                     if let Some(waiter) = self.waiting.remove(&id) {
                         let _ = waiter.send(reply);
                     }
+                    false
                 }
-                Output::Send { to, msg } => self.send(to, &msg),
+                Output::Send { to, msg } => {
+                    let kind = self.send(to, &msg);
+                    kind.is_some_and(|kind| self.faults.crashes_after(Done::Sent(&kind)))
+                }
+            };
+            if crashes {
+                self.crash();
+                return;
             }
         }
     }
 
-    fn send(&mut self, to: NodeId, msg: &N::Message) {
+    /// Crashes in place: what is not in the log is lost; a new state machine is built from the
+    /// log and starts after the down time.
+    fn crash(&mut self) {
+        self.counters.crashes += 1;
+        for (_, waiter) in self.waiting.drain() {
+            let why = "the node crashed; the request may or may not have taken effect";
+            let _ = waiter.send(ClientReply::Timeout(why.into()));
+        }
+        let path = self.storage.path().to_path_buf();
+        let (storage, records) = match Storage::open::<N::Record>(&path) {
+            Ok(opened) => opened,
+            Err(e) => stop_unable_to_persist(self.id, &path, &e),
+        };
+        self.storage = storage;
+        self.node = (self.make)(records);
+        let down = Duration::from_millis(self.faults.faults().crash_down_ms);
+        self.down_until = Some(Instant::now() + down);
+    }
+
+    /// Sends `msg` to `to` through the fault layer; returns the message's kind if it left.
+    fn send(&mut self, to: NodeId, msg: &N::Message) -> Option<String> {
         let Some(Some(link)) = self.links.get(to as usize) else {
-            return;
+            return None;
         };
         let fate = self.faults.outgoing(to);
         if fate.copies == 0 {
             self.counters.dropped_outgoing += 1;
-            return;
+            return None;
         }
         let frame = transport::Frame { from: self.id, msg };
         let Ok(mut bytes) = serde_json::to_vec(&frame) else {
-            return;
+            return None;
         };
+        let kind = message_kind(&bytes);
         bytes.push(b'\n');
         if fate.copies > 1 {
             self.counters.duplicated += 1;
@@ -308,5 +360,43 @@ impl<N: Node> Owner<N> {
                 let _ = link.send(bytes);
             });
         }
+        Some(kind)
+    }
+}
+
+/// The name of the message in an encoded frame `{"from":…,"msg":{"Kind":…}}` (or
+/// `"msg":"Kind"` for a message without fields).
+fn message_kind(frame: &[u8]) -> String {
+    let text = String::from_utf8_lossy(frame);
+    let after = text.split_once("\"msg\":").map_or("", |(_, rest)| rest);
+    after
+        .trim_start_matches(['{', '"'])
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A node that cannot persist must not acknowledge anything: it stops.
+fn stop_unable_to_persist(id: NodeId, path: &std::path::Path, e: &io::Error) -> ! {
+    eprintln!(
+        "{}: cannot use {}: {e}; stopping",
+        node_name(id),
+        path.display()
+    );
+    std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_kind;
+
+    #[test]
+    fn the_kind_of_a_message_is_its_name_in_the_frame() {
+        assert_eq!(
+            message_kind(br#"{"from":1,"msg":{"VoteReply":{"term":3,"granted":true}}}"#),
+            "VoteReply"
+        );
+        assert_eq!(message_kind(br#"{"from":0,"msg":"Ping"}"#), "Ping");
     }
 }

@@ -44,6 +44,10 @@ pub struct Settings {
     /// its term, and nodes that hear from a leader grant no votes.
     #[serde(default)]
     pub pre_vote: bool,
+    /// The network's one-way latency between nodes, in milliseconds (a cluster spread over
+    /// regions).
+    #[serde(default)]
+    pub link_ms: u64,
     /// The planted bug, if any.
     pub bug: Option<Bug>,
 }
@@ -57,6 +61,7 @@ impl Settings {
             heartbeat_ms: 50,
             timeout_ms: 1000,
             pre_vote: false,
+            link_ms: 0,
             bug: None,
         }
     }
@@ -64,7 +69,7 @@ impl Settings {
     /// The keys `--set` accepts.
     pub const KEYS: &'static str = "election-ms (50..=10000, default 300), heartbeat-ms \
         (10..=election-ms/2, default 50), timeout-ms (100..=60000, default 1000), pre-vote \
-        (true|false, default false), bug (stale-read|no-read-index|forget-vote|early-commit|no-term-check)";
+        (true|false, default false), link-ms (0..=5000, default 0), bug (stale-read|no-read-index|forget-vote|early-commit|no-term-check)";
 
     /// Applies `key=value` pairs, then checks the result.
     pub fn apply<'a>(mut self, pairs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
@@ -78,6 +83,7 @@ impl Settings {
                 "election-ms" => self.election_ms = number()?,
                 "heartbeat-ms" => self.heartbeat_ms = number()?,
                 "timeout-ms" => self.timeout_ms = number()?,
+                "link-ms" => self.link_ms = number()?,
                 "pre-vote" => {
                     self.pre_vote = value
                         .parse()
@@ -123,6 +129,9 @@ impl Settings {
                 self.election_ms / 2
             ));
         }
+        if self.link_ms > 5_000 {
+            return Err(format!("link-ms={} must be at most 5000", self.link_ms));
+        }
         if !(100..=60_000).contains(&self.timeout_ms) {
             return Err(format!(
                 "timeout-ms={} must be between 100 and 60000",
@@ -141,8 +150,8 @@ impl std::fmt::Display for Settings {
             .unwrap_or("none");
         write!(
             f,
-            "election-ms={} heartbeat-ms={} timeout-ms={} pre-vote={} bug={bug}",
-            self.election_ms, self.heartbeat_ms, self.timeout_ms, self.pre_vote
+            "election-ms={} heartbeat-ms={} timeout-ms={} pre-vote={} link-ms={} bug={bug}",
+            self.election_ms, self.heartbeat_ms, self.timeout_ms, self.pre_vote, self.link_ms
         )
     }
 }
