@@ -1,6 +1,6 @@
 //! A seeded simulation of a Raft cluster under random message delays, crashes with restarts
-//! from what each node persisted, and isolation of the leader, with clients writing all the
-//! while. It checks Election Safety (at most one leader per term) and State Machine Safety (no
+//! from what each node persisted (at random instants, or at crash points: right after a granted
+//! vote or a log write), and isolation of the leader, with clients writing all the while. It checks Election Safety (at most one leader per term) and State Machine Safety (no
 //! two nodes apply different entries at one index) after every simulated millisecond.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +31,10 @@ pub(super) struct Chaos {
     pub with_leader: usize,
     /// A client writes every this many milliseconds.
     pub write_every_ms: u64,
+    /// The chance that a node crashes right after it sends a granted vote (a crash point).
+    pub crash_after_vote: f64,
+    /// The chance that a node crashes right after it syncs log entries (a crash point).
+    pub crash_after_entries: f64,
 }
 
 /// The simulated cluster.
@@ -174,9 +178,12 @@ impl World {
         let Some(node) = self.nodes[i].as_mut() else {
             return Ok(());
         };
+        let mut crashed = false;
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Send { to, msg } => {
+                    crashed = matches!(msg, Message::VoteReply { granted: true, .. })
+                        && rng.random_bool(chaos.crash_after_vote);
                     let cut = self.isolated.as_ref().is_some_and(|(side, _)| {
                         side.contains(&i) != side.contains(&(to as usize))
                     });
@@ -187,8 +194,18 @@ impl World {
                             .insert((at, self.sent), (i as NodeId, to, msg));
                     }
                 }
-                Output::Persist(record) => self.persisted[i].push(record),
+                Output::Persist(record) => {
+                    crashed = matches!(record, Record::Entries { .. })
+                        && rng.random_bool(chaos.crash_after_entries);
+                    self.persisted[i].push(record);
+                }
                 Output::Reply { .. } => {}
+            }
+            if crashed {
+                // What it had not done yet never happens; it restarts from its records.
+                self.nodes[i] = None;
+                self.up_at[i] = now + rng.random_range(1..=chaos.max_down_ms);
+                return Ok(());
             }
         }
         if matches!(node.role, Role::Leader(_)) {

@@ -420,6 +420,8 @@ const CHAOS: super::sim::Chaos = super::sim::Chaos {
     max_isolation_ms: 500,
     with_leader: 0,
     write_every_ms: 5,
+    crash_after_vote: 0.0,
+    crash_after_entries: 0.0,
 };
 
 #[test]
@@ -449,6 +451,7 @@ fn the_simulation_catches_early_commit() {
 ///
 /// ```text
 /// N=3 MIN_DELAY=150 MAX_DELAY=150 CRASH=0.005 DOWN=50 ISOLATE=0 ISOLATION=300 WITH_LEADER=0 WRITE_EVERY=5 \
+///   CRASH_AFTER_VOTE=1 CRASH_AFTER_ENTRIES=0 \
 ///   SET=election-ms=300,heartbeat-ms=50,bug=forget-vote SEEDS=10 MS=60000 \
 ///   cargo test --release -p faultline-targets --lib explore_chaos -- --ignored --nocapture
 /// ```
@@ -470,6 +473,8 @@ fn explore_chaos() {
         max_isolation_ms: var("ISOLATION") as u64,
         with_leader: var("WITH_LEADER") as usize,
         write_every_ms: var("WRITE_EVERY") as u64,
+        crash_after_vote: var("CRASH_AFTER_VOTE"),
+        crash_after_entries: var("CRASH_AFTER_ENTRIES"),
     };
     let settings = std::env::var("SET").unwrap_or_default();
     let seeds = var("SEEDS") as u64;
