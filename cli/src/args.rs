@@ -194,7 +194,8 @@ pub(crate) struct RunOptions {
 
     /// Where crash faults strike: persist (right after a record is synced to the node's
     /// log), send (right after it sends any message), or send:KIND (right after it sends that
-    /// message, as send:VoteReply). Default: persist,send. Each crash fault picks one, a
+    /// message, as send:VoteReply; several kinds as send:VoteReply|Append). Default:
+    /// persist,send. Each crash fault picks one, a
     /// chance per pass (0.2 to 1) and a down time.
     #[arg(long, value_name = "POINTS", value_delimiter = ',', env = "FAULTLINE_CRASH_POINTS", value_parser = parse_crash_point)]
     pub(crate) crash_points: Vec<faultline_targets::runtime::CrashPoint>,

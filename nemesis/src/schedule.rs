@@ -55,7 +55,7 @@ impl Schedule {
             } else {
                 shapes
             },
-            crash_points: vec![CrashPoint::Persist, CrashPoint::Send(None)],
+            crash_points: vec![CrashPoint::Persist, CrashPoint::Send(Vec::new())],
             interval,
             nodes: nodes.max(1),
             max_skew_ms: 30_000,
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn crash_faults_strike_at_the_points_asked_for() {
-        let point = CrashPoint::Send(Some("VoteReply".into()));
+        let point = CrashPoint::Send(vec!["VoteReply".into()]);
         let mut s = Schedule::new(vec![Kind::Crash], Vec::new(), Duration::from_secs(1), 5, 7)
             .with_crash_points(vec![point.clone()]);
         for _ in 0..50 {

@@ -42,21 +42,23 @@ pub struct Faults {
 pub enum CrashPoint {
     /// Right after a record is synced to its log, before anything else happens.
     Persist,
-    /// Right after it sends a message of this kind (the message's name in the peer protocol,
-    /// as `VoteReply`), or of any kind when `None`.
-    Send(Option<String>),
+    /// Right after it sends a message of one of these kinds (the message's name in the peer
+    /// protocol, as `VoteReply`), or of any kind when empty.
+    Send(Vec<String>),
 }
 
 impl CrashPoint {
-    /// Parses `persist`, `send` or `send:KIND`.
+    /// Parses `persist`, `send` or `send:KIND|KIND...`.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.split_once(':') {
             None if text == "persist" => Ok(CrashPoint::Persist),
-            None if text == "send" => Ok(CrashPoint::Send(None)),
-            Some(("send", kind)) if !kind.is_empty() => Ok(CrashPoint::Send(Some(kind.into()))),
+            None if text == "send" => Ok(CrashPoint::Send(Vec::new())),
+            Some(("send", kinds)) if kinds.split('|').all(|k| !k.is_empty()) => Ok(
+                CrashPoint::Send(kinds.split('|').map(str::to_string).collect()),
+            ),
             _ => Err(format!(
                 "unknown crash point `{text}`; expected persist, send or send:KIND (a message \
-                 name such as VoteReply)"
+                 name such as VoteReply; several as send:VoteReply|Append)"
             )),
         }
     }
@@ -66,8 +68,8 @@ impl std::fmt::Display for CrashPoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CrashPoint::Persist => f.write_str("persist"),
-            CrashPoint::Send(None) => f.write_str("send"),
-            CrashPoint::Send(Some(kind)) => write!(f, "send:{kind}"),
+            CrashPoint::Send(kinds) if kinds.is_empty() => f.write_str("send"),
+            CrashPoint::Send(kinds) => write!(f, "send:{}", kinds.join("|")),
         }
     }
 }
@@ -166,8 +168,9 @@ impl FaultLayer {
     pub fn crashes_after(&mut self, done: Done) -> bool {
         let hit = match (&self.faults.crash_after, done) {
             (Some(CrashPoint::Persist), Done::Persisted) => true,
-            (Some(CrashPoint::Send(None)), Done::Sent(_)) => true,
-            (Some(CrashPoint::Send(Some(want))), Done::Sent(kind)) => want == kind,
+            (Some(CrashPoint::Send(kinds)), Done::Sent(kind)) => {
+                kinds.is_empty() || kinds.iter().any(|k| k == kind)
+            }
             _ => false,
         };
         hit && self.faults.crash_chance > 0.0 && self.rng.random_bool(self.faults.crash_chance)
@@ -260,19 +263,21 @@ mod tests {
 
     #[test]
     fn crash_points_parse_print_and_strike_where_armed() {
-        for text in ["persist", "send", "send:VoteReply"] {
+        for text in ["persist", "send", "send:VoteReply", "send:VoteReply|Append"] {
             assert_eq!(CrashPoint::parse(text).unwrap().to_string(), text);
         }
         assert!(CrashPoint::parse("send:").is_err());
+        assert!(CrashPoint::parse("send:VoteReply|").is_err());
         assert!(CrashPoint::parse("fsync").is_err());
         let mut layer = FaultLayer::new(3, 0, 1);
         assert!(!layer.crashes_after(Done::Persisted), "unarmed");
         layer.set(Faults {
-            crash_after: Some(CrashPoint::Send(Some("VoteReply".into()))),
+            crash_after: Some(CrashPoint::Send(vec!["VoteReply".into(), "Ping".into()])),
             crash_chance: 1.0,
             ..Faults::default()
         });
         assert!(layer.crashes_after(Done::Sent("VoteReply")));
+        assert!(layer.crashes_after(Done::Sent("Ping")));
         assert!(!layer.crashes_after(Done::Sent("Append")));
         assert!(!layer.crashes_after(Done::Persisted));
         layer.set(Faults {
