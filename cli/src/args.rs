@@ -194,11 +194,17 @@ pub(crate) struct RunOptions {
 
     /// Where crash faults strike: persist (right after a record is synced to the node's
     /// log), send (right after it sends any message), or send:KIND (right after it sends that
-    /// message, as send:VoteReply; several kinds as send:VoteReply|Append). Default:
-    /// persist,send. Each crash fault picks one, a
-    /// chance per pass (0.2 to 1) and a down time.
+    /// message, as send:VoteReply; several kinds as send:VoteReply|Append). Each crash fault
+    /// picks one entry of the list, a chance per pass (0.2 to 1) and a down time; an entry can
+    /// arm several points at once, each with its own chance: send:VoteReply+send:Append@0.01.
+    /// Default: persist,send.
     #[arg(long, value_name = "POINTS", value_delimiter = ',', env = "FAULTLINE_CRASH_POINTS", value_parser = parse_crash_point)]
-    pub(crate) crash_points: Vec<faultline_targets::runtime::CrashPoint>,
+    pub(crate) crash_points: Vec<faultline_targets::runtime::CrashPlan>,
+
+    /// The longest a crash fault keeps a crashed node down before it restarts from its log
+    /// (each crash fault draws its down time up to this).
+    #[arg(long, default_value = "1s", env = "FAULTLINE_CRASH_DOWN", value_parser = parse_duration)]
+    pub(crate) crash_down: Duration,
 
     /// A bearer token sent with every request to an http:// target.
     #[arg(long, env = "FAULTLINE_AUTH_TOKEN", hide_env_values = true)]
@@ -247,8 +253,8 @@ pub(crate) struct CompareArgs {
     pub(crate) options: RunOptions,
 }
 
-fn parse_crash_point(s: &str) -> Result<faultline_targets::runtime::CrashPoint, String> {
-    faultline_targets::runtime::CrashPoint::parse(s)
+fn parse_crash_point(s: &str) -> Result<faultline_targets::runtime::CrashPlan, String> {
+    faultline_targets::runtime::CrashPlan::parse(s)
 }
 
 fn parse_shape(s: &str) -> Result<faultline_nemesis::Shape, String> {

@@ -534,7 +534,7 @@ pub(crate) async fn execute(
             urls.len(),
             seed,
         )
-        .with_crash_points(opts.crash_points.clone());
+        .with_crash_plans(opts.crash_points.clone(), opts.crash_down);
         let recorder = recorder.clone();
         Some(tokio::spawn(async move {
             let report = |f: &str, value: Value| nemesis_event(&recorder, f, &value, show);

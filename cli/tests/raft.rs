@@ -147,7 +147,10 @@ async fn a_node_crashed_right_after_a_log_write_restarts_from_its_log() {
         let request = http.post(format!("{url}/admin/faults")).json(&faults);
         async move { request.send().await.unwrap().status().as_u16() }
     };
-    let crash = json!({"crash_after": "persist", "crash_chance": 1.0, "crash_down_ms": 300});
+    let crash = json!({
+        "crash_after": [{"point": "persist", "chance": 1.0}],
+        "crash_down_ms": 300
+    });
     for url in &urls {
         assert_eq!(arm(url, crash.clone()).await, 200);
     }

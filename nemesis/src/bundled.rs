@@ -161,14 +161,12 @@ impl BundledBackend {
             Fault::Pause { nodes } => self.processes.pause(nodes),
             Fault::Crash {
                 nodes,
-                point,
-                chance,
+                rules,
                 down_ms,
             } => {
                 for &node in nodes {
                     let wanted = &mut self.desired[node];
-                    wanted.crash_after = Some(point.clone());
-                    wanted.crash_chance = *chance;
+                    wanted.crash_after = rules.clone();
                     wanted.crash_down_ms = *down_ms;
                     self.push(node).await?;
                 }
@@ -221,8 +219,7 @@ impl BundledBackend {
             Fault::Crash { nodes, .. } => {
                 for &node in nodes {
                     let wanted = &mut self.desired[node];
-                    wanted.crash_after = None;
-                    wanted.crash_chance = 0.0;
+                    wanted.crash_after.clear();
                     wanted.crash_down_ms = 0;
                     self.push(node).await?;
                 }

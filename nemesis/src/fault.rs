@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use faultline_targets::runtime::CrashPoint;
+use faultline_targets::runtime::CrashRule;
 use serde_json::{Value, json};
 
 /// A node's index in its cluster.
@@ -215,15 +215,13 @@ pub enum Fault {
         /// Share duplicated.
         duplicate: f64,
     },
-    /// These nodes crash at `point` with `chance` each time they pass it, and restart from
-    /// their log `down_ms` later.
+    /// These nodes crash at the points of `rules`, each with its chance at every pass, and
+    /// restart from their log `down_ms` later.
     Crash {
         /// The nodes.
         nodes: Vec<NodeId>,
-        /// Where they crash.
-        point: CrashPoint,
-        /// The chance at each pass.
-        chance: f64,
+        /// Where they crash, and how likely.
+        rules: Vec<CrashRule>,
         /// How long each crash keeps a node down.
         down_ms: u64,
     },
@@ -309,14 +307,12 @@ impl Fault {
             }),
             Fault::Crash {
                 nodes,
-                point,
-                chance,
+                rules,
                 down_ms,
             } => json!({
                 "action": "start",
                 "nodes": names(nodes),
-                "after": point.to_string(),
-                "chance": chance,
+                "after": rules.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("+"),
                 "down_ms": down_ms,
             }),
         }

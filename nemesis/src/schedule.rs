@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use faultline_targets::runtime::CrashPoint;
+use faultline_targets::runtime::{CrashPlan, CrashPoint};
 
 use crate::fault::{ClockMode, Fault, Kind, NodeId, Shape, group_cuts, visibility_cuts};
 
@@ -29,7 +29,9 @@ pub struct Schedule {
     rng: ChaCha8Rng,
     kinds: Vec<Kind>,
     shapes: Vec<Shape>,
-    crash_points: Vec<CrashPoint>,
+    crash_plans: Vec<CrashPlan>,
+    /// The longest a crash keeps a node down.
+    max_crash_down: Duration,
     interval: Duration,
     nodes: usize,
     /// The largest clock offset a clock fault sets, in milliseconds.
@@ -55,18 +57,24 @@ impl Schedule {
             } else {
                 shapes
             },
-            crash_points: vec![CrashPoint::Persist, CrashPoint::Send(Vec::new())],
+            crash_plans: vec![
+                CrashPlan(vec![(CrashPoint::Persist, None)]),
+                CrashPlan(vec![(CrashPoint::Send(Vec::new()), None)]),
+            ],
+            max_crash_down: Duration::from_secs(1),
             interval,
             nodes: nodes.max(1),
             max_skew_ms: 30_000,
         }
     }
 
-    /// Crash faults crash at one of `points` (persist and send when empty).
-    pub fn with_crash_points(mut self, points: Vec<CrashPoint>) -> Self {
-        if !points.is_empty() {
-            self.crash_points = points;
+    /// Each crash fault arms one of `plans` (persist, or send, when empty) and keeps a
+    /// crashed node down for up to `max_down` (at least 1 ms).
+    pub fn with_crash_plans(mut self, plans: Vec<CrashPlan>, max_down: Duration) -> Self {
+        if !plans.is_empty() {
+            self.crash_plans = plans;
         }
+        self.max_crash_down = max_down.max(Duration::from_millis(1));
         self
     }
 
@@ -144,14 +152,14 @@ impl Schedule {
                 // Crashed nodes come back by themselves: any number may be armed.
                 let count = self.rng.random_range(1..=n);
                 let nodes = self.pick(count);
-                let point =
-                    self.crash_points[self.rng.random_range(0..self.crash_points.len())].clone();
+                let plan =
+                    self.crash_plans[self.rng.random_range(0..self.crash_plans.len())].clone();
                 let chance = f64::from(self.rng.random_range(2..=10u32)) / 10.0;
-                let down_ms = 1 + self.gap().as_millis() as u64;
+                let max_down = self.max_crash_down.as_millis() as u64;
+                let down_ms = self.rng.random_range(1..=max_down);
                 Fault::Crash {
                     nodes,
-                    point,
-                    chance,
+                    rules: plan.rules(chance),
                     down_ms,
                 }
             }
@@ -370,23 +378,27 @@ mod tests {
 
     #[test]
     fn crash_faults_strike_at_the_points_asked_for() {
-        let point = CrashPoint::Send(vec!["VoteReply".into()]);
+        let plan = CrashPlan::parse("send:VoteReply+persist@0.01").unwrap();
         let mut s = Schedule::new(vec![Kind::Crash], Vec::new(), Duration::from_secs(1), 5, 7)
-            .with_crash_points(vec![point.clone()]);
+            .with_crash_plans(vec![plan], Duration::from_millis(80));
         for _ in 0..50 {
             let Fault::Crash {
                 nodes,
-                point: chosen,
-                chance,
+                rules,
                 down_ms,
             } = s.next_step().fault
             else {
                 panic!("only crash faults were asked for")
             };
-            assert_eq!(chosen, point);
+            assert_eq!(rules.len(), 2);
+            assert_eq!(rules[0].point, CrashPoint::Send(vec!["VoteReply".into()]));
+            assert!((0.2..=1.0).contains(&rules[0].chance), "{rules:?}");
+            assert_eq!(
+                (&rules[1].point, rules[1].chance),
+                (&CrashPoint::Persist, 0.01)
+            );
             assert!((1..=5).contains(&nodes.len()));
-            assert!((0.2..=1.0).contains(&chance), "{chance}");
-            assert!((1..=2000).contains(&down_ms), "{down_ms}");
+            assert!((1..=80).contains(&down_ms), "{down_ms}");
         }
     }
 }

@@ -28,10 +28,9 @@ pub struct Faults {
     pub jitter_ms: u64,
     /// Milliseconds added to the node's wall clock.
     pub clock_offset_ms: i64,
-    /// Where the node may crash: right after a log write or a message it sends.
-    pub crash_after: Option<CrashPoint>,
-    /// The chance that it crashes at each such point, 0 to 1.
-    pub crash_chance: f64,
+    /// Where the node may crash (right after a log write or a message it sends), each point
+    /// with the chance that it crashes there at each pass.
+    pub crash_after: Vec<CrashRule>,
     /// How long a crashed node stays down before it restarts from its log, in milliseconds.
     pub crash_down_ms: u64,
 }
@@ -74,6 +73,61 @@ impl std::fmt::Display for CrashPoint {
     }
 }
 
+/// A crash point and the chance, 0 to 1, that it strikes at each pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CrashRule {
+    /// Where.
+    pub point: CrashPoint,
+    /// The chance at each pass.
+    pub chance: f64,
+}
+
+impl std::fmt::Display for CrashRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.point, self.chance)
+    }
+}
+
+/// What one crash fault arms: crash points joined by `+`, each with its own chance
+/// (`send:Append@0.01`) or the chance the fault draws.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrashPlan(pub Vec<(CrashPoint, Option<f64>)>);
+
+impl CrashPlan {
+    /// Parses `POINT[@CHANCE](+POINT[@CHANCE])*`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut rules = Vec::new();
+        for part in text.split('+') {
+            let (point, chance) = match part.split_once('@') {
+                Some((point, chance)) => {
+                    let chance: f64 = chance
+                        .parse()
+                        .ok()
+                        .filter(|c| (0.0..=1.0).contains(c))
+                        .ok_or_else(|| {
+                            format!("crash point `{part}`: the chance after @ must be 0 to 1")
+                        })?;
+                    (point, Some(chance))
+                }
+                None => (part, None),
+            };
+            rules.push((CrashPoint::parse(point)?, chance));
+        }
+        Ok(CrashPlan(rules))
+    }
+
+    /// The rules, with `chance` where the plan names none.
+    pub fn rules(&self, chance: f64) -> Vec<CrashRule> {
+        self.0
+            .iter()
+            .map(|(point, own)| CrashRule {
+                point: point.clone(),
+                chance: own.unwrap_or(chance),
+            })
+            .collect()
+    }
+}
+
 /// Something a node just did, where a crash point may strike.
 #[derive(Clone, Copy, Debug)]
 pub enum Done<'a> {
@@ -95,11 +149,11 @@ impl Faults {
                 ));
             }
         }
-        for (what, p) in [
-            ("loss", self.loss),
-            ("duplicate", self.duplicate),
-            ("crash_chance", self.crash_chance),
-        ] {
+        let chances = self.crash_after.iter().map(|r| ("crash chance", r.chance));
+        for (what, p) in [("loss", self.loss), ("duplicate", self.duplicate)]
+            .into_iter()
+            .chain(chances)
+        {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("{what}={p} must be between 0 and 1"));
             }
@@ -166,14 +220,19 @@ impl FaultLayer {
 
     /// Whether the node crashes now, having just done `done`.
     pub fn crashes_after(&mut self, done: Done) -> bool {
-        let hit = match (&self.faults.crash_after, done) {
-            (Some(CrashPoint::Persist), Done::Persisted) => true,
-            (Some(CrashPoint::Send(kinds)), Done::Sent(kind)) => {
-                kinds.is_empty() || kinds.iter().any(|k| k == kind)
-            }
-            _ => false,
-        };
-        hit && self.faults.crash_chance > 0.0 && self.rng.random_bool(self.faults.crash_chance)
+        let chance = self
+            .faults
+            .crash_after
+            .iter()
+            .find(|rule| match (&rule.point, done) {
+                (CrashPoint::Persist, Done::Persisted) => true,
+                (CrashPoint::Send(kinds), Done::Sent(kind)) => {
+                    kinds.is_empty() || kinds.iter().any(|k| k == kind)
+                }
+                _ => false,
+            })
+            .map_or(0.0, |rule| rule.chance);
+        chance > 0.0 && self.rng.random_bool(chance)
     }
 
     /// What happens to a message to `to`.
@@ -271,9 +330,9 @@ mod tests {
         assert!(CrashPoint::parse("fsync").is_err());
         let mut layer = FaultLayer::new(3, 0, 1);
         assert!(!layer.crashes_after(Done::Persisted), "unarmed");
+        let plan = CrashPlan::parse("send:VoteReply|Ping").unwrap();
         layer.set(Faults {
-            crash_after: Some(CrashPoint::Send(vec!["VoteReply".into(), "Ping".into()])),
-            crash_chance: 1.0,
+            crash_after: plan.rules(1.0),
             ..Faults::default()
         });
         assert!(layer.crashes_after(Done::Sent("VoteReply")));
@@ -281,8 +340,9 @@ mod tests {
         assert!(!layer.crashes_after(Done::Sent("Append")));
         assert!(!layer.crashes_after(Done::Persisted));
         layer.set(Faults {
-            crash_after: Some(CrashPoint::Persist),
-            crash_chance: 0.5,
+            crash_after: CrashPlan::parse("persist@0.5+send:Never@1")
+                .unwrap()
+                .rules(0.0),
             ..Faults::default()
         });
         let struck = (0..1000)
@@ -290,10 +350,18 @@ mod tests {
             .count();
         assert!((400..600).contains(&struck), "{struck}");
         let bad = Faults {
-            crash_chance: 1.5,
+            crash_after: CrashPlan::parse("persist").unwrap().rules(1.5),
             ..Faults::default()
         };
         assert!(bad.validate(3).is_err());
+        let plan = CrashPlan::parse("send:VoteReply@1+send:Append@0.01+persist").unwrap();
+        let rules: Vec<String> = plan.rules(0.3).iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rules,
+            ["send:VoteReply@1", "send:Append@0.01", "persist@0.3"]
+        );
+        assert!(CrashPlan::parse("persist@2").is_err());
+        assert!(CrashPlan::parse("persist@x").is_err());
     }
 
     #[test]

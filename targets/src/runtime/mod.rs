@@ -16,7 +16,7 @@ mod http;
 mod storage;
 mod transport;
 
-pub use faults::{CrashPoint, Done, Fate, FaultLayer, Faults};
+pub use faults::{CrashPlan, CrashPoint, CrashRule, Done, Fate, FaultLayer, Faults};
 pub use http::{MAX_BODY, MAX_KEY};
 pub use storage::Storage;
 
