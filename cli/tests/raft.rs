@@ -8,32 +8,40 @@ use faultline_nemesis::{Backend, BundledBackend, Fault, Shape};
 use faultline_targets::cluster::{Cluster, ClusterSpec};
 use serde_json::{Value, json};
 
-#[test]
-fn raft_passes_cas_under_partitions_crashes_and_pauses() {
-    let out = tempfile::tempdir().unwrap();
+/// `faultline run --target bundled:raft --workload cas` for 5 s with `nemesis` (seed `seed`);
+/// returns its exit code and verdict.json.
+fn run_cas(out: &std::path::Path, nemesis: &[&str], seed: &str) -> (Option<i32>, Value) {
     let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(["run", "--target", "bundled:raft", "--workload", "cas"])
-        .args([
-            "--nemesis",
-            "partition,kill,pause",
-            "--nemesis-interval",
-            "500ms",
-        ])
+        .args(nemesis)
         .args([
             "--time-limit",
             "5s",
             "--seed",
-            "3",
+            seed,
             "--format",
             "json",
             "--out",
         ])
-        .arg(out.path())
+        .arg(out)
         .output()
         .unwrap();
-    let verdict: Value = serde_json::from_slice(&output.stdout).expect("verdict.json");
+    let verdict = serde_json::from_slice(&output.stdout).expect("verdict.json");
+    (output.status.code(), verdict)
+}
+
+#[test]
+fn raft_passes_cas_under_partitions_crashes_and_pauses() {
+    let out = tempfile::tempdir().unwrap();
+    let nemesis = [
+        "--nemesis",
+        "partition,kill,pause",
+        "--nemesis-interval",
+        "500ms",
+    ];
+    let (code, verdict) = run_cas(out.path(), &nemesis, "3");
     assert_eq!(verdict["verdict"], "PASS", "{verdict}");
-    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(code, Some(0));
 }
 
 #[tokio::test]
@@ -207,27 +215,15 @@ async fn link_latency_delays_every_message_between_nodes() {
 #[test]
 fn crash_faults_run_on_bundled_targets_and_are_refused_elsewhere() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["run", "--target", "bundled:raft", "--workload", "cas"])
-        .args([
-            "--nemesis",
-            "crash",
-            "--crash-points",
-            "persist,send:AppendReply",
-        ])
-        .args([
-            "--nemesis-interval",
-            "300ms",
-            "--time-limit",
-            "5s",
-            "--seed",
-            "2",
-        ])
-        .args(["--format", "json", "--out"])
-        .arg(out.path())
-        .output()
-        .unwrap();
-    let verdict: Value = serde_json::from_slice(&output.stdout).expect("verdict.json");
+    let nemesis = [
+        "--nemesis",
+        "crash",
+        "--crash-points",
+        "persist,send:AppendReply",
+        "--nemesis-interval",
+        "300ms",
+    ];
+    let (_, verdict) = run_cas(out.path(), &nemesis, "2");
     assert_eq!(verdict["verdict"], "PASS", "{verdict}");
     let history = std::fs::read_to_string(out.path().join("latest").join("history.jsonl")).unwrap();
     let crash_starts = history

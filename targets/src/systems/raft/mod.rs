@@ -396,18 +396,30 @@ impl RaftNode {
             votes: BTreeSet::from([self.id]),
         };
         self.reset_election();
+        self.request_votes(self.term + 1, true);
+        self.maybe_stand();
+    }
+
+    /// Asks every peer for its vote (or pre-vote) in `term`, with this node's last log
+    /// position.
+    fn request_votes(&mut self, term: u64, pre: bool) {
         let (last_index, last_term) = (self.last_index(), self.term_at(self.last_index()));
         for peer in self.others() {
-            self.send(
-                peer,
+            let msg = if pre {
                 Message::PreVote {
-                    term: self.term + 1,
+                    term,
                     last_index,
                     last_term,
-                },
-            );
+                }
+            } else {
+                Message::Vote {
+                    term,
+                    last_index,
+                    last_term,
+                }
+            };
+            self.send(peer, msg);
         }
-        self.maybe_stand();
     }
 
     fn maybe_stand(&mut self) {
@@ -433,17 +445,7 @@ impl RaftNode {
             votes: BTreeSet::from([self.id]),
         };
         self.reset_election();
-        let (last_index, last_term) = (self.last_index(), self.term_at(self.last_index()));
-        for peer in self.others() {
-            self.send(
-                peer,
-                Message::Vote {
-                    term: self.term,
-                    last_index,
-                    last_term,
-                },
-            );
-        }
+        self.request_votes(self.term, false);
         self.maybe_win();
     }
 

@@ -426,9 +426,12 @@ const CHAOS: super::sim::Chaos = super::sim::Chaos {
 
 #[test]
 fn a_simulated_cluster_keeps_election_and_state_machine_safety_under_chaos() {
-    for seed in 1..=3 {
-        let result = super::sim::simulate(&CHAOS, "election-ms=100,heartbeat-ms=20", seed, 20_000);
-        assert_eq!(result, Ok(()), "seed {seed}");
+    for settings in ["", ",pre-vote=true"] {
+        for seed in 1..=3 {
+            let settings = format!("election-ms=100,heartbeat-ms=20{settings}");
+            let result = super::sim::simulate(&CHAOS, &settings, seed, 20_000);
+            assert_eq!(result, Ok(()), "{settings} seed {seed}");
+        }
     }
 }
 
@@ -530,17 +533,4 @@ fn pre_vote_keeps_a_node_that_was_cut_off_from_deposing_the_leader() {
         after > before + 1,
         "without pre-vote the loner raised its term in vain and deposed the leader ({before} → {after})"
     );
-}
-
-#[test]
-fn a_simulated_cluster_with_pre_vote_keeps_safety_under_chaos() {
-    for seed in 1..=3 {
-        let result = super::sim::simulate(
-            &CHAOS,
-            "election-ms=100,heartbeat-ms=20,pre-vote=true",
-            seed,
-            20_000,
-        );
-        assert_eq!(result, Ok(()), "seed {seed}");
-    }
 }
