@@ -46,16 +46,7 @@ fn raft_passes_cas_under_partitions_crashes_and_pauses() {
 
 #[tokio::test]
 async fn a_leader_cut_off_from_the_majority_answers_no_request() {
-    let cluster = Cluster::start(ClusterSpec {
-        system: "raft".into(),
-        nodes: 3,
-        settings: vec!["timeout-ms=400".into()],
-        data_dir: None,
-        exe: env!("CARGO_BIN_EXE_faultline").into(),
-        seed: 1,
-    })
-    .await
-    .unwrap();
+    let cluster = raft_cluster(&["timeout-ms=400"]).await;
     let urls = cluster.urls();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
