@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Backend;
-use crate::fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
+use crate::fault::{ClockMode, Fault, Kind, NodeId, name};
 use crate::processes::Processes;
 
 /// How long a node may take to answer an admin request.
@@ -65,7 +65,7 @@ impl BundledBackend {
 
     /// Who the nodes say leads: the node most of them name, if any.
     async fn leader(&self) -> Option<NodeId> {
-        let mut votes = vec![0usize; self.urls.len()];
+        let mut named = Vec::new();
         for (node, url) in self.urls.iter().enumerate() {
             if self.processes.is_out(node) {
                 continue;
@@ -81,39 +81,21 @@ impl BundledBackend {
                 r.json().await.ok()
             }
             .await;
-            let named = state
-                .as_ref()
-                .and_then(|s| s["leader"].as_str())
-                .map(str::to_string);
-            if let Some(i) = named.and_then(|n| (0..self.urls.len()).find(|&i| name(i) == n)) {
-                votes[i] += 1;
-            }
+            let leader = state.as_ref().and_then(|s| s["leader"].as_str());
+            named.extend(leader.and_then(|n| (0..self.urls.len()).find(|&i| name(i) == n)));
         }
-        let (best, count) = votes.iter().enumerate().max_by_key(|(_, c)| **c)?;
-        (*count > 0).then_some(best)
+        crate::most_named(named, self.urls.len())
     }
 
     /// Starts `fault`; returns it as applied (a `leader` partition names the node it cut off).
     async fn apply_fault(&mut self, fault: &Fault) -> Result<Fault, String> {
-        if let Fault::Partition {
-            shape: Shape::Leader,
-            groups,
-            ..
-        } = fault
-        {
-            if groups.is_empty() {
-                let leader = crate::until_someone_leads(|| self.leader()).await;
-                let alone = leader.ok_or(
-                    "no node named a leader in /admin/state for 2 s; the leader partition \
-                     needs a system that elects one (raft)",
-                )?;
-                let resolved = Fault::leader_cut_off(alone, self.urls.len());
-                self.apply_decided(&resolved).await?;
-                return Ok(resolved);
-            }
-        }
-        self.apply_decided(fault).await?;
-        Ok(fault.clone())
+        let nobody = "no node named a leader in /admin/state for 2 s; the leader partition \
+                      needs a system that elects one (raft)";
+        let resolved = crate::resolve_leader(fault, self.urls.len(), || self.leader(), nobody)
+            .await?
+            .unwrap_or_else(|| fault.clone());
+        self.apply_decided(&resolved).await?;
+        Ok(resolved)
     }
 
     async fn apply_decided(&mut self, fault: &Fault) -> Result<(), String> {

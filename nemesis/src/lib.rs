@@ -130,6 +130,42 @@ where
     None
 }
 
+/// The node named most often among `named` (one name per node that answered), if any.
+fn most_named(named: impl IntoIterator<Item = NodeId>, nodes: usize) -> Option<NodeId> {
+    let mut votes = vec![0usize; nodes];
+    for node in named {
+        votes[node] += 1;
+    }
+    let (best, count) = votes.iter().enumerate().max_by_key(|(_, c)| **c)?;
+    (*count > 0).then_some(best)
+}
+
+/// A `leader` partition whose leader is not chosen yet, resolved: asks `leader` who leads
+/// (for up to 2 s) and cuts that node off; `None` for any other fault, `Err(nobody)` when no
+/// node leads.
+async fn resolve_leader<F, Fut>(
+    fault: &Fault,
+    nodes: usize,
+    leader: F,
+    nobody: &str,
+) -> Result<Option<Fault>, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<NodeId>>,
+{
+    match fault {
+        Fault::Partition {
+            shape: Shape::Leader,
+            groups,
+            ..
+        } if groups.is_empty() => {
+            let alone = until_someone_leads(leader).await.ok_or(nobody)?;
+            Ok(Some(Fault::leader_cut_off(alone, nodes)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Sleeps for `d`, or until `stop` fires; returns whether it fired.
 async fn sleep_or_stop(d: std::time::Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow() {
@@ -180,5 +216,35 @@ pub async fn run<B: Backend>(
         if stopped {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_is_the_node_most_name() {
+        assert_eq!(most_named([2, 2, 1], 3), Some(2));
+        assert_eq!(most_named([], 3), None);
+    }
+
+    #[tokio::test]
+    async fn a_leader_partition_cuts_off_who_leads() {
+        let leader = Fault::Partition {
+            shape: Shape::Leader,
+            one_way: false,
+            groups: Vec::new(),
+            cuts: Vec::new(),
+        };
+        let resolved = resolve_leader(&leader, 3, || async { Some(1) }, "nobody").await;
+        assert_eq!(resolved, Ok(Some(Fault::leader_cut_off(1, 3))));
+        let nobody = resolve_leader(&leader, 3, || async { None }, "nobody").await;
+        assert_eq!(nobody, Err("nobody".to_string()));
+        let kill = Fault::Kill { nodes: vec![0] };
+        assert_eq!(
+            resolve_leader(&kill, 3, || async { Some(1) }, "-").await,
+            Ok(None)
+        );
     }
 }

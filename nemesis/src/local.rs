@@ -15,7 +15,7 @@ use faultline_targets::etcd::{EtcdCluster, Network, wait_serving};
 use faultline_targets::proxy::Toxics;
 
 use crate::Backend;
-use crate::fault::{Fault, Kind, NodeId, Shape};
+use crate::fault::{Fault, Kind, NodeId};
 use crate::processes::Processes;
 
 /// How long a restarted member may take to serve.
@@ -119,17 +119,11 @@ impl LocalBackend {
                 }
             }
         }
-        let mut votes = vec![0usize; self.direct.len()];
-        for leader in named {
-            if let Some(i) = ids
-                .iter()
+        let members = named.iter().filter_map(|leader| {
+            ids.iter()
                 .position(|id| id.as_deref() == Some(leader.as_str()))
-            {
-                votes[i] += 1;
-            }
-        }
-        let (best, count) = votes.iter().enumerate().max_by_key(|(_, c)| **c)?;
-        (*count > 0).then_some(best)
+        });
+        crate::most_named(members, self.direct.len())
     }
 
     /// Applies a fault whose every choice is made.
@@ -205,20 +199,11 @@ impl Backend for LocalBackend {
     }
 
     async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
-        if let Fault::Partition {
-            shape: Shape::Leader,
-            groups,
-            ..
-        } = fault
-        {
-            if groups.is_empty() {
-                let leader = crate::until_someone_leads(|| self.leader()).await;
-                let alone = leader.ok_or("no etcd member named a leader for 2 s")?;
-                let resolved = Fault::leader_cut_off(alone, self.direct.len());
-                return self.apply_decided(&resolved).await;
-            }
-        }
-        self.apply_decided(fault).await
+        let nobody = "no etcd member named a leader for 2 s";
+        let resolved = crate::resolve_leader(fault, self.direct.len(), || self.leader(), nobody)
+            .await?
+            .unwrap_or_else(|| fault.clone());
+        self.apply_decided(&resolved).await
     }
 
     async fn heal(&mut self, fault: &Fault) -> Result<(), String> {

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::recorder::{EventLine, Recorder, Who};
-use crate::runner::{RunSummary, stop_fired};
+use crate::runner::{Pace, RunSummary, stop_fired};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -179,29 +179,14 @@ async fn client_loop(
 ) -> io::Result<()> {
     let config = &shared.config;
     let mut process = index;
-    loop {
-        if *stop.borrow() {
-            return Ok(());
-        }
-        let k = shared.issued.fetch_add(1, Ordering::Relaxed);
-        if config.ops.is_some_and(|n| k >= n) {
-            return Ok(());
-        }
-        if config.rate > 0.0 {
-            let at = Duration::from_secs_f64(k as f64 / config.rate);
-            if at >= config.time_limit {
-                return Ok(());
-            }
-            if let Some(wait) = at.checked_sub(shared.recorder.elapsed()) {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop_fired(stop.clone()) => return Ok(()),
-                }
-            }
-        }
-        if shared.recorder.elapsed() >= config.time_limit {
-            return Ok(());
-        }
+    let pace = Pace {
+        issued: &shared.issued,
+        ops: config.ops,
+        rate: config.rate,
+        time_limit: Some(config.time_limit),
+        recorder: &shared.recorder,
+    };
+    while let Some(k) = pace.next(&stop).await {
         let (order, double) = {
             let mut rng = shared.rng.lock().expect("not poisoned");
             let skus: Vec<&String> = shared.initial.stock.keys().collect();
@@ -264,6 +249,7 @@ async fn client_loop(
                 coordinator: Value::Null,
             });
     }
+    Ok(())
 }
 
 /// One attempt at placing `order`, recorded; `None` if the stop signal cut it short.

@@ -152,6 +152,48 @@ fn stopped(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow()
 }
 
+/// How clients share out operations: a count, a rate and a time limit over all of them.
+pub(crate) struct Pace<'a> {
+    /// Operations handed out so far.
+    pub(crate) issued: &'a AtomicU64,
+    /// At most this many operations.
+    pub(crate) ops: Option<u64>,
+    /// Operations per second over all clients; 0 means as fast as possible.
+    pub(crate) rate: f64,
+    /// No operation starts after this.
+    pub(crate) time_limit: Option<Duration>,
+    /// Whose clock the time limit is on.
+    pub(crate) recorder: &'a Recorder,
+}
+
+impl Pace<'_> {
+    /// Waits for the next operation's slot and returns its number; `None` when the client
+    /// must stop instead (stop fired, every operation handed out, or the time is up).
+    pub(crate) async fn next(&self, stop: &watch::Receiver<bool>) -> Option<u64> {
+        if stopped(stop) {
+            return None;
+        }
+        let k = self.issued.fetch_add(1, Ordering::Relaxed);
+        if self.ops.is_some_and(|n| k >= n) {
+            return None;
+        }
+        let time_up = |t: Duration| self.time_limit.is_some_and(|limit| t >= limit);
+        if self.rate > 0.0 {
+            let at = Duration::from_secs_f64(k as f64 / self.rate);
+            if time_up(at) {
+                return None;
+            }
+            if let Some(wait) = at.checked_sub(self.recorder.elapsed()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop_fired(stop.clone()) => return None,
+                }
+            }
+        }
+        (!time_up(self.recorder.elapsed())).then_some(k)
+    }
+}
+
 /// Waits until the stop signal fires (forever if its sender is gone without firing).
 pub(crate) async fn stop_fired(mut stop: watch::Receiver<bool>) {
     if stop.wait_for(|s| *s).await.is_err() {
@@ -169,29 +211,14 @@ async fn client_loop<C: Client>(
     let nodes = shared.client.nodes().max(1);
     let mut node = index % nodes;
     let mut process = index as u64;
-    loop {
-        if stopped(&stop) {
-            return Ok(());
-        }
-        let k = shared.issued.fetch_add(1, Ordering::Relaxed);
-        if config.ops.is_some_and(|n| k >= n) {
-            return Ok(());
-        }
-        if config.rate > 0.0 {
-            let at = Duration::from_secs_f64(k as f64 / config.rate);
-            if config.time_limit.is_some_and(|t| at >= t) {
-                return Ok(());
-            }
-            if let Some(wait) = at.checked_sub(recorder.elapsed()) {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop_fired(stop.clone()) => return Ok(()),
-                }
-            }
-        }
-        if config.time_limit.is_some_and(|t| recorder.elapsed() >= t) {
-            return Ok(());
-        }
+    let pace = Pace {
+        issued: &shared.issued,
+        ops: config.ops,
+        rate: config.rate,
+        time_limit: config.time_limit,
+        recorder,
+    };
+    while pace.next(&stop).await.is_some() {
         let op = {
             let mut generator = shared.generator.lock().expect("never held across a panic");
             if !config.sticky {
@@ -248,6 +275,7 @@ async fn client_loop<C: Client>(
             process = shared.next_process.fetch_add(1, Ordering::Relaxed);
         }
     }
+    Ok(())
 }
 
 /// The set workload's end: through every node, read every element that was added, and record

@@ -218,6 +218,14 @@ impl FaultLayer {
         self.drop_from.get(from as usize).copied().unwrap_or(false)
     }
 
+    /// Whether a crash point waits for messages sent.
+    pub fn watches_sends(&self) -> bool {
+        self.faults
+            .crash_after
+            .iter()
+            .any(|rule| matches!(rule.point, CrashPoint::Send(_)))
+    }
+
     /// Whether the node crashes now, having just done `done`.
     pub fn crashes_after(&mut self, done: Done) -> bool {
         let chance = self
@@ -330,11 +338,13 @@ mod tests {
         assert!(CrashPoint::parse("fsync").is_err());
         let mut layer = FaultLayer::new(3, 0, 1);
         assert!(!layer.crashes_after(Done::Persisted), "unarmed");
+        assert!(!layer.watches_sends());
         let plan = CrashPlan::parse("send:VoteReply|Ping").unwrap();
         layer.set(Faults {
             crash_after: plan.rules(1.0),
             ..Faults::default()
         });
+        assert!(layer.watches_sends());
         assert!(layer.crashes_after(Done::Sent("VoteReply")));
         assert!(layer.crashes_after(Done::Sent("Ping")));
         assert!(!layer.crashes_after(Done::Sent("Append")));

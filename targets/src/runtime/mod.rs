@@ -299,8 +299,8 @@ impl<N: Node> Owner<N> {
                     false
                 }
                 Output::Send { to, msg } => {
-                    let kind = self.send(to, &msg);
-                    kind.is_some_and(|kind| self.faults.crashes_after(Done::Sent(&kind)))
+                    let watched = self.send(to, &msg);
+                    watched.is_some_and(|kind| self.faults.crashes_after(Done::Sent(&kind)))
                 }
             };
             if crashes {
@@ -329,7 +329,8 @@ impl<N: Node> Owner<N> {
         self.down_until = Some(Instant::now() + down);
     }
 
-    /// Sends `msg` to `to` through the fault layer; returns the message's kind if it left.
+    /// Sends `msg` to `to` through the fault layer; returns the message's kind if it left and a
+    /// crash point watches sends.
     fn send(&mut self, to: NodeId, msg: &N::Message) -> Option<String> {
         let Some(Some(link)) = self.links.get(to as usize) else {
             return None;
@@ -343,7 +344,8 @@ impl<N: Node> Owner<N> {
         let Ok(mut bytes) = serde_json::to_vec(&frame) else {
             return None;
         };
-        let kind = message_kind(&bytes);
+        // Only a crash point on sends needs the message's kind.
+        let kind = self.faults.watches_sends().then(|| message_kind(&bytes));
         bytes.push(b'\n');
         if fate.copies > 1 {
             self.counters.duplicated += 1;
@@ -360,14 +362,14 @@ impl<N: Node> Owner<N> {
                 let _ = link.send(bytes);
             });
         }
-        Some(kind)
+        kind
     }
 }
 
 /// The name of the message in an encoded frame `{"from":…,"msg":{"Kind":…}}` (or
 /// `"msg":"Kind"` for a message without fields).
 fn message_kind(frame: &[u8]) -> String {
-    let text = String::from_utf8_lossy(frame);
+    let text = std::str::from_utf8(frame).unwrap_or_default();
     let after = text.split_once("\"msg\":").map_or("", |(_, rest)| rest);
     after
         .trim_start_matches(['{', '"'])
