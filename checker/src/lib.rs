@@ -35,6 +35,7 @@ pub mod format;
 pub mod history;
 pub mod linearizability;
 pub mod model;
+pub mod raft;
 pub mod saga;
 pub mod set;
 pub mod stats;

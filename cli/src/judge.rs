@@ -4,7 +4,8 @@ use std::path::Path;
 
 use faultline_checker::causal::Consistency;
 use faultline_checker::{
-    History, ModelKind, Options, Validity, causal as causal_checker, linearizability, saga, set,
+    History, ModelKind, Options, Validity, causal as causal_checker, linearizability, raft, saga,
+    set,
 };
 use faultline_results::Judged;
 use faultline_workloads::Workload;
@@ -31,8 +32,58 @@ pub(crate) fn run_workload(path: &Path) -> Result<Option<Workload>, String> {
 /// Where a checkout run keeps the facts the saga checker judges.
 pub(crate) const SAGA_FACTS: &str = "saga.json";
 
-/// Runs the checkers `workload` names on `history` (recorded in the run directory `dir`).
+/// Where a bundled Raft run keeps its nodes' notes (one `<node>.jsonl` each), which the
+/// Raft safety checker judges.
+pub(crate) const RAFT_NOTES: &str = "raft-notes";
+
+/// Runs the checkers `workload` names on `history` (recorded in the run directory `dir`),
+/// and Raft's safety checks where the run kept a bundled Raft cluster's notes.
 pub(crate) fn judge(history: &History, workload: Workload, dir: &Path) -> Result<Judged, String> {
+    let mut judged = judge_workload(history, workload, dir)?;
+    if let Some(nodes) = raft_notes(dir)? {
+        let report = raft::check(&nodes, Some(history));
+        judged
+            .verdicts
+            .push((report.verdict(), report.explanation()));
+    }
+    Ok(judged)
+}
+
+/// The notes of every node `run.json` lists, if the run directory has [`RAFT_NOTES`] (a node
+/// whose file is missing has `None`).
+fn raft_notes(dir: &Path) -> Result<Option<Vec<raft::NodeNotes>>, String> {
+    let notes_dir = dir.join(RAFT_NOTES);
+    if !notes_dir.is_dir() {
+        return Ok(None);
+    }
+    let run_json = dir.join("run.json");
+    let run: serde_json::Value = std::fs::read_to_string(&run_json)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .ok_or_else(|| format!("{}: missing or not JSON", run_json.display()))?;
+    let names = run["nodes"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no \"nodes\" list", run_json.display()))?;
+    let mut nodes = Vec::new();
+    for name in names {
+        let name = name
+            .as_str()
+            .ok_or_else(|| format!("{}: a node name is not a string", run_json.display()))?;
+        let path = notes_dir.join(format!("{name}.jsonl"));
+        let notes = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(raft::parse_notes(&path.display().to_string(), &text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        nodes.push(raft::NodeNotes {
+            node: name.to_string(),
+            notes,
+        });
+    }
+    Ok(Some(nodes))
+}
+
+fn judge_workload(history: &History, workload: Workload, dir: &Path) -> Result<Judged, String> {
     match workload {
         Workload::Checkout => {
             let path = dir.join(SAGA_FACTS);

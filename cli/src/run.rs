@@ -60,6 +60,32 @@ pub(crate) struct Plan {
     pub(crate) kinds: Vec<Kind>,
 }
 
+/// Copies the notes a bundled cluster's nodes wrote about themselves (who led, what was
+/// applied where) into the run directory, for the checks of the system's own invariants.
+fn keep_notes(cluster: &Cluster, dir: &RunDir) -> Result<(), String> {
+    // Only the Raft nodes note anything.
+    if cluster.system() != "raft" {
+        return Ok(());
+    }
+    let notes_dir = dir.path.join(crate::judge::RAFT_NOTES);
+    std::fs::create_dir_all(&notes_dir)
+        .map_err(|e| format!("{}: cannot create: {e}", notes_dir.display()))?;
+    for node in cluster.nodes() {
+        let from = node.data_dir.join(faultline_targets::runtime::NOTES_FILE);
+        let to = notes_dir.join(format!("{}.jsonl", node.name));
+        // A node that left no notes makes the Raft checks UNKNOWN, not the run an error.
+        if let Err(e) = std::fs::copy(&from, &to) {
+            eprintln!(
+                "faultline: cannot keep {}'s notes ({} → {}): {e}",
+                node.name,
+                from.display(),
+                to.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A run that ended: its directory and what the checkers said.
 pub(crate) struct Finished {
     pub(crate) dir: RunDir,
@@ -488,6 +514,10 @@ pub(crate) async fn execute(
         nodes: nodes.clone(),
         sticky: opts.workload != Workload::Causal || opts.sticky,
     };
+    let mut checkers = opts.workload.checkers().to_vec();
+    if matches!(&plan.target, Target::Bundled(spec) if spec.system == "raft") {
+        checkers.push("raft-safety");
+    }
     let run_json = json!({
         "faultline": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>(),
@@ -497,7 +527,7 @@ pub(crate) async fn execute(
         "nodes": nodes,
         "settings": settings,
         "workload": opts.workload.name(),
-        "checkers": opts.workload.checkers(),
+        "checkers": checkers,
         "seed": seed,
         "rng": "ChaCha8",
         "clients": opts.clients,
@@ -626,7 +656,10 @@ pub(crate) async fn execute(
         progress.abort();
         let _ = progress.await;
     }
-    cluster.lock().expect("not poisoned").take();
+    if let Some(mut stopped) = cluster.lock().expect("not poisoned").take() {
+        stopped.stop();
+        keep_notes(&stopped, &dir)?;
+    }
     etcd.lock().expect("not poisoned").take();
     let summary = outcome.map_err(|e| format!("the run failed: {e}"))?;
     let (judged, stats, verdict_json) = judge_run(opts, &dir, &summary, seed)?;

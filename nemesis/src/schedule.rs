@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use faultline_targets::runtime::{CrashPlan, CrashPoint};
+use faultline_targets::runtime::{CrashPlan, CrashPoint, PlannedCrash};
 
 use crate::fault::{ClockMode, Fault, Kind, NodeId, Shape, group_cuts, visibility_cuts};
 
@@ -58,8 +58,8 @@ impl Schedule {
                 shapes
             },
             crash_plans: vec![
-                CrashPlan(vec![(CrashPoint::Persist, None)]),
-                CrashPlan(vec![(CrashPoint::Send(Vec::new()), None)]),
+                CrashPlan(vec![PlannedCrash::at(CrashPoint::Persist)]),
+                CrashPlan(vec![PlannedCrash::at(CrashPoint::Send(Vec::new()))]),
             ],
             max_crash_down: Duration::from_secs(1),
             interval,

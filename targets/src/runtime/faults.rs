@@ -73,32 +73,66 @@ impl std::fmt::Display for CrashPoint {
     }
 }
 
-/// A crash point and the chance, 0 to 1, that it strikes at each pass.
+/// A crash point, the chance, 0 to 1, that it strikes at each pass, and how long a crash
+/// there keeps the node down (the fault's `crash_down_ms` when `None`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CrashRule {
     /// Where.
     pub point: CrashPoint,
     /// The chance at each pass.
     pub chance: f64,
+    /// The down time of a crash here, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_ms: Option<u64>,
 }
 
 impl std::fmt::Display for CrashRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.point, self.chance)
+        write!(f, "{}@{}", self.point, self.chance)?;
+        match self.down_ms {
+            Some(ms) => write!(f, "~{ms}ms"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One point of a [`CrashPlan`]: where, and the chance and down time if the plan names them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedCrash {
+    /// Where.
+    pub point: CrashPoint,
+    /// The chance at each pass; the fault draws one when `None`.
+    pub chance: Option<f64>,
+    /// The down time in milliseconds; the fault draws one when `None`.
+    pub down_ms: Option<u64>,
+}
+
+impl PlannedCrash {
+    /// A point with the chance and down time left to the fault.
+    pub fn at(point: CrashPoint) -> Self {
+        PlannedCrash {
+            point,
+            chance: None,
+            down_ms: None,
+        }
     }
 }
 
 /// What one crash fault arms: crash points joined by `+`, each with its own chance
-/// (`send:Append@0.01`) or the chance the fault draws.
+/// (`send:Append@0.01`) and down time (`send:VoteReply@1~50ms`), or those the fault draws.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CrashPlan(pub Vec<(CrashPoint, Option<f64>)>);
+pub struct CrashPlan(pub Vec<PlannedCrash>);
 
 impl CrashPlan {
-    /// Parses `POINT[@CHANCE](+POINT[@CHANCE])*`.
+    /// Parses `POINT[@CHANCE][~DOWN](+POINT[@CHANCE][~DOWN])*`, DOWN as `50ms` or `2s`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut rules = Vec::new();
         for part in text.split('+') {
-            let (point, chance) = match part.split_once('@') {
+            let (rest, down_ms) = match part.split_once('~') {
+                Some((rest, down)) => (rest, Some(parse_down(part, down)?)),
+                None => (part, None),
+            };
+            let (point, chance) = match rest.split_once('@') {
                 Some((point, chance)) => {
                     let chance: f64 = chance
                         .parse()
@@ -109,23 +143,45 @@ impl CrashPlan {
                         })?;
                     (point, Some(chance))
                 }
-                None => (part, None),
+                None => (rest, None),
             };
-            rules.push((CrashPoint::parse(point)?, chance));
+            rules.push(PlannedCrash {
+                point: CrashPoint::parse(point)?,
+                chance,
+                down_ms,
+            });
         }
         Ok(CrashPlan(rules))
     }
 
-    /// The rules, with `chance` where the plan names none.
+    /// The rules, with `chance` where the plan names none (and the fault's down time where
+    /// it names none).
     pub fn rules(&self, chance: f64) -> Vec<CrashRule> {
         self.0
             .iter()
-            .map(|(point, own)| CrashRule {
-                point: point.clone(),
-                chance: own.unwrap_or(chance),
+            .map(|planned| CrashRule {
+                point: planned.point.clone(),
+                chance: planned.chance.unwrap_or(chance),
+                down_ms: planned.down_ms,
             })
             .collect()
     }
+}
+
+/// A down time after `~` in crash point `part`: whole milliseconds (`50ms`) or seconds (`2s`).
+fn parse_down(part: &str, down: &str) -> Result<u64, String> {
+    let ms = if let Some(ms) = down.strip_suffix("ms") {
+        ms.parse::<u64>().ok()
+    } else if let Some(s) = down.strip_suffix('s') {
+        s.parse::<u64>().ok().and_then(|s| s.checked_mul(1000))
+    } else {
+        None
+    };
+    ms.filter(|&ms| ms >= 1).ok_or_else(|| {
+        format!(
+            "crash point `{part}`: the down time after ~ must be like 50ms or 2s (at least 1ms)"
+        )
+    })
 }
 
 /// Something a node just did, where a crash point may strike.
@@ -226,9 +282,9 @@ impl FaultLayer {
             .any(|rule| matches!(rule.point, CrashPoint::Send(_)))
     }
 
-    /// Whether the node crashes now, having just done `done`.
-    pub fn crashes_after(&mut self, done: Done) -> bool {
-        let chance = self
+    /// Whether the node crashes now, having just done `done`: `Some(down time in ms)` if so.
+    pub fn crashes_after(&mut self, done: Done) -> Option<u64> {
+        let rule = self
             .faults
             .crash_after
             .iter()
@@ -238,9 +294,9 @@ impl FaultLayer {
                     kinds.is_empty() || kinds.iter().any(|k| k == kind)
                 }
                 _ => false,
-            })
-            .map_or(0.0, |rule| rule.chance);
-        chance > 0.0 && self.rng.random_bool(chance)
+            })?;
+        let down_ms = rule.down_ms.unwrap_or(self.faults.crash_down_ms);
+        (rule.chance > 0.0 && self.rng.random_bool(rule.chance)).then_some(down_ms)
     }
 
     /// What happens to a message to `to`.
@@ -337,18 +393,19 @@ mod tests {
         assert!(CrashPoint::parse("send:VoteReply|").is_err());
         assert!(CrashPoint::parse("fsync").is_err());
         let mut layer = FaultLayer::new(3, 0, 1);
-        assert!(!layer.crashes_after(Done::Persisted), "unarmed");
+        assert_eq!(layer.crashes_after(Done::Persisted), None, "unarmed");
         assert!(!layer.watches_sends());
         let plan = CrashPlan::parse("send:VoteReply|Ping").unwrap();
         layer.set(Faults {
             crash_after: plan.rules(1.0),
+            crash_down_ms: 700,
             ..Faults::default()
         });
         assert!(layer.watches_sends());
-        assert!(layer.crashes_after(Done::Sent("VoteReply")));
-        assert!(layer.crashes_after(Done::Sent("Ping")));
-        assert!(!layer.crashes_after(Done::Sent("Append")));
-        assert!(!layer.crashes_after(Done::Persisted));
+        assert_eq!(layer.crashes_after(Done::Sent("VoteReply")), Some(700));
+        assert_eq!(layer.crashes_after(Done::Sent("Ping")), Some(700));
+        assert_eq!(layer.crashes_after(Done::Sent("Append")), None);
+        assert_eq!(layer.crashes_after(Done::Persisted), None);
         layer.set(Faults {
             crash_after: CrashPlan::parse("persist@0.5+send:Never@1")
                 .unwrap()
@@ -356,7 +413,7 @@ mod tests {
             ..Faults::default()
         });
         let struck = (0..1000)
-            .filter(|_| layer.crashes_after(Done::Persisted))
+            .filter(|_| layer.crashes_after(Done::Persisted).is_some())
             .count();
         assert!((400..600).contains(&struck), "{struck}");
         let bad = Faults {
@@ -364,12 +421,35 @@ mod tests {
             ..Faults::default()
         };
         assert!(bad.validate(3).is_err());
-        let plan = CrashPlan::parse("send:VoteReply@1+send:Append@0.01+persist").unwrap();
+        let plan = CrashPlan::parse("send:VoteReply@1~50ms+send:Append@0.01~2s+persist").unwrap();
         let rules: Vec<String> = plan.rules(0.3).iter().map(|r| r.to_string()).collect();
         assert_eq!(
             rules,
-            ["send:VoteReply@1", "send:Append@0.01", "persist@0.3"]
+            [
+                "send:VoteReply@1~50ms",
+                "send:Append@0.01~2000ms",
+                "persist@0.3"
+            ]
         );
+        // Each point crashes for its own down time, or the fault's.
+        let plan = CrashPlan::parse("send:VoteReply~50ms+send:Append@1~2s+persist").unwrap();
+        layer.set(Faults {
+            crash_after: plan.rules(1.0),
+            crash_down_ms: 300,
+            ..Faults::default()
+        });
+        assert_eq!(layer.crashes_after(Done::Sent("VoteReply")), Some(50));
+        assert_eq!(layer.crashes_after(Done::Sent("Append")), Some(2000));
+        assert_eq!(layer.crashes_after(Done::Persisted), Some(300));
+        for bad in [
+            "persist~",
+            "persist~5",
+            "persist~0ms",
+            "persist~1.5s",
+            "persist@0.1~x",
+        ] {
+            assert!(CrashPlan::parse(bad).is_err(), "{bad}");
+        }
         assert!(CrashPlan::parse("persist@2").is_err());
         assert!(CrashPlan::parse("persist@x").is_err());
     }

@@ -16,9 +16,9 @@ mod http;
 mod storage;
 mod transport;
 
-pub use faults::{CrashPlan, CrashPoint, CrashRule, Done, Fate, FaultLayer, Faults};
+pub use faults::{CrashPlan, CrashPoint, CrashRule, Done, Fate, FaultLayer, Faults, PlannedCrash};
 pub use http::{MAX_BODY, MAX_KEY};
-pub use storage::Storage;
+pub use storage::{NOTES_FILE, Notes, Storage};
 
 use std::collections::HashMap;
 use std::io;
@@ -132,6 +132,7 @@ pub async fn run_node<N: Node>(
         id: config.id,
         node,
         storage,
+        notes: Notes::open(&config.data_dir)?,
         links: transport::connect_peers(config.id, &config.peers),
         faults: FaultLayer::new(nodes, link_ms, config.seed ^ u64::from(config.id)),
         nodes,
@@ -163,6 +164,7 @@ struct Owner<N: Node> {
     id: NodeId,
     node: N,
     storage: Storage,
+    notes: Notes,
     links: Vec<Option<mpsc::UnboundedSender<Vec<u8>>>>,
     faults: FaultLayer,
     nodes: u32,
@@ -285,7 +287,7 @@ impl<N: Node> Owner<N> {
     /// Acts on every output in order: a record is synced before anything after it leaves.
     fn drain(&mut self) {
         while let Some(output) = self.node.poll_output() {
-            let crashes = match output {
+            let crash = match output {
                 Output::Persist(record) => {
                     if let Err(e) = self.storage.append(&record) {
                         stop_unable_to_persist(self.id, self.storage.path(), &e);
@@ -296,23 +298,28 @@ impl<N: Node> Owner<N> {
                     if let Some(waiter) = self.waiting.remove(&id) {
                         let _ = waiter.send(reply);
                     }
-                    false
+                    None
+                }
+                Output::Note(note) => {
+                    self.notes.write(&note);
+                    None
                 }
                 Output::Send { to, msg } => {
                     let watched = self.send(to, &msg);
-                    watched.is_some_and(|kind| self.faults.crashes_after(Done::Sent(&kind)))
+                    watched.and_then(|kind| self.faults.crashes_after(Done::Sent(&kind)))
                 }
             };
-            if crashes {
-                self.crash();
-                return;
+            if let Some(down_ms) = crash {
+                self.crash(down_ms);
+                break;
             }
         }
+        self.notes.flush();
     }
 
     /// Crashes in place: what is not in the log is lost; a new state machine is built from the
     /// log and starts after the down time.
-    fn crash(&mut self) {
+    fn crash(&mut self, down_ms: u64) {
         self.counters.crashes += 1;
         for (_, waiter) in self.waiting.drain() {
             let why = "the node crashed; the request may or may not have taken effect";
@@ -325,7 +332,7 @@ impl<N: Node> Owner<N> {
         };
         self.storage = storage;
         self.node = (self.make)(records);
-        let down = Duration::from_millis(self.faults.faults().crash_down_ms);
+        let down = Duration::from_millis(down_ms);
         self.down_until = Some(Instant::now() + down);
     }
 

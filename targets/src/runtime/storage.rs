@@ -107,3 +107,55 @@ mod tests {
         assert!(err.to_string().contains("log.jsonl:2"), "{err}");
     }
 }
+
+/// The file, in a node's data directory, where the runtime appends the node's notes
+/// ([`crate::systems::Output::Note`]), one JSON object per line.
+pub const NOTES_FILE: &str = "notes.jsonl";
+
+/// The node's notes file: appended and flushed after every batch of outputs, never synced (the
+/// notes are evidence for the harness, not state the node recovers).
+#[derive(Debug)]
+pub struct Notes {
+    file: Option<io::BufWriter<File>>,
+    path: PathBuf,
+}
+
+impl Notes {
+    /// Opens (or creates) the notes file in `dir` for appending.
+    pub fn open(dir: &Path) -> io::Result<Notes> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(NOTES_FILE);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(Notes {
+            file: Some(io::BufWriter::new(file)),
+            path,
+        })
+    }
+
+    /// Appends `note` as one line.
+    pub fn write(&mut self, note: &serde_json::Value) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let mut line = note.to_string();
+        line.push('\n');
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            self.give_up(&e);
+        }
+    }
+
+    /// Hands what was written to the operating system, so that it survives a SIGKILL.
+    pub fn flush(&mut self) {
+        if let Some(Err(e)) = self.file.as_mut().map(|f| f.flush()) {
+            self.give_up(&e);
+        }
+    }
+
+    fn give_up(&mut self, e: &io::Error) {
+        eprintln!(
+            "cannot write {}: {e}; no more notes (the harness's invariant checks will say so)",
+            self.path.display()
+        );
+        self.file = None;
+    }
+}

@@ -132,6 +132,10 @@ pub enum Output<M, R> {
     },
     /// Write `record` to durable storage (and sync it) before acting on later outputs.
     Persist(R),
+    /// A fact for the harness's checks of the system's own invariants (who led which term,
+    /// what was applied where): appended, unsynced, to the node's notes file. Not state; a
+    /// node never reads it back.
+    Note(serde_json::Value),
 }
 
 /// A reference-system node as its runtime drives it.

@@ -57,6 +57,7 @@ impl Net {
                 }
                 Output::Reply { id, reply } => self.replies.push((id, reply)),
                 Output::Persist(r) => self.persisted[node as usize].push(r),
+                Output::Note(_) => {}
             }
         }
     }

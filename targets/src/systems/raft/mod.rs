@@ -98,12 +98,16 @@ pub enum Message {
         /// Whether the vote would be granted.
         granted: bool,
     },
-    /// The answer to a RequestVote.
-    VoteReply {
+    /// A RequestVote granted. (Granted and refused votes are two kinds of message, so that a
+    /// crash point can strike right after a vote is given: `send:VoteGranted`.)
+    VoteGranted {
         /// The voter's term.
         term: u64,
-        /// Whether the vote was granted.
-        granted: bool,
+    },
+    /// A RequestVote refused.
+    VoteRefused {
+        /// The voter's term.
+        term: u64,
     },
     /// AppendEntries (a heartbeat when `entries` is empty).
     Append(AppendEntries),
@@ -174,13 +178,36 @@ pub enum Record {
 enum Role {
     Follower,
     /// Asking for pre-votes before standing (`pre-vote=true`).
-    PreCandidate {
-        votes: BTreeSet<NodeId>,
-    },
-    Candidate {
-        votes: BTreeSet<NodeId>,
-    },
+    PreCandidate(Canvass),
+    Candidate(Canvass),
     Leader(Leader),
+}
+
+/// A (pre-)candidate's election: who granted, who answered at all, and when the peers that
+/// did not answer are asked again (the paper: servers retry RPCs that get no response).
+#[derive(Clone, Debug)]
+struct Canvass {
+    votes: BTreeSet<NodeId>,
+    answered: BTreeSet<NodeId>,
+    retry_due: u64,
+}
+
+impl Canvass {
+    fn new(id: NodeId, now_ms: u64, heartbeat_ms: u64) -> Self {
+        Canvass {
+            votes: BTreeSet::from([id]),
+            answered: BTreeSet::from([id]),
+            retry_due: now_ms + heartbeat_ms,
+        }
+    }
+
+    /// Notes `from`'s answer.
+    fn count(&mut self, from: NodeId, granted: bool) {
+        self.answered.insert(from);
+        if granted {
+            self.votes.insert(from);
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -392,19 +419,21 @@ impl RaftNode {
     /// that cannot win does not raise everyone's term.
     fn start_pre_vote(&mut self) {
         self.leader = None;
-        self.role = Role::PreCandidate {
-            votes: BTreeSet::from([self.id]),
-        };
+        self.role = Role::PreCandidate(Canvass::new(
+            self.id,
+            self.now.mono_ms,
+            self.settings.heartbeat_ms,
+        ));
         self.reset_election();
-        self.request_votes(self.term + 1, true);
+        self.request_votes(self.term + 1, true, &self.others());
         self.maybe_stand();
     }
 
-    /// Asks every peer for its vote (or pre-vote) in `term`, with this node's last log
+    /// Asks `peers` for their vote (or pre-vote) in `term`, with this node's last log
     /// position.
-    fn request_votes(&mut self, term: u64, pre: bool) {
+    fn request_votes(&mut self, term: u64, pre: bool, peers: &[NodeId]) {
         let (last_index, last_term) = (self.last_index(), self.term_at(self.last_index()));
-        for peer in self.others() {
+        for &peer in peers {
             let msg = if pre {
                 Message::PreVote {
                     term,
@@ -422,9 +451,28 @@ impl RaftNode {
         }
     }
 
+    /// Asks again the peers that have not answered this (pre-)election, every heartbeat
+    /// interval: a request lost to a partition or a peer's restart is not the end of it.
+    fn retry_vote_requests(&mut self) {
+        let (pre, canvass) = match &mut self.role {
+            Role::PreCandidate(canvass) => (true, canvass),
+            Role::Candidate(canvass) => (false, canvass),
+            _ => return,
+        };
+        if self.now.mono_ms < canvass.retry_due {
+            return;
+        }
+        canvass.retry_due = self.now.mono_ms + self.settings.heartbeat_ms;
+        let silent: Vec<NodeId> = (0..self.settings.nodes)
+            .filter(|n| !canvass.answered.contains(n))
+            .collect();
+        let term = if pre { self.term + 1 } else { self.term };
+        self.request_votes(term, pre, &silent);
+    }
+
     fn maybe_stand(&mut self) {
-        if let Role::PreCandidate { votes } = &self.role {
-            if votes.len() >= self.majority() {
+        if let Role::PreCandidate(canvass) = &self.role {
+            if canvass.votes.len() >= self.majority() {
                 self.start_election();
             }
         }
@@ -441,19 +489,21 @@ impl RaftNode {
         self.voted_for = Some(self.id);
         self.persist_meta();
         self.leader = None;
-        self.role = Role::Candidate {
-            votes: BTreeSet::from([self.id]),
-        };
+        self.role = Role::Candidate(Canvass::new(
+            self.id,
+            self.now.mono_ms,
+            self.settings.heartbeat_ms,
+        ));
         self.reset_election();
-        self.request_votes(self.term, false);
+        self.request_votes(self.term, false, &self.others());
         self.maybe_win();
     }
 
     fn maybe_win(&mut self) {
-        let Role::Candidate { votes } = &self.role else {
+        let Role::Candidate(canvass) = &self.role else {
             return;
         };
-        if votes.len() < self.majority() {
+        if canvass.votes.len() < self.majority() {
             return;
         }
         let n = self.settings.nodes as usize;
@@ -482,6 +532,8 @@ impl RaftNode {
             first_index,
         });
         self.leader = Some(self.id);
+        self.outbox
+            .push_back(Output::Note(json!({ "led": self.term })));
         self.broadcast();
         self.advance_commit();
     }
@@ -546,6 +598,11 @@ impl RaftNode {
         while self.applied < self.commit && self.applied < self.last_index() {
             self.applied += 1;
             let entry = self.log[self.applied as usize - 1].clone();
+            self.outbox.push_back(Output::Note(json!({
+                "applied": self.applied,
+                "term": entry.term,
+                "command": entry.command,
+            })));
             let result = match entry.command {
                 Command::Noop => None,
                 Command::Write {
@@ -755,9 +812,9 @@ impl RaftNode {
                     self.become_follower(term, None);
                     return;
                 }
-                if granted && term == self.term + 1 {
-                    if let Role::PreCandidate { votes } = &mut self.role {
-                        votes.insert(from);
+                if term == self.term + 1 {
+                    if let Role::PreCandidate(canvass) = &mut self.role {
+                        canvass.count(from, granted);
                     }
                     self.maybe_stand();
                 }
@@ -769,11 +826,7 @@ impl RaftNode {
             } => {
                 if term > self.term && self.leader_is_alive() {
                     // Leader stickiness: neither the term nor the vote changes.
-                    let reply = Message::VoteReply {
-                        term: self.term,
-                        granted: false,
-                    };
-                    self.send(from, reply);
+                    self.send(from, Message::VoteRefused { term: self.term });
                     return;
                 }
                 if term > self.term {
@@ -787,13 +840,13 @@ impl RaftNode {
                     self.persist_meta();
                     self.reset_election();
                 }
-                self.send(
-                    from,
-                    Message::VoteReply {
-                        term: self.term,
-                        granted,
-                    },
-                );
+                let term = self.term;
+                let reply = if granted {
+                    Message::VoteGranted { term }
+                } else {
+                    Message::VoteRefused { term }
+                };
+                self.send(from, reply);
             }
             Message::Forward { id, request } => {
                 let handle = self.next_remote;
@@ -806,14 +859,15 @@ impl RaftNode {
                     self.outbox.push_back(Output::Reply { id: client, reply });
                 }
             }
-            Message::VoteReply { term, granted } => {
+            Message::VoteGranted { term } | Message::VoteRefused { term } => {
+                let granted = matches!(msg, Message::VoteGranted { .. });
                 if term > self.term {
                     self.become_follower(term, None);
                     return;
                 }
-                if term == self.term && granted {
-                    if let Role::Candidate { votes } = &mut self.role {
-                        votes.insert(from);
+                if term == self.term {
+                    if let Role::Candidate(canvass) = &mut self.role {
+                        canvass.count(from, granted);
                     }
                     self.maybe_win();
                 }
@@ -952,6 +1006,8 @@ impl RaftNode {
                     } else {
                         self.start_election();
                     }
+                } else {
+                    self.retry_vote_requests();
                 }
             }
         }
@@ -993,6 +1049,16 @@ impl RaftNode {
         }
     }
 
+    /// Takes the time; the first time a node (new or restarted) sees the clock, its election
+    /// timeout starts, whatever event brought it.
+    fn advance_clock(&mut self, now: Now) {
+        let first = self.now == Now::default();
+        self.now = now;
+        if first {
+            self.reset_election();
+        }
+    }
+
     /// Who this node thinks leads (for the `leader` partition shape and `/admin/state`).
     pub fn leader(&self) -> Option<NodeId> {
         self.leader
@@ -1004,21 +1070,17 @@ impl Node for RaftNode {
     type Record = Record;
 
     fn handle_client(&mut self, now: Now, id: RequestId, request: ClientRequest) {
-        self.now = now;
+        self.advance_clock(now);
         self.on_client(id, request);
     }
 
     fn handle_peer(&mut self, now: Now, from: NodeId, msg: Message) {
-        self.now = now;
+        self.advance_clock(now);
         self.on_message(from, msg);
     }
 
     fn handle_tick(&mut self, now: Now) {
-        if self.now == Now::default() {
-            self.now = now;
-            self.reset_election();
-        }
-        self.now = now;
+        self.advance_clock(now);
         self.on_tick();
     }
 
@@ -1029,8 +1091,8 @@ impl Node for RaftNode {
     fn describe(&self) -> Value {
         let role = match self.role {
             Role::Follower => "follower",
-            Role::PreCandidate { .. } => "pre-candidate",
-            Role::Candidate { .. } => "candidate",
+            Role::PreCandidate(_) => "pre-candidate",
+            Role::Candidate(_) => "candidate",
             Role::Leader(_) => "leader",
         };
         json!({

@@ -182,7 +182,7 @@ impl World {
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Send { to, msg } => {
-                    crashed = matches!(msg, Message::VoteReply { granted: true, .. })
+                    crashed = matches!(msg, Message::VoteGranted { .. })
                         && rng.random_bool(chaos.crash_after_vote);
                     let cut = self.isolated.as_ref().is_some_and(|(side, _)| {
                         side.contains(&i) != side.contains(&(to as usize))
@@ -199,7 +199,7 @@ impl World {
                         && rng.random_bool(chaos.crash_after_entries);
                     self.persisted[i].push(record);
                 }
-                Output::Reply { .. } => {}
+                Output::Reply { .. } | Output::Note(_) => {}
             }
             if crashed {
                 // What it had not done yet never happens; it restarts from its records.

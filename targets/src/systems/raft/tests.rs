@@ -13,6 +13,8 @@ struct Net {
     queue: VecDeque<(NodeId, NodeId, Message)>,
     replies: Vec<(RequestId, ClientReply)>,
     persisted: Vec<Vec<Record>>,
+    /// What each node noted for the harness (who led, what was applied).
+    notes: Vec<Vec<Value>>,
     cut: HashSet<(NodeId, NodeId)>,
     down: HashSet<NodeId>,
     mono: u64,
@@ -32,6 +34,7 @@ impl Net {
             queue: VecDeque::new(),
             replies: Vec::new(),
             persisted: vec![Vec::new(); nodes as usize],
+            notes: vec![Vec::new(); nodes as usize],
             cut: HashSet::new(),
             down: HashSet::new(),
             mono: 1,
@@ -57,6 +60,7 @@ impl Net {
                 }
                 Output::Reply { id, reply } => self.replies.push((id, reply)),
                 Output::Persist(r) => self.persisted[node as usize].push(r),
+                Output::Note(note) => self.notes[node as usize].push(note),
             }
         }
         let n = &self.nodes[node as usize];

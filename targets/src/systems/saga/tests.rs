@@ -52,6 +52,7 @@ impl Net {
         while let Some(out) = self.nodes[id as usize].poll_output() {
             match out {
                 Output::Persist(r) => self.persisted[id as usize].push(r),
+                Output::Note(_) => {}
                 Output::Reply { id, reply } => self.replies.push((id, reply)),
                 Output::Send { to, msg } => {
                     if let Message::Step { order, undo } = &msg {

@@ -47,6 +47,7 @@ impl Net {
         while let Some(out) = self.nodes[id as usize].poll_output() {
             match out {
                 Output::Persist(r) => self.persisted[id as usize].push(r),
+                Output::Note(_) => {}
                 Output::Reply { id, reply } => self.replies.push((id, reply)),
                 Output::Send { to, msg } => {
                     if !(self.coordinator_cut && (id == 0 || to == 0)) {
