@@ -42,6 +42,78 @@ fn raft_passes_cas_under_partitions_crashes_and_pauses() {
     let (code, verdict) = run_cas(out.path(), &nemesis, "3");
     assert_eq!(verdict["verdict"], "PASS", "{verdict}");
     assert_eq!(code, Some(0));
+    let raft = checker(&verdict, "raft-safety");
+    assert_eq!(raft["valid"], "PASS", "{verdict}");
+    assert!(
+        raft["details"]["terms_led"].as_u64().unwrap() >= 1,
+        "{raft}"
+    );
+    assert!(
+        raft["details"]["indexes_applied"].as_u64().unwrap() >= 1,
+        "{raft}"
+    );
+}
+
+/// The verdict of `name` among a verdict.json's checkers.
+fn checker<'a>(verdict: &'a Value, name: &str) -> &'a Value {
+    verdict["checkers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["checker"] == name)
+        .unwrap_or_else(|| panic!("no {name} verdict in {verdict}"))
+}
+
+#[test]
+fn raft_runs_keep_the_nodes_notes_and_check_judges_them_again() {
+    let out = tempfile::tempdir().unwrap();
+    let (code, verdict) = run_cas(out.path(), &["--nemesis", "none"], "5");
+    assert_eq!(code, Some(0), "{verdict}");
+    assert_eq!(checker(&verdict, "raft-safety")["valid"], "PASS");
+    let run = out.path().join("latest");
+    let notes = run.join("raft-notes");
+    for node in ["n1", "n2", "n3"] {
+        let text = std::fs::read_to_string(notes.join(format!("{node}.jsonl"))).unwrap();
+        assert!(
+            text.contains("\"applied\""),
+            "{node} applied nothing: {text}"
+        );
+    }
+    // Whoever led term t: a second leader of that term is what forget-vote produces.
+    let leader_notes = ["n1", "n2", "n3"]
+        .into_iter()
+        .find_map(|node| {
+            let text = std::fs::read_to_string(notes.join(format!("{node}.jsonl"))).unwrap();
+            let led = text.lines().find(|l| l.contains("\"led\""))?.to_string();
+            Some((node, led))
+        })
+        .expect("someone led");
+    let other = if leader_notes.0 == "n1" { "n2" } else { "n1" };
+    let path = notes.join(format!("{other}.jsonl"));
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("{}\n", leader_notes.1));
+    std::fs::write(&path, text).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("check")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("Election Safety:"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{other} and")) || stdout.contains(&format!("and {other}")),
+        "{stdout}"
+    );
+    // A node's notes gone: Raft's safety cannot be judged.
+    std::fs::remove_file(&path).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("check")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(stdout.contains("UNKNOWN"), "{stdout}");
 }
 
 #[tokio::test]
@@ -147,7 +219,7 @@ async fn a_node_crashed_right_after_a_log_write_restarts_from_its_log() {
         async move { request.send().await.unwrap().status().as_u16() }
     };
     let crash = json!({
-        "crash_after": [{"point": "persist", "chance": 1.0}],
+        "crash_after": [{"point": {"persist": []}, "chance": 1.0}],
         "crash_down_ms": 300
     });
     for url in &urls {
@@ -243,5 +315,8 @@ fn crash_faults_run_on_bundled_targets_and_are_refused_elsewhere() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("persist, send or send:KIND"), "{stderr}");
+    assert!(
+        stderr.contains("expected persist, persist:KIND"),
+        "{stderr}"
+    );
 }

@@ -58,7 +58,7 @@ impl Schedule {
                 shapes
             },
             crash_plans: vec![
-                CrashPlan(vec![PlannedCrash::at(CrashPoint::Persist)]),
+                CrashPlan(vec![PlannedCrash::at(CrashPoint::Persist(Vec::new()))]),
                 CrashPlan(vec![PlannedCrash::at(CrashPoint::Send(Vec::new()))]),
             ],
             max_crash_down: Duration::from_secs(1),
@@ -395,7 +395,7 @@ mod tests {
             assert!((0.2..=1.0).contains(&rules[0].chance), "{rules:?}");
             assert_eq!(
                 (&rules[1].point, rules[1].chance),
-                (&CrashPoint::Persist, 0.01)
+                (&CrashPoint::Persist(Vec::new()), 0.01)
             );
             assert!((1..=5).contains(&nodes.len()));
             assert!((1..=80).contains(&down_ms), "{down_ms}");

@@ -39,25 +39,32 @@ pub struct Faults {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CrashPoint {
-    /// Right after a record is synced to its log, before anything else happens.
-    Persist,
+    /// Right after a record of one of these kinds (the record's name in the node's log, as
+    /// `Entries`), or of any kind when empty, is synced to its log, before anything else
+    /// happens.
+    Persist(Vec<String>),
     /// Right after it sends a message of one of these kinds (the message's name in the peer
     /// protocol, as `VoteReply`), or of any kind when empty.
     Send(Vec<String>),
 }
 
 impl CrashPoint {
-    /// Parses `persist`, `send` or `send:KIND|KIND...`.
+    /// Parses `persist`, `persist:KIND|KIND...`, `send` or `send:KIND|KIND...`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        match text.split_once(':') {
-            None if text == "persist" => Ok(CrashPoint::Persist),
-            None if text == "send" => Ok(CrashPoint::Send(Vec::new())),
-            Some(("send", kinds)) if kinds.split('|').all(|k| !k.is_empty()) => Ok(
-                CrashPoint::Send(kinds.split('|').map(str::to_string).collect()),
-            ),
+        let (name, kinds) = match text.split_once(':') {
+            None => (text, Vec::new()),
+            Some((name, kinds)) if kinds.split('|').all(|k| !k.is_empty()) => {
+                (name, kinds.split('|').map(str::to_string).collect())
+            }
+            Some(_) => ("", Vec::new()),
+        };
+        match name {
+            "persist" => Ok(CrashPoint::Persist(kinds)),
+            "send" => Ok(CrashPoint::Send(kinds)),
             _ => Err(format!(
-                "unknown crash point `{text}`; expected persist, send or send:KIND (a message \
-                 name such as VoteReply; several as send:VoteReply|Append)"
+                "unknown crash point `{text}`; expected persist, persist:KIND (a record name \
+                 such as Entries), send or send:KIND (a message name such as VoteGranted; \
+                 several as send:VoteGranted|Append)"
             )),
         }
     }
@@ -65,10 +72,14 @@ impl CrashPoint {
 
 impl std::fmt::Display for CrashPoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CrashPoint::Persist => f.write_str("persist"),
-            CrashPoint::Send(kinds) if kinds.is_empty() => f.write_str("send"),
-            CrashPoint::Send(kinds) => write!(f, "send:{}", kinds.join("|")),
+        let (name, kinds) = match self {
+            CrashPoint::Persist(kinds) => ("persist", kinds),
+            CrashPoint::Send(kinds) => ("send", kinds),
+        };
+        if kinds.is_empty() {
+            f.write_str(name)
+        } else {
+            write!(f, "{name}:{}", kinds.join("|"))
         }
     }
 }
@@ -187,8 +198,8 @@ fn parse_down(part: &str, down: &str) -> Result<u64, String> {
 /// Something a node just did, where a crash point may strike.
 #[derive(Clone, Copy, Debug)]
 pub enum Done<'a> {
-    /// Synced a record.
-    Persisted,
+    /// Synced a record of this kind.
+    Persisted(&'a str),
     /// Sent a message of this kind.
     Sent(&'a str),
 }
@@ -282,6 +293,14 @@ impl FaultLayer {
             .any(|rule| matches!(rule.point, CrashPoint::Send(_)))
     }
 
+    /// Whether a crash point waits for records synced.
+    pub fn watches_persists(&self) -> bool {
+        self.faults
+            .crash_after
+            .iter()
+            .any(|rule| matches!(rule.point, CrashPoint::Persist(_)))
+    }
+
     /// Whether the node crashes now, having just done `done`: `Some(down time in ms)` if so.
     pub fn crashes_after(&mut self, done: Done) -> Option<u64> {
         let rule = self
@@ -289,8 +308,8 @@ impl FaultLayer {
             .crash_after
             .iter()
             .find(|rule| match (&rule.point, done) {
-                (CrashPoint::Persist, Done::Persisted) => true,
-                (CrashPoint::Send(kinds), Done::Sent(kind)) => {
+                (CrashPoint::Persist(kinds), Done::Persisted(kind))
+                | (CrashPoint::Send(kinds), Done::Sent(kind)) => {
                     kinds.is_empty() || kinds.iter().any(|k| k == kind)
                 }
                 _ => false,
@@ -386,14 +405,25 @@ mod tests {
 
     #[test]
     fn crash_points_parse_print_and_strike_where_armed() {
-        for text in ["persist", "send", "send:VoteReply", "send:VoteReply|Append"] {
+        for text in [
+            "persist",
+            "persist:Entries",
+            "send",
+            "send:VoteReply",
+            "send:VoteReply|Append",
+        ] {
             assert_eq!(CrashPoint::parse(text).unwrap().to_string(), text);
         }
         assert!(CrashPoint::parse("send:").is_err());
         assert!(CrashPoint::parse("send:VoteReply|").is_err());
         assert!(CrashPoint::parse("fsync").is_err());
+        assert!(CrashPoint::parse("fsync:Entries").is_err());
         let mut layer = FaultLayer::new(3, 0, 1);
-        assert_eq!(layer.crashes_after(Done::Persisted), None, "unarmed");
+        assert_eq!(
+            layer.crashes_after(Done::Persisted("Meta")),
+            None,
+            "unarmed"
+        );
         assert!(!layer.watches_sends());
         let plan = CrashPlan::parse("send:VoteReply|Ping").unwrap();
         layer.set(Faults {
@@ -405,7 +435,7 @@ mod tests {
         assert_eq!(layer.crashes_after(Done::Sent("VoteReply")), Some(700));
         assert_eq!(layer.crashes_after(Done::Sent("Ping")), Some(700));
         assert_eq!(layer.crashes_after(Done::Sent("Append")), None);
-        assert_eq!(layer.crashes_after(Done::Persisted), None);
+        assert_eq!(layer.crashes_after(Done::Persisted("Meta")), None);
         layer.set(Faults {
             crash_after: CrashPlan::parse("persist@0.5+send:Never@1")
                 .unwrap()
@@ -413,7 +443,7 @@ mod tests {
             ..Faults::default()
         });
         let struck = (0..1000)
-            .filter(|_| layer.crashes_after(Done::Persisted).is_some())
+            .filter(|_| layer.crashes_after(Done::Persisted("Meta")).is_some())
             .count();
         assert!((400..600).contains(&struck), "{struck}");
         let bad = Faults {
@@ -440,7 +470,16 @@ mod tests {
         });
         assert_eq!(layer.crashes_after(Done::Sent("VoteReply")), Some(50));
         assert_eq!(layer.crashes_after(Done::Sent("Append")), Some(2000));
-        assert_eq!(layer.crashes_after(Done::Persisted), Some(300));
+        assert_eq!(layer.crashes_after(Done::Persisted("Meta")), Some(300));
+        // A persist point with kinds strikes only after records of those kinds.
+        layer.set(Faults {
+            crash_after: CrashPlan::parse("persist:Entries").unwrap().rules(1.0),
+            crash_down_ms: 10,
+            ..Faults::default()
+        });
+        assert!(layer.watches_persists() && !layer.watches_sends());
+        assert_eq!(layer.crashes_after(Done::Persisted("Meta")), None);
+        assert_eq!(layer.crashes_after(Done::Persisted("Entries")), Some(10));
         for bad in [
             "persist~",
             "persist~5",

@@ -289,10 +289,15 @@ impl<N: Node> Owner<N> {
         while let Some(output) = self.node.poll_output() {
             let crash = match output {
                 Output::Persist(record) => {
-                    if let Err(e) = self.storage.append(&record) {
-                        stop_unable_to_persist(self.id, self.storage.path(), &e);
-                    }
-                    self.faults.crashes_after(Done::Persisted)
+                    let line = match self.storage.append(&record) {
+                        Ok(line) => line,
+                        Err(e) => stop_unable_to_persist(self.id, self.storage.path(), &e),
+                    };
+                    // Only a crash point on log writes needs the record's kind.
+                    self.faults
+                        .watches_persists()
+                        .then(|| variant_name(&line))
+                        .and_then(|kind| self.faults.crashes_after(Done::Persisted(&kind)))
                 }
                 Output::Reply { id, reply } => {
                     if let Some(waiter) = self.waiting.remove(&id) {
@@ -378,8 +383,13 @@ impl<N: Node> Owner<N> {
 fn message_kind(frame: &[u8]) -> String {
     let text = std::str::from_utf8(frame).unwrap_or_default();
     let after = text.split_once("\"msg\":").map_or("", |(_, rest)| rest);
-    after
-        .trim_start_matches(['{', '"'])
+    variant_name(after.as_bytes())
+}
+
+/// The variant name of a JSON-encoded enum value: `{"Kind":…}` or `"Kind"`.
+fn variant_name(json: &[u8]) -> String {
+    let text = std::str::from_utf8(json).unwrap_or_default();
+    text.trim_start_matches(['{', '"'])
         .split('"')
         .next()
         .unwrap_or_default()
@@ -398,14 +408,18 @@ fn stop_unable_to_persist(id: NodeId, path: &std::path::Path, e: &io::Error) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::message_kind;
+    use super::{message_kind, variant_name};
 
     #[test]
-    fn the_kind_of_a_message_is_its_name_in_the_frame() {
+    fn the_kind_of_a_message_or_record_is_its_name_in_the_json() {
         assert_eq!(
-            message_kind(br#"{"from":1,"msg":{"VoteReply":{"term":3,"granted":true}}}"#),
-            "VoteReply"
+            message_kind(br#"{"from":1,"msg":{"VoteGranted":{"term":3}}}"#),
+            "VoteGranted"
         );
         assert_eq!(message_kind(br#"{"from":0,"msg":"Ping"}"#), "Ping");
+        assert_eq!(
+            variant_name(b"{\"Entries\":{\"from\":4,\"entries\":[]}}\n"),
+            "Entries"
+        );
     }
 }

@@ -60,51 +60,18 @@ impl Storage {
         Ok((storage, records))
     }
 
-    /// Appends a record and syncs it to disk.
-    pub fn append<R: Serialize>(&mut self, record: &R) -> io::Result<()> {
+    /// Appends a record and syncs it to disk; returns the line written (its JSON).
+    pub fn append<R: Serialize>(&mut self, record: &R) -> io::Result<Vec<u8>> {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)?;
-        self.file.sync_data()
+        self.file.sync_data()?;
+        Ok(line)
     }
 
     /// Where the log lives.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_torn_last_line_is_cut_and_the_rest_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.jsonl");
-        {
-            let (mut s, records) = Storage::open::<u32>(&path).unwrap();
-            assert!(records.is_empty());
-            s.append(&1u32).unwrap();
-            s.append(&2u32).unwrap();
-        }
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"12").unwrap(); // a write cut short: no newline
-        drop(f);
-        let (mut s, records) = Storage::open::<u32>(&path).unwrap();
-        assert_eq!(records, vec![1, 2]);
-        s.append(&3u32).unwrap();
-        let (_, records) = Storage::open::<u32>(&path).unwrap();
-        assert_eq!(records, vec![1, 2, 3]);
-    }
-
-    #[test]
-    fn a_corrupt_middle_line_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.jsonl");
-        std::fs::write(&path, "1\nxx\n3\n").unwrap();
-        let err = Storage::open::<u32>(&path).unwrap_err();
-        assert!(err.to_string().contains("log.jsonl:2"), "{err}");
     }
 }
 
@@ -157,5 +124,53 @@ impl Notes {
             self.path.display()
         );
         self.file = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        {
+            let (mut s, records) = Storage::open::<u32>(&path).unwrap();
+            assert!(records.is_empty());
+            s.append(&1u32).unwrap();
+            s.append(&2u32).unwrap();
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"12").unwrap(); // a write cut short: no newline
+        drop(f);
+        let (mut s, records) = Storage::open::<u32>(&path).unwrap();
+        assert_eq!(records, vec![1, 2]);
+        s.append(&3u32).unwrap();
+        let (_, records) = Storage::open::<u32>(&path).unwrap();
+        assert_eq!(records, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_corrupt_middle_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        std::fs::write(&path, "1\nxx\n3\n").unwrap();
+        let err = Storage::open::<u32>(&path).unwrap_err();
+        assert!(err.to_string().contains("log.jsonl:2"), "{err}");
+    }
+
+    #[test]
+    fn notes_are_appended_across_restarts_one_json_object_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut notes = Notes::open(dir.path()).unwrap();
+        notes.write(&serde_json::json!({"led": 1}));
+        notes.flush();
+        drop(notes);
+        let mut notes = Notes::open(dir.path()).unwrap();
+        notes.write(&serde_json::json!({"led": 2}));
+        notes.flush();
+        let text = std::fs::read_to_string(dir.path().join(NOTES_FILE)).unwrap();
+        assert_eq!(text, "{\"led\":1}\n{\"led\":2}\n");
     }
 }

@@ -440,6 +440,70 @@ fn a_simulated_cluster_keeps_election_and_state_machine_safety_under_chaos() {
 }
 
 #[test]
+fn a_candidate_asks_again_a_peer_that_did_not_answer() {
+    let mut net = Net::new(3, "election-ms=300,heartbeat-ms=50");
+    net.down.extend([1, 2]);
+    let mut waited = 0;
+    while !matches!(net.nodes[0].role, Role::Candidate(_)) {
+        net.wait(5);
+        waited += 5;
+        assert!(waited < 2000, "n1 never stood");
+    }
+    let term = net.nodes[0].term;
+    // Its requests were lost; the peer comes back well before the election times out.
+    net.down.remove(&1);
+    net.wait(150);
+    assert!(
+        matches!(net.nodes[0].role, Role::Leader(_)),
+        "n1 did not ask again: {:?}",
+        net.nodes[0].role
+    );
+    assert_eq!(net.nodes[0].term, term, "won in the term it stood in");
+}
+
+#[test]
+fn the_nodes_note_who_led_and_what_they_applied() {
+    let mut net = Net::new(3, "");
+    net.wait(1000);
+    let leader = net.leader().unwrap();
+    assert_eq!(net.put(leader, "k", json!(7)).status(), 200);
+    net.wait(200);
+    let term = net.nodes[leader as usize].term;
+    assert!(net.notes[leader as usize].contains(&json!({ "led": term })));
+    for notes in &net.notes {
+        let write = notes
+            .iter()
+            .find(|n| n["command"]["Write"]["value"] == json!(7))
+            .expect("every node applied the write");
+        assert_eq!(write["applied"], json!(2), "after the leader's no-op");
+        assert_eq!(write["term"], json!(term));
+    }
+}
+
+#[test]
+fn the_simulation_catches_forget_vote_when_voters_crash_right_after_voting() {
+    let chaos = super::sim::Chaos {
+        nodes: 5,
+        min_delay_ms: 100,
+        max_delay_ms: 100,
+        crash_per_ms: 0.0,
+        max_down_ms: 50,
+        isolate_per_ms: 0.001,
+        max_isolation_ms: 1500,
+        with_leader: 0,
+        write_every_ms: 50,
+        crash_after_vote: 1.0,
+        crash_after_entries: 0.0,
+    };
+    for seed in 1..=3 {
+        assert_eq!(super::sim::simulate(&chaos, "", seed, 10_000), Ok(()));
+        let why = super::sim::simulate(&chaos, "bug=forget-vote", seed, 10_000)
+            .expect_err("a forgotten vote must give a term two leaders");
+        assert!(why.contains("two leaders"), "seed {seed}: {why}");
+    }
+}
+
+#[test]
 fn the_simulation_catches_early_commit() {
     for seed in 1..=3 {
         let result = super::sim::simulate(
