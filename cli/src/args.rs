@@ -186,6 +186,12 @@ pub(crate) struct RunOptions {
     #[arg(long, default_value = "3s", env = "FAULTLINE_NEMESIS_INTERVAL", value_parser = parse_duration)]
     pub(crate) nemesis_interval: Duration,
 
+    /// The longest quiet time between a heal and the next fault: waits are drawn in [0, gap)
+    /// (default: 2 × --nemesis-interval). 0s puts faults back to back — a fault storm, as
+    /// crash points that stay armed all run long.
+    #[arg(long, value_name = "DURATION", env = "FAULTLINE_NEMESIS_GAP", value_parser = parse_duration)]
+    pub(crate) nemesis_gap: Option<Duration>,
+
     /// Partition shapes to choose from: halves, random-halves, one, minority, majority,
     /// majorities-ring, bridge, leader (default: all; leader only for bundled:raft, which
     /// names its leader; halves-like shapes are sometimes one-way).
@@ -193,11 +199,12 @@ pub(crate) struct RunOptions {
     pub(crate) partition_shapes: Vec<faultline_nemesis::Shape>,
 
     /// Where crash faults strike: persist (right after a record is synced to the node's
-    /// log), send (right after it sends any message), or send:KIND (right after it sends that
-    /// message, as send:VoteReply; several kinds as send:VoteReply|Append). Each crash fault
-    /// picks one entry of the list, a chance per pass (0.2 to 1) and a down time; an entry can
-    /// arm several points at once, each with its own chance: send:VoteReply+send:Append@0.01.
-    /// Default: persist,send.
+    /// log), persist:KIND (after records of that kind, as persist:Entries), send (right after
+    /// it sends any message), or send:KIND (after that message, as send:VoteGranted; several
+    /// kinds as send:VoteGranted|Append). Each crash fault picks one entry of the list, a
+    /// chance per pass (0.2 to 1) and a down time; an entry can arm several points at once,
+    /// each with its own chance (@) and down time (~):
+    /// send:VoteGranted@1~50ms+send:Append@0.01~1s. Default: persist,send.
     #[arg(long, value_name = "POINTS", value_delimiter = ',', env = "FAULTLINE_CRASH_POINTS", value_parser = parse_crash_point)]
     pub(crate) crash_points: Vec<faultline_targets::runtime::CrashPlan>,
 
@@ -205,6 +212,10 @@ pub(crate) struct RunOptions {
     /// (each crash fault draws its down time up to this).
     #[arg(long, default_value = "1s", env = "FAULTLINE_CRASH_DOWN", value_parser = parse_duration)]
     pub(crate) crash_down: Duration,
+
+    /// Crash faults arm every node (by default each arms a random number of them).
+    #[arg(long, env = "FAULTLINE_CRASH_ALL")]
+    pub(crate) crash_all: bool,
 
     /// A bearer token sent with every request to an http:// target.
     #[arg(long, env = "FAULTLINE_AUTH_TOKEN", hide_env_values = true)]

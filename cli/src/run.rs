@@ -539,6 +539,8 @@ pub(crate) async fn execute(
         "sticky": config.sticky,
         "nemesis": plan.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "nemesis_interval_ms": opts.nemesis_interval.as_millis() as u64,
+        "nemesis_gap_ms": opts.nemesis_gap.map(|g| g.as_millis() as u64),
+        "crash_all": opts.crash_all,
         "partition_shapes": opts.partition_shapes.iter().map(|s| s.name()).collect::<Vec<_>>(),
     });
     let io = |e: std::io::Error| format!("{}: {e}", dir.path.display());
@@ -565,6 +567,12 @@ pub(crate) async fn execute(
             seed,
         )
         .with_crash_plans(opts.crash_points.clone(), opts.crash_down);
+        if let Some(gap) = opts.nemesis_gap {
+            schedule = schedule.with_gap(gap);
+        }
+        if opts.crash_all {
+            schedule = schedule.crashing_every_node();
+        }
         let recorder = recorder.clone();
         Some(tokio::spawn(async move {
             let report = |f: &str, value: Value| nemesis_event(&recorder, f, &value, show);

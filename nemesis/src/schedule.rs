@@ -1,6 +1,7 @@
 //! The fault schedule: from the run's seed, which fault to start when, on which nodes, and
-//! when to heal it. One fault at a time: a wait, a fault, a hold, a heal, and again; waits and
-//! holds are uniform in [0, 2 × interval). Equal seeds give equal schedules.
+//! when to heal it. One fault at a time: a wait, a fault, a hold, a heal, and again; holds are
+//! uniform in [0, 2 × interval), and so are waits unless a gap is given (waits in [0, gap);
+//! none with a zero gap). Equal seeds give equal schedules.
 
 use std::time::Duration;
 
@@ -32,7 +33,11 @@ pub struct Schedule {
     crash_plans: Vec<CrashPlan>,
     /// The longest a crash keeps a node down.
     max_crash_down: Duration,
+    /// Whether a crash fault arms every node (else a random number of them).
+    crash_every_node: bool,
     interval: Duration,
+    /// Waits between faults are drawn below this (2 × interval unless set).
+    max_wait: Duration,
     nodes: usize,
     /// The largest clock offset a clock fault sets, in milliseconds.
     max_skew_ms: i64,
@@ -62,7 +67,9 @@ impl Schedule {
                 CrashPlan(vec![PlannedCrash::at(CrashPoint::Send(Vec::new()))]),
             ],
             max_crash_down: Duration::from_secs(1),
+            crash_every_node: false,
             interval,
+            max_wait: 2 * interval,
             nodes: nodes.max(1),
             max_skew_ms: 30_000,
         }
@@ -78,9 +85,25 @@ impl Schedule {
         self
     }
 
-    fn gap(&mut self) -> Duration {
-        let max = (2 * self.interval.as_millis() as u64).max(1);
-        Duration::from_millis(self.rng.random_range(0..max))
+    /// Crash faults arm every node, not a random number of them.
+    pub fn crashing_every_node(mut self) -> Self {
+        self.crash_every_node = true;
+        self
+    }
+
+    /// Waits between a heal and the next fault are drawn in [0, `gap`); a zero gap puts
+    /// faults back to back.
+    pub fn with_gap(mut self, gap: Duration) -> Self {
+        self.max_wait = gap;
+        self
+    }
+
+    /// A random duration in [0, `max`) (zero for a zero `max`).
+    fn below(&mut self, max: Duration) -> Duration {
+        match max.as_millis() as u64 {
+            0 => Duration::ZERO,
+            max => Duration::from_millis(self.rng.random_range(0..max)),
+        }
     }
 
     fn shuffled(&mut self) -> Vec<NodeId> {
@@ -102,10 +125,10 @@ impl Schedule {
 
     /// The next step.
     pub fn next_step(&mut self) -> Step {
-        let wait = self.gap();
+        let wait = self.below(self.max_wait);
         let kind = self.kinds[self.rng.random_range(0..self.kinds.len())];
         let fault = self.decide(kind);
-        let hold = self.gap();
+        let hold = self.below(2 * self.interval);
         Step { wait, fault, hold }
     }
 
@@ -150,7 +173,11 @@ impl Schedule {
             }
             Kind::Crash => {
                 // Crashed nodes come back by themselves: any number may be armed.
-                let count = self.rng.random_range(1..=n);
+                let count = if self.crash_every_node {
+                    n
+                } else {
+                    self.rng.random_range(1..=n)
+                };
                 let nodes = self.pick(count);
                 let plan =
                     self.crash_plans[self.rng.random_range(0..self.crash_plans.len())].clone();
@@ -400,5 +427,25 @@ mod tests {
             assert!((1..=5).contains(&nodes.len()));
             assert!((1..=80).contains(&down_ms), "{down_ms}");
         }
+    }
+
+    #[test]
+    fn a_zero_gap_puts_faults_back_to_back_and_crashes_can_arm_every_node() {
+        let interval = Duration::from_millis(500);
+        let mut s = Schedule::new(vec![Kind::Crash], Vec::new(), interval, 3, 9)
+            .with_gap(Duration::ZERO)
+            .crashing_every_node();
+        for _ in 0..50 {
+            let step = s.next_step();
+            assert_eq!(step.wait, Duration::ZERO);
+            assert!(step.hold < 2 * interval);
+            let Fault::Crash { nodes, .. } = step.fault else {
+                panic!("only crash faults were asked for")
+            };
+            assert_eq!(nodes, [0, 1, 2]);
+        }
+        let mut s = Schedule::new(vec![Kind::Kill], Vec::new(), interval, 3, 9)
+            .with_gap(Duration::from_millis(40));
+        assert!((0..50).all(|_| s.next_step().wait < Duration::from_millis(40)));
     }
 }

@@ -82,7 +82,7 @@ pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Res
     let nodes = config.peers.len() as u32;
     match settings {
         SystemSettings::Quorum(settings) => {
-            run_node(config, nodes, 0, "quorum.log", move |records| {
+            run_node(config, nodes, 0, "quorum.log", move |records, _| {
                 QuorumNode::new(id, settings.clone(), records)
             })
             .await
@@ -90,21 +90,28 @@ pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Res
         SystemSettings::Raft(settings) => {
             let seed = config.seed;
             let link_ms = settings.link_ms;
-            run_node(config, nodes, link_ms, "raft.log", move |records| {
-                RaftNode::new(id, settings.clone(), seed, records)
-            })
+            run_node(
+                config,
+                nodes,
+                link_ms,
+                "raft.log",
+                move |records, incarnation| {
+                    let seed = seed ^ incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    RaftNode::new(id, settings.clone(), seed, records)
+                },
+            )
             .await
         }
         SystemSettings::Saga(settings) => {
             let seed = config.seed;
-            run_node(config, nodes, 0, "saga.log", move |records| {
+            run_node(config, nodes, 0, "saga.log", move |records, _| {
                 SagaNode::new(id, &settings, seed, records)
             })
             .await
         }
         SystemSettings::TwoPc(settings) => {
             let seed = config.seed;
-            run_node(config, nodes, 0, "twopc.log", move |records| {
+            run_node(config, nodes, 0, "twopc.log", move |records, _| {
                 TwoPcNode::new(id, &settings, seed, records)
             })
             .await
@@ -113,16 +120,19 @@ pub async fn run_system(config: NodeConfig, settings: SystemSettings) -> io::Res
 }
 
 /// Runs node `config.id` of a cluster of `nodes` whose messages take `link_ms` each way,
-/// built by `make` from its recovered records (again after every crash).
+/// built by `make` from its recovered records and an incarnation number (again after every
+/// crash). The incarnation differs from one start to the next (it counts the records and the
+/// crashes), so that a node that draws random timeouts does not repeat its last life's draws.
 pub async fn run_node<N: Node>(
     config: NodeConfig,
     nodes: u32,
     link_ms: u64,
     log_name: &str,
-    make: impl Fn(Vec<N::Record>) -> N + Send + 'static,
+    make: impl Fn(Vec<N::Record>, u64) -> N + Send + 'static,
 ) -> io::Result<()> {
     let (storage, records) = Storage::open::<N::Record>(&config.data_dir.join(log_name))?;
-    let node = make(records);
+    let incarnation = records.len() as u64;
+    let node = make(records, incarnation);
     let peer_listener = TcpListener::bind(config.peers[config.id as usize]).await?;
     let http_listener = TcpListener::bind(config.http).await?;
     let (peer_tx, peer_rx) = mpsc::channel(4096);
@@ -173,7 +183,7 @@ struct Owner<N: Node> {
     started: Instant,
     counters: Counters,
     /// Builds the state machine from the log (at a restart after a crash point).
-    make: Box<dyn Fn(Vec<N::Record>) -> N + Send>,
+    make: Box<dyn Fn(Vec<N::Record>, u64) -> N + Send>,
     /// Until when the node is down after a crash point.
     down_until: Option<Instant>,
 }
@@ -336,7 +346,8 @@ impl<N: Node> Owner<N> {
             Err(e) => stop_unable_to_persist(self.id, &path, &e),
         };
         self.storage = storage;
-        self.node = (self.make)(records);
+        let incarnation = records.len() as u64 + (self.counters.crashes << 32);
+        self.node = (self.make)(records, incarnation);
         let down = Duration::from_millis(down_ms);
         self.down_until = Some(Instant::now() + down);
     }
