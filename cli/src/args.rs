@@ -46,8 +46,9 @@ pub(crate) enum Command {
 /// periods under each fault kind: availability under partition, measured.
 ///
 /// Every run writes results/<utc>-<target>-<workload>/ (run.json, history.jsonl, verdict.json,
-/// junit.xml; saga.json for the checkout workload) and points results/latest at it;
-/// `faultline check results/latest` re-checks it.
+/// junit.xml; saga.json for the checkout workload; raft-notes/ for bundled:raft, whose nodes
+/// note who led each term and what they applied, judged by the raft-safety checker) and points
+/// results/latest at it; `faultline check results/latest` re-checks it.
 ///
 /// Exit codes:
 ///   0  every verdict PASS
@@ -63,6 +64,10 @@ pub(crate) enum Command {
 ///   faultline run --workload register --set n=3,w=1,r=1 --nemesis partition --time-limit 15s
 ///   faultline run --set mode=abd --workload register --nemesis partition,kill,pause
 ///   faultline run --target http://127.0.0.1:8001,127.0.0.1:8002 --workload set --ops 2000
+///   faultline run --target bundled:raft --workload cas --nemesis partition,kill,pause
+///   faultline run --target bundled:raft --nodes 3 --rate 5 --time-limit 60s \
+///       --set bug=no-term-check,election-ms=100,heartbeat-ms=20 --nemesis crash --crash-all \
+///       --nemesis-gap 0s --crash-points persist:Entries@0.7 --crash-down 1s --nemesis-interval 1s
 ///   faultline run --target bundled:saga --workload checkout --nemesis kill,partition
 ///   faultline run --target local:etcd --nodes 3 --nemesis partition,kill,pause --time-limit 30s
 ///   faultline run --target local:etcd --nodes 3 --set serializable=true --nemesis partition

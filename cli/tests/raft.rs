@@ -93,13 +93,8 @@ fn raft_runs_keep_the_nodes_notes_and_check_judges_them_again() {
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(&format!("{}\n", leader_notes.1));
     std::fs::write(&path, text).unwrap();
-    let check = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("check")
-        .arg(&run)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = check(&run);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("Election Safety:"), "{stdout}");
     assert!(
         stdout.contains(&format!("{other} and")) || stdout.contains(&format!("and {other}")),
@@ -107,13 +102,20 @@ fn raft_runs_keep_the_nodes_notes_and_check_judges_them_again() {
     );
     // A node's notes gone: Raft's safety cannot be judged.
     std::fs::remove_file(&path).unwrap();
-    let check = Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let (code, stdout) = check(&run);
+    assert_eq!(code, Some(3), "{stdout}");
+    assert!(stdout.contains("left no notes"), "{stdout}");
+}
+
+/// `faultline check <run>`: its exit code and what it printed.
+fn check(run: &std::path::Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .arg("check")
-        .arg(&run)
+        .arg(run)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&check.stdout);
-    assert!(stdout.contains("UNKNOWN"), "{stdout}");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code(), stdout)
 }
 
 #[tokio::test]

@@ -262,9 +262,29 @@ impl Fault {
         }
     }
 
+    /// A `leader` partition when no node leads: nothing is cut.
+    pub fn no_leader_to_cut_off() -> Fault {
+        Fault::Partition {
+            shape: Shape::Leader,
+            one_way: false,
+            groups: Vec::new(),
+            cuts: Vec::new(),
+        }
+    }
+
     /// What the history records when the fault starts: what is done to which nodes.
     pub fn describe(&self) -> Value {
         match self {
+            Fault::Partition {
+                shape: Shape::Leader,
+                groups,
+                ..
+            } if groups.is_empty() => json!({
+                "action": "start",
+                "shape": "leader",
+                "groups": [],
+                "cut_off": "nobody: no node led for 5 s",
+            }),
             Fault::Partition {
                 shape,
                 one_way,

@@ -115,13 +115,13 @@ impl Backend for AnyBackend {
     }
 }
 
-/// Asks `leader` who leads every 100 ms for up to 2 s: nobody does during an election.
+/// Asks `leader` who leads every 100 ms for up to 5 s: nobody does during an election.
 async fn until_someone_leads<F, Fut>(mut leader: F) -> Option<NodeId>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<NodeId>>,
 {
-    for _ in 0..20 {
+    for _ in 0..50 {
         if let Some(node) = leader().await {
             return Some(node);
         }
@@ -141,14 +141,9 @@ fn most_named(named: impl IntoIterator<Item = NodeId>, nodes: usize) -> Option<N
 }
 
 /// A `leader` partition whose leader is not chosen yet, resolved: asks `leader` who leads
-/// (for up to 2 s) and cuts that node off; `None` for any other fault, `Err(nobody)` when no
-/// node leads.
-async fn resolve_leader<F, Fut>(
-    fault: &Fault,
-    nodes: usize,
-    leader: F,
-    nobody: &str,
-) -> Result<Option<Fault>, String>
+/// (for up to 5 s) and cuts that node off — or nobody, if no node leads all that time (the
+/// cluster is between leaders; there is no leader to isolate). `None` for any other fault.
+async fn resolve_leader<F, Fut>(fault: &Fault, nodes: usize, leader: F) -> Option<Fault>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<NodeId>>,
@@ -158,11 +153,11 @@ where
             shape: Shape::Leader,
             groups,
             ..
-        } if groups.is_empty() => {
-            let alone = until_someone_leads(leader).await.ok_or(nobody)?;
-            Ok(Some(Fault::leader_cut_off(alone, nodes)))
-        }
-        _ => Ok(None),
+        } if groups.is_empty() => Some(match until_someone_leads(leader).await {
+            Some(alone) => Fault::leader_cut_off(alone, nodes),
+            None => Fault::no_leader_to_cut_off(),
+        }),
+        _ => None,
     }
 }
 
@@ -237,14 +232,25 @@ mod tests {
             groups: Vec::new(),
             cuts: Vec::new(),
         };
-        let resolved = resolve_leader(&leader, 3, || async { Some(1) }, "nobody").await;
-        assert_eq!(resolved, Ok(Some(Fault::leader_cut_off(1, 3))));
-        let nobody = resolve_leader(&leader, 3, || async { None }, "nobody").await;
-        assert_eq!(nobody, Err("nobody".to_string()));
+        let resolved = resolve_leader(&leader, 3, || async { Some(1) }).await;
+        assert_eq!(resolved, Some(Fault::leader_cut_off(1, 3)));
         let kill = Fault::Kill { nodes: vec![0] };
-        assert_eq!(
-            resolve_leader(&kill, 3, || async { Some(1) }, "-").await,
-            Ok(None)
-        );
+        assert_eq!(resolve_leader(&kill, 3, || async { Some(1) }).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_leader_for_5_s_a_leader_partition_cuts_nobody_off() {
+        let leader = Fault::Partition {
+            shape: Shape::Leader,
+            one_way: false,
+            groups: Vec::new(),
+            cuts: Vec::new(),
+        };
+        let nobody = resolve_leader(&leader, 3, || async { None }).await.unwrap();
+        let Fault::Partition { groups, cuts, .. } = &nobody else {
+            panic!("{nobody:?}")
+        };
+        assert!(groups.is_empty() && cuts.is_empty());
+        assert_eq!(nobody.describe()["cut_off"], "nobody: no node led for 5 s");
     }
 }

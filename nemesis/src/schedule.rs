@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn crash_faults_strike_at_the_points_asked_for() {
-        let plan = CrashPlan::parse("send:VoteReply+persist@0.01").unwrap();
+        let plan = CrashPlan::parse("send:VoteGranted+persist@0.01").unwrap();
         let mut s = Schedule::new(vec![Kind::Crash], Vec::new(), Duration::from_secs(1), 5, 7)
             .with_crash_plans(vec![plan], Duration::from_millis(80));
         for _ in 0..50 {
@@ -418,7 +418,7 @@ mod tests {
                 panic!("only crash faults were asked for")
             };
             assert_eq!(rules.len(), 2);
-            assert_eq!(rules[0].point, CrashPoint::Send(vec!["VoteReply".into()]));
+            assert_eq!(rules[0].point, CrashPoint::Send(vec!["VoteGranted".into()]));
             assert!((0.2..=1.0).contains(&rules[0].chance), "{rules:?}");
             assert_eq!(
                 (&rules[1].point, rules[1].chance),

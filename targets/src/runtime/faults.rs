@@ -44,7 +44,7 @@ pub enum CrashPoint {
     /// happens.
     Persist(Vec<String>),
     /// Right after it sends a message of one of these kinds (the message's name in the peer
-    /// protocol, as `VoteReply`), or of any kind when empty.
+    /// protocol, as `VoteGranted`), or of any kind when empty.
     Send(Vec<String>),
 }
 
@@ -130,7 +130,7 @@ impl PlannedCrash {
 }
 
 /// What one crash fault arms: crash points joined by `+`, each with its own chance
-/// (`send:Append@0.01`) and down time (`send:VoteReply@1~50ms`), or those the fault draws.
+/// (`send:Append@0.01`) and down time (`send:VoteGranted@1~50ms`), or those the fault draws.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrashPlan(pub Vec<PlannedCrash>);
 
@@ -451,7 +451,7 @@ mod tests {
             ..Faults::default()
         };
         assert!(bad.validate(3).is_err());
-        let plan = CrashPlan::parse("send:VoteReply@1~50ms+send:Append@0.01~2s+persist").unwrap();
+        let plan = CrashPlan::parse("send:VoteGranted@1~50ms+send:Append@0.01~2s+persist").unwrap();
         let rules: Vec<String> = plan.rules(0.3).iter().map(|r| r.to_string()).collect();
         assert_eq!(
             rules,
