@@ -456,7 +456,7 @@ mod tests {
         assert_eq!(
             rules,
             [
-                "send:VoteReply@1~50ms",
+                "send:VoteGranted@1~50ms",
                 "send:Append@0.01~2000ms",
                 "persist@0.3"
             ]
