@@ -144,9 +144,25 @@ fn free_addrs(count: usize) -> io::Result<Vec<SocketAddr>> {
 }
 
 impl Cluster {
-    /// Starts the cluster and waits until every node is healthy.
+    /// Starts the cluster and waits until every node is healthy. Ports are picked free and
+    /// then handed to the nodes, so another process can take one in between: a node that finds
+    /// its port taken makes the start begin again on fresh ports (three tries).
     pub async fn start(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
-        let settings = check_spec(&spec)?;
+        let mut tries = 1;
+        loop {
+            match Cluster::start_once(&spec).await {
+                Err(ClusterError::Unhealthy { tail, .. })
+                    if tries < 3 && tail.contains("Address already in use") =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(spec: &ClusterSpec) -> Result<Cluster, ClusterError> {
+        let settings = check_spec(spec)?;
         let (data_dir, temp) = data_dir(spec.data_dir.as_deref(), "faultline-cluster-")?;
         let n = spec.nodes as usize;
         let addrs = free_addrs(2 * n)?;
@@ -187,8 +203,8 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             settings,
-            system: spec.system,
-            exe: spec.exe,
+            system: spec.system.clone(),
+            exe: spec.exe.clone(),
             data_dir,
             _temp: temp,
         };
