@@ -18,6 +18,9 @@ use serde_json::Value;
 use crate::history::{History, Status};
 use crate::verdict::{Validity, Verdict};
 
+/// The checker's name in verdicts.
+pub const CHECKER: &str = "raft-safety";
+
 /// Something a Raft node noted: one line of its notes file.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -251,7 +254,7 @@ impl RaftReport {
     pub fn verdict(&self) -> Verdict {
         Verdict {
             valid: self.validity,
-            checker: "raft-safety".into(),
+            checker: CHECKER.into(),
             summary: self.summary(),
             details: serde_json::to_value(self).unwrap_or(Value::Null),
         }

@@ -17,16 +17,21 @@ pub(crate) fn run_workload(path: &Path) -> Result<Option<Workload>, String> {
     if !path.is_dir() || !run_json.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&run_json)
-        .map_err(|e| format!("{}: cannot read: {e}", run_json.display()))?;
-    let run: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not JSON: {e}", run_json.display()))?;
+    let run = read_run_json(path)?;
     let name = run["workload"]
         .as_str()
         .ok_or_else(|| format!("{}: no \"workload\"", run_json.display()))?;
     name.parse()
         .map(Some)
         .map_err(|e| format!("{}: {e}", run_json.display()))
+}
+
+/// A run directory's `run.json`, parsed.
+fn read_run_json(dir: &Path) -> Result<serde_json::Value, String> {
+    let run_json = dir.join("run.json");
+    let text = std::fs::read_to_string(&run_json)
+        .map_err(|e| format!("{}: cannot read: {e}", run_json.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", run_json.display()))
 }
 
 /// Where a checkout run keeps the facts the saga checker judges.
@@ -57,10 +62,7 @@ fn raft_notes(dir: &Path) -> Result<Option<Vec<raft::NodeNotes>>, String> {
         return Ok(None);
     }
     let run_json = dir.join("run.json");
-    let run: serde_json::Value = std::fs::read_to_string(&run_json)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .ok_or_else(|| format!("{}: missing or not JSON", run_json.display()))?;
+    let run = read_run_json(dir)?;
     let names = run["nodes"]
         .as_array()
         .ok_or_else(|| format!("{}: no \"nodes\" list", run_json.display()))?;

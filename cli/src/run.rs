@@ -516,7 +516,7 @@ pub(crate) async fn execute(
     };
     let mut checkers = opts.workload.checkers().to_vec();
     if matches!(&plan.target, Target::Bundled(spec) if spec.system == "raft") {
-        checkers.push("raft-safety");
+        checkers.push(faultline_checker::raft::CHECKER);
     }
     let run_json = json!({
         "faultline": env!("CARGO_PKG_VERSION"),

@@ -240,28 +240,19 @@ async fn a_node_crashed_right_after_a_log_write_restarts_from_its_log() {
     let mut crashes = 0;
     for url in &urls {
         assert_eq!(arm(url, json!({})).await, 200);
-        let state: Value = http
-            .get(format!("{url}/admin/state"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let state = get_json(&http, &format!("{url}/admin/state")).await;
         crashes += state["counters"]["crashes"].as_u64().unwrap();
     }
     assert!(crashes >= 1, "someone crashed");
     // Back from their logs, the nodes elect a leader and still hold the acknowledged write.
     assert_eq!(write_when_led(&http, &urls[1], 3).await.0, 200);
-    let read: Value = http
-        .get(format!("{}/kv/k", urls[2]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = get_json(&http, &format!("{}/kv/k", urls[2])).await;
     assert_eq!(read["value"], json!(3));
+}
+
+/// The JSON body of `GET url`.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test]

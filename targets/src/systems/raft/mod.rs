@@ -419,11 +419,7 @@ impl RaftNode {
     /// that cannot win does not raise everyone's term.
     fn start_pre_vote(&mut self) {
         self.leader = None;
-        self.role = Role::PreCandidate(Canvass::new(
-            self.id,
-            self.now.mono_ms,
-            self.settings.heartbeat_ms,
-        ));
+        self.role = Role::PreCandidate(self.new_canvass());
         self.reset_election();
         self.request_votes(self.term + 1, true, &self.others());
         self.maybe_stand();
@@ -449,6 +445,11 @@ impl RaftNode {
             };
             self.send(peer, msg);
         }
+    }
+
+    /// A canvass that starts now, with this node's own vote.
+    fn new_canvass(&self) -> Canvass {
+        Canvass::new(self.id, self.now.mono_ms, self.settings.heartbeat_ms)
     }
 
     /// Asks again the peers that have not answered this (pre-)election, every heartbeat
@@ -489,11 +490,7 @@ impl RaftNode {
         self.voted_for = Some(self.id);
         self.persist_meta();
         self.leader = None;
-        self.role = Role::Candidate(Canvass::new(
-            self.id,
-            self.now.mono_ms,
-            self.settings.heartbeat_ms,
-        ));
+        self.role = Role::Candidate(self.new_canvass());
         self.reset_election();
         self.request_votes(self.term, false, &self.others());
         self.maybe_win();
@@ -812,7 +809,8 @@ impl RaftNode {
                     self.become_follower(term, None);
                     return;
                 }
-                if term == self.term + 1 {
+                // A refusal carries the voter's own term, a grant the term asked about.
+                if !granted || term == self.term + 1 {
                     if let Role::PreCandidate(canvass) = &mut self.role {
                         canvass.count(from, granted);
                     }
