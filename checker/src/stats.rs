@@ -15,6 +15,9 @@ pub struct OpStats {
     pub count: usize,
     /// Completed ok.
     pub ok: usize,
+    /// Answered by a working system: completed ok, or a `cas` whose comparison failed (a
+    /// definite answer). Availability is this share of the count.
+    pub answered: usize,
     /// Completed fail.
     pub fail: usize,
     /// Completed info (or never).
@@ -39,7 +42,9 @@ pub struct PeriodStats {
     pub period: String,
     /// How long the period lasted in all, in seconds.
     pub seconds: f64,
-    /// Share of its operations that completed ok.
+    /// Share of its operations a working system answered: completed ok, or a `cas` told its
+    /// comparison failed. Any other `fail` (refused, unavailable) and every `info` counts
+    /// against it.
     pub availability: f64,
     /// Its operations' figures (`ok_per_s` over the period's own duration).
     pub ops: OpStats,
@@ -121,7 +126,7 @@ fn by_period(history: &History, start: u64, end: u64) -> Vec<PeriodStats> {
             period: name.to_string(),
             seconds,
             availability: if stats.count > 0 {
-                stats.ok as f64 / stats.count as f64
+                stats.answered as f64 / stats.count as f64
             } else {
                 0.0
             },
@@ -170,6 +175,7 @@ fn op_stats(f: &str, ops: &[&Operation], seconds: f64) -> OpStats {
         f: f.to_string(),
         count: ops.len(),
         ok,
+        answered: ok + count_of(Status::Mismatch),
         fail: count_of(Status::Fail) + count_of(Status::Mismatch),
         info: count_of(Status::Info),
         p50_ms: percentile(&latencies, 0.50),
@@ -272,5 +278,39 @@ mod tests {
         assert_eq!(p[1].seconds, 30e-9);
         assert_eq!(p[2].seconds, 30e-9, "an open window closes at the end");
         assert_eq!(p[0].seconds, 40e-9);
+    }
+
+    /// A cas told its comparison failed is an answer from a working system: with nothing
+    /// else failing, the healthy period is 100% available. See: issue 22.
+    #[test]
+    fn a_cas_mismatch_counts_as_available() {
+        let text = [
+            r#"{"time":0,"process":0,"type":"invoke","f":"cas","value":[1,2]}"#,
+            r#"{"time":10,"process":0,"type":"fail","f":"cas","value":[1,2],"error":"mismatch"}"#,
+            r#"{"time":20,"process":0,"type":"invoke","f":"write","value":1}"#,
+            r#"{"time":30,"process":0,"type":"ok","f":"write","value":1}"#,
+            r#"{"time":40,"process":1,"type":"invoke","f":"write","value":3}"#,
+            r#"{"time":50,"process":"nemesis","type":"info","f":"partition","value":{"action":"start"}}"#,
+            r#"{"time":60,"process":1,"type":"fail","f":"write","value":3,"error":"unavailable"}"#,
+            r#"{"time":70,"process":0,"type":"invoke","f":"write","value":4}"#,
+            r#"{"time":80,"process":0,"type":"fail","f":"write","value":4,"error":"unavailable"}"#,
+        ]
+        .join("\n");
+        let h = crate::format::read_str(&text, None).unwrap().history;
+        let s = stats(&h);
+        assert_eq!((s.all.ok, s.all.answered, s.all.fail), (1, 2, 3));
+        let p = &s.by_period;
+        assert_eq!(p[0].period, "healthy");
+        assert_eq!((p[0].ops.count, p[0].ops.answered), (3, 2));
+        assert_eq!(p[1].period, "partition");
+        assert_eq!(
+            p[1].availability, 0.0,
+            "an unavailable write is not an answer"
+        );
+        let only_mismatch = text.lines().take(4).collect::<Vec<_>>().join("\n");
+        let h = crate::format::read_str(&only_mismatch, None)
+            .unwrap()
+            .history;
+        assert_eq!(stats(&h).by_period[0].availability, 1.0);
     }
 }

@@ -34,10 +34,11 @@ struct Row {
     ok: usize,
     fail: usize,
     info: usize,
-    /// Operations invoked while a fault was in effect, and how many of them completed ok.
+    /// Operations invoked while a fault was in effect, and how many of them a working system
+    /// answered (ok, or a cas told its comparison failed).
     under_faults: usize,
     ok_under_faults: usize,
-    /// The same per fault kind: (operations, ok).
+    /// The same per fault kind: (operations, answered).
     by_kind: Vec<(String, usize, usize)>,
     /// Lost and stale elements (set workload only).
     lost: Option<usize>,
@@ -71,15 +72,17 @@ impl Row {
             .filter(|p| p.period != "healthy")
         {
             self.under_faults += period.ops.count;
-            self.ok_under_faults += period.ops.ok;
+            self.ok_under_faults += period.ops.answered;
             match self.by_kind.iter_mut().find(|k| k.0 == period.period) {
                 Some(kind) => {
                     kind.1 += period.ops.count;
-                    kind.2 += period.ops.ok;
+                    kind.2 += period.ops.answered;
                 }
-                None => self
-                    .by_kind
-                    .push((period.period.clone(), period.ops.count, period.ops.ok)),
+                None => self.by_kind.push((
+                    period.period.clone(),
+                    period.ops.count,
+                    period.ops.answered,
+                )),
             }
         }
         for (verdict, _) in &finished.judged.verdicts {
@@ -336,6 +339,12 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
                 return ExitCode::from(CANNOT_RUN);
             }
         };
+        if let Err(e) = comparison.point_latest(&opts.out) {
+            eprintln!(
+                "faultline: cannot point {}/latest at the comparison: {e}",
+                opts.out.display()
+            );
+        }
         let stop = interrupts();
         let mut rows: Vec<Row> = Vec::new();
         let mut junit_cases: Vec<(Verdict, String)> = Vec::new();
@@ -403,8 +412,7 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
             .and_then(|()| {
                 let xml = junit("faultline compare", &junit_cases)?;
                 std::fs::write(comparison.path.join("junit.xml"), xml)
-            })
-            .and_then(|()| comparison.point_latest(&opts.out));
+            });
         if let Err(e) = written {
             eprintln!("faultline: cannot write {}: {e}", comparison.path.display());
             return ExitCode::from(CANNOT_RUN);

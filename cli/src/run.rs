@@ -362,6 +362,14 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
                 return ExitCode::from(CANNOT_RUN);
             }
         };
+        // `latest` names the run as soon as it starts, so a run that dies (even by SIGKILL)
+        // is the one `faultline check results/latest` reads.
+        if let Err(e) = dir.point_latest(&opts.out) {
+            eprintln!(
+                "faultline: cannot point {}/latest at the run: {e}",
+                opts.out.display()
+            );
+        }
         let finished = match execute(opts, planned, seed, dir, interrupts(), true).await {
             Ok(f) => f,
             Err(e) => {
@@ -369,12 +377,6 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
                 return ExitCode::from(CANNOT_RUN);
             }
         };
-        if let Err(e) = finished.dir.point_latest(&opts.out) {
-            eprintln!(
-                "faultline: cannot point {}/latest at the run: {e}",
-                opts.out.display()
-            );
-        }
         print_run(args.format, &finished);
         exit_code(&finished)
     })

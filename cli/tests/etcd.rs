@@ -28,8 +28,16 @@ fn etcd_present() -> bool {
     }
 }
 
+/// Whether network namespaces can be made (root with `ip` and `nft`). Under `CI=true` they
+/// must be: a test that needs them fails rather than skipping.
 fn root() -> bool {
-    netns::available().is_ok()
+    match netns::available() {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but network namespaces are not available: {e}")
+        }
+        Err(_) => false,
+    }
 }
 
 fn faultline() -> Command {

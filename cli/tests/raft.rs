@@ -244,10 +244,29 @@ async fn a_node_crashed_right_after_a_log_write_restarts_from_its_log() {
         crashes += state["counters"]["crashes"].as_u64().unwrap();
     }
     assert!(crashes >= 1, "someone crashed");
-    // Back from their logs, the nodes elect a leader and still hold the acknowledged write.
+    // Back from their logs, the nodes elect a leader and still hold the acknowledged write
+    // (1), or the one whose outcome the client could not know (2), never nothing.
+    let held = read_when_led(&http, &urls[2]).await;
+    assert!(
+        held == json!(1) || held == json!(2),
+        "k holds {held} after the crash"
+    );
     assert_eq!(write_when_led(&http, &urls[1], 3).await.0, 200);
     let read = get_json(&http, &format!("{}/kv/k", urls[2])).await;
     assert_eq!(read["value"], json!(3));
+}
+
+/// Reads `k` through `url` until a leader answers; returns the value read.
+async fn read_when_led(http: &reqwest::Client, url: &str) -> Value {
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{url}/kv/k")).send().await {
+            if r.status().as_u16() == 200 {
+                return r.json::<Value>().await.unwrap()["value"].clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no leader answered a read of k through {url} in 10 s");
 }
 
 /// The JSON body of `GET url`.
@@ -279,8 +298,13 @@ fn crash_faults_run_on_bundled_targets_and_are_refused_elsewhere() {
         "--nemesis-interval",
         "300ms",
     ];
-    let (_, verdict) = run_cas(out.path(), &nemesis, "2");
+    let (code, verdict) = run_cas(out.path(), &nemesis, "2");
     assert_eq!(verdict["verdict"], "PASS", "{verdict}");
+    assert_eq!(
+        code,
+        Some(0),
+        "PASS, and the nemesis applied and healed every crash"
+    );
     let history = std::fs::read_to_string(out.path().join("latest").join("history.jsonl")).unwrap();
     let crash_starts = history
         .lines()

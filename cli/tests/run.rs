@@ -377,6 +377,85 @@ fn sigint_mid_run_exits_130_with_a_readable_history_and_no_child_left() {
     }
 }
 
+/// The `faultline-cluster-<pid>-…` data directories under `tmp` of the faultline `pid`.
+fn cluster_dirs(tmp: &Path, pid: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("faultline-cluster-{pid}-")))
+        })
+        .collect()
+}
+
+/// After `kill -9` of faultline, `results/latest` is the killed run (checkable from its
+/// prefix), and the next run removes the killed run's cluster data. See: issue 22.
+#[test]
+fn a_killed_run_is_latest_and_its_leftovers_go_at_the_next_start() {
+    let out = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = faultline()
+        .args(["run", "--time-limit", "60s", "--rate", "300", "--out"])
+        .arg(out.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let killed = child.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let history = out.path().join("latest/history.jsonl");
+    while !std::fs::metadata(&history).is_ok_and(|m| m.len() > 2000) {
+        assert!(
+            Instant::now() < deadline,
+            "latest never showed a recording run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let nodes = children(killed);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The nodes die with their parent; their data stays behind.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nodes
+        .iter()
+        .any(|&pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+    {
+        assert!(Instant::now() < deadline, "a node outlived faultline");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        cluster_dirs(tmp.path(), killed).len(),
+        1,
+        "the killed run's data is left"
+    );
+    let checked = faultline()
+        .args(["check"])
+        .arg(out.path().join("latest"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        matches!(checked.status.code(), Some(0 | 1 | 3)),
+        "latest is the killed run, checkable: {stdout}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let again = faultline()
+        .args(["run", "--time-limit", "1s", "--nemesis", "none", "--out"])
+        .arg(out.path())
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(again.status.code().is_some_and(|c| c != 4), "{again:?}");
+    assert!(
+        cluster_dirs(tmp.path(), killed).is_empty(),
+        "the next start removed the dead run's data"
+    );
+}
+
 fn causal_run(settings: &str, seed: u64) -> Value {
     let out = tempfile::tempdir().unwrap();
     let output = faultline()

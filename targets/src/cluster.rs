@@ -371,7 +371,8 @@ pub(crate) fn stop_groups(children: Vec<Child>) {
 }
 
 /// The data directory to use: `given` (created if missing), or a fresh temporary one named
-/// `prefix…` that is removed when the returned guard drops.
+/// `prefix<pid>-…` that is removed when the returned guard drops (and, should faultline be
+/// killed, by the next start: see [`crate::leftovers`]).
 pub(crate) fn data_dir(
     given: Option<&Path>,
     prefix: &str,
@@ -382,7 +383,7 @@ pub(crate) fn data_dir(
             Ok((dir.to_path_buf(), None))
         }
         None => {
-            let temp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            let temp = crate::leftovers::temp_dir(&std::env::temp_dir(), prefix)?;
             Ok((temp.path().to_path_buf(), Some(temp)))
         }
     }

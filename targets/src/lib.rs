@@ -19,6 +19,9 @@
 pub mod client;
 pub mod cluster;
 pub mod etcd;
+mod leftovers;
 pub mod proxy;
 pub mod runtime;
-pub mod systems;
+
+/// The bundled reference systems (the `faultline-systems` crate), re-exported.
+pub use faultline_systems as systems;

@@ -1,5 +1,6 @@
-//! Jepsen EDN histories: a `history.edn` vector of op maps, or one op map per line (as in
-//! Porcupine's kv test data and newer Jepsen versions).
+//! Jepsen EDN histories: a `history.edn` vector of op maps, a list of them (as Knossos' own
+//! examples are written: `({:type :invoke …} …)`), or one op map per line (as in Porcupine's kv
+//! test data and newer Jepsen versions).
 //!
 //! Keys used: `:process` (a number or `:nemesis`), `:type`, `:f`, `:key`, `:value`, `:time`
 //! (nanoseconds) and `:error`. A `:fail :cas` is a failed comparison (DESIGN §2).
@@ -11,20 +12,25 @@ use crate::history::{Event, EventKind, Process};
 /// Reads every op map of `text` into `sink`.
 pub(super) fn read(text: &str, sink: &mut EventSink) -> Result<(), ReadError> {
     let mut reader = EdnReader::new(text, 1);
-    let in_vector = reader.peek() == Some(b'[');
-    if in_vector {
+    // A top-level vector or list of op maps: its closing bracket, and a name for messages.
+    let enclosed = match reader.peek() {
+        Some(b'[') => Some((b']', "vector")),
+        Some(b'(') => Some((b')', "list")),
+        _ => None,
+    };
+    if enclosed.is_some() {
         reader.bump();
     }
     loop {
-        if in_vector {
+        if let Some((close, what)) = enclosed {
             match reader.peek() {
-                Some(b']') => {
+                Some(c) if c == close => {
                     reader.bump();
                     if let Some(extra) = reader.peek() {
                         return Err(ReadError::at(
                             reader.line(),
                             format!(
-                                "unexpected `{}` after the history vector closed",
+                                "unexpected `{}` after the history {what} closed",
                                 char::from(extra)
                             ),
                         ));
@@ -32,7 +38,9 @@ pub(super) fn read(text: &str, sink: &mut EventSink) -> Result<(), ReadError> {
                     return Ok(());
                 }
                 None => {
-                    sink.truncated(reader.line(), "the history vector has no closing `]`");
+                    let message =
+                        format!("the history {what} has no closing `{}`", char::from(close));
+                    sink.truncated(reader.line(), &message);
                     return Ok(());
                 }
                 Some(_) => {}

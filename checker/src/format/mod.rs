@@ -277,13 +277,23 @@ mod tests {
             " {:process 0, :type :invoke, :f :read, :value nil}\n",
             " {:process 0, :type :ok, :f :read, :value 1}]\n",
         );
-        let read = |t| read_str(t, None).unwrap().history.ops;
+        let read = |t: &str| read_str(t, None).unwrap().history.ops;
         let a = read(jsonl);
         assert_eq!(a.len(), 3);
         assert_eq!(a[1].status, crate::history::Status::Mismatch);
         assert_eq!(a[2].output, serde_json::json!(1));
         assert_eq!(a, read(log));
         assert_eq!(a, read(edn));
+        // Knossos' own examples write the history as a list. See: issue 22.
+        let list = format!("({})\n", &edn.trim_end()[1..edn.trim_end().len() - 1]);
+        assert!(list.starts_with("({:process 0"), "{list}");
+        assert_eq!(a, read(&list));
+        let unclosed = read_str(&list[..list.len() - 2], None).unwrap();
+        assert!(
+            unclosed.history.warnings[0].contains("the history list has no closing `)`"),
+            "{:?}",
+            unclosed.history.warnings
+        );
     }
 
     #[test]

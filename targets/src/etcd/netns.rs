@@ -299,7 +299,7 @@ fn dead_owner(tag: &str) -> bool {
     let Some(pid) = tag.get(..6).and_then(|p| u32::from_str_radix(p, 16).ok()) else {
         return false;
     };
-    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    crate::leftovers::is_dead(pid)
 }
 
 /// Removes the namespaces, bridges and veths left by faultline runs whose process is gone;

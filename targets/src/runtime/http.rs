@@ -14,8 +14,9 @@
 //!
 //! Limits: keys up to [`MAX_KEY`] bytes (longer: 400), bodies up to [`MAX_BODY`] bytes
 //! (larger: 413). Bad JSON or a missing field: 400. Every error body is `{"error": "..."}`.
-//! A mutation with an `Idempotency-Key` header is answered with the first result for that key
-//! again (409 while the first is still running); the node remembers keys until it restarts.
+//! A mutation with an `Idempotency-Key` header is answered with the first *definite* result
+//! for that key again (409 while the first is still running); a 504 or other unknown outcome
+//! is not remembered, so a retry is evaluated afresh. The node remembers keys until it restarts.
 
 use std::collections::HashMap;
 use std::io;
@@ -48,14 +49,81 @@ const NODE_WAIT: Duration = Duration::from_secs(70);
 #[derive(Clone)]
 struct App {
     commands: mpsc::Sender<Command>,
-    idempotency: Arc<Mutex<HashMap<String, Remembered>>>,
+    idempotency: Arc<IdempotencyMemory>,
     name: String,
 }
 
-#[derive(Clone)]
+/// What the node remembers of mutations by their `Idempotency-Key`: the ones running and the
+/// definite results of the ones that ended.
+#[derive(Default)]
+struct IdempotencyMemory(Mutex<HashMap<String, Remembered>>);
+
 enum Remembered {
     Running,
     Done(u16, Value),
+}
+
+/// What to do with a mutation that carries an `Idempotency-Key`.
+enum Begin<'a> {
+    /// Run it; the guard forgets the key unless a definite result is remembered.
+    Run(Running<'a>),
+    /// Answer this remembered definite result again.
+    Repeat(u16, Value),
+    /// A request with this key is still running.
+    StillRunning,
+}
+
+/// A mutation in flight under its key. Dropped without [`Running::finish`] (the handler was
+/// cancelled), the key is forgotten, so a retry runs instead of waiting forever.
+struct Running<'a> {
+    memory: &'a IdempotencyMemory,
+    key: Option<String>,
+}
+
+impl IdempotencyMemory {
+    fn begin(&self, key: String) -> Begin<'_> {
+        let mut seen = self.0.lock().expect("never held across a panic");
+        match seen.get(&key) {
+            Some(Remembered::Done(status, body)) => Begin::Repeat(*status, body.clone()),
+            Some(Remembered::Running) => Begin::StillRunning,
+            None => {
+                seen.insert(key.clone(), Remembered::Running);
+                Begin::Run(Running {
+                    memory: self,
+                    key: Some(key),
+                })
+            }
+        }
+    }
+}
+
+/// Whether a status is a definite outcome worth answering again: success, a refusal (4xx) or
+/// 503 (nothing applied). A 504 and any other 5xx leave the outcome unknown.
+fn is_definite(status: u16) -> bool {
+    (200..500).contains(&status) || status == 503
+}
+
+impl Running<'_> {
+    /// Remembers the outcome if it is definite; forgets the key otherwise.
+    fn finish(mut self, status: u16, body: &Value) {
+        let key = self.key.take().expect("finished once");
+        let mut seen = self.memory.0.lock().expect("never held across a panic");
+        if is_definite(status) {
+            seen.insert(key, Remembered::Done(status, body.clone()));
+        } else {
+            seen.remove(&key);
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            if let Ok(mut seen) = self.memory.0.lock() {
+                seen.remove(&key);
+            }
+        }
+    }
 }
 
 pub(super) async fn serve(
@@ -161,26 +229,18 @@ async fn mutate(app: &App, headers: &HeaderMap, request: ClientRequest) -> Respo
         let (status, body) = ask(app, request).await;
         return respond(status, body);
     };
-    {
-        let mut seen = app.idempotency.lock().expect("never held across a panic");
-        match seen.get(&key) {
-            Some(Remembered::Done(status, body)) => return respond(*status, body.clone()),
-            Some(Remembered::Running) => {
-                return error(
-                    StatusCode::CONFLICT,
-                    "a request with this Idempotency-Key is still running",
-                );
-            }
-            None => {
-                seen.insert(key.clone(), Remembered::Running);
-            }
+    let running = match app.idempotency.begin(key) {
+        Begin::Run(running) => running,
+        Begin::Repeat(status, body) => return respond(status, body),
+        Begin::StillRunning => {
+            return error(
+                StatusCode::CONFLICT,
+                "a request with this Idempotency-Key is still running",
+            );
         }
-    }
+    };
     let (status, body) = ask(app, request).await;
-    app.idempotency
-        .lock()
-        .expect("never held across a panic")
-        .insert(key, Remembered::Done(status, body.clone()));
+    running.finish(status, &body);
     respond(status, body)
 }
 
@@ -341,5 +401,39 @@ mod tests {
         assert_eq!(ClientReply::Mismatch.status(), 412);
         assert_eq!(ClientReply::Unavailable("x".into()).status(), 503);
         assert_eq!(ClientReply::Timeout("x".into()).status(), 504);
+    }
+
+    /// A retried write whose first try timed out is evaluated again, never told the stale
+    /// 504 forever. See: issue 22.
+    #[test]
+    fn an_unknown_outcome_is_not_remembered() {
+        let memory = IdempotencyMemory::default();
+        let Begin::Run(first) = memory.begin("k".into()) else {
+            panic!("a new key runs");
+        };
+        assert!(matches!(memory.begin("k".into()), Begin::StillRunning));
+        first.finish(504, &json!({"error": "timeout"}));
+        let Begin::Run(retry) = memory.begin("k".into()) else {
+            panic!("a key whose outcome is unknown runs again");
+        };
+        retry.finish(200, &json!({"value": null}));
+        assert!(matches!(memory.begin("k".into()), Begin::Repeat(200, _)));
+    }
+
+    #[test]
+    fn definite_refusals_are_remembered_and_cancelled_requests_forgotten() {
+        let memory = IdempotencyMemory::default();
+        for (status, definite) in [(412, true), (503, true), (400, true), (500, false)] {
+            let key = format!("k{status}");
+            let Begin::Run(running) = memory.begin(key.clone()) else {
+                panic!("a new key runs");
+            };
+            running.finish(status, &Value::Null);
+            let repeated = matches!(memory.begin(key), Begin::Repeat(s, _) if s == status);
+            assert_eq!(repeated, definite, "status {status}");
+        }
+        let cancelled = memory.begin("gone".into());
+        drop(cancelled);
+        assert!(matches!(memory.begin("gone".into()), Begin::Run(_)));
     }
 }

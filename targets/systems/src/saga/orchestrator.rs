@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Value, json};
 
 use super::{Message, Record, SERVICE_NAMES, Status};
-use crate::systems::orders::{Order, Waiting};
-use crate::systems::{ClientReply, Now, Output, RequestId};
+use crate::orders::{Order, Waiting};
+use crate::{ClientReply, Now, Output, RequestId};
 
 /// One order's saga.
 #[derive(Clone, Debug)]
@@ -208,7 +208,7 @@ impl Orchestrator {
     pub fn place(&mut self, now: Now, client: RequestId, order: Order) {
         self.now = now;
         let known = self.sagas.get(&order.order).map(|s| &s.order);
-        if let Some(reply) = crate::systems::orders::refusal(&order, known) {
+        if let Some(reply) = crate::orders::refusal(&order, known) {
             self.outbox.push_back(Output::Reply { id: client, reply });
             return;
         }

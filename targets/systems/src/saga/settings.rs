@@ -74,7 +74,7 @@ impl Settings {
 
     /// Applies `key=value` pairs, then checks the result.
     pub fn apply<'a>(mut self, pairs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        for (key, value) in crate::systems::key_values(pairs, Self::KEYS)? {
+        for (key, value) in crate::key_values(pairs, Self::KEYS)? {
             let number = || {
                 value
                     .parse::<u64>()

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use super::{Message, Record, SERVICE_NAMES};
-use crate::systems::orders::Order;
-use crate::systems::{NodeId, Output};
+use crate::orders::Order;
+use crate::{NodeId, Output};
 
 /// What a service did for one order (the saga checker's `Effect`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::{HashSet, VecDeque};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::systems::{ClientReply, ClientRequest, Node, NodeId, Now, Output};
+use crate::{ClientReply, ClientRequest, Node, NodeId, Now, Output};
 
 struct Net {
     nodes: Vec<QuorumNode>,

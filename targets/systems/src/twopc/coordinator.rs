@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::{Value, json};
 
 use super::{Message, Record};
-use crate::systems::orders::{Order, Waiting};
-use crate::systems::saga::SERVICE_NAMES;
-use crate::systems::{ClientReply, Now, Output, RequestId};
+use crate::orders::{Order, Waiting};
+use crate::saga::SERVICE_NAMES;
+use crate::{ClientReply, Now, Output, RequestId};
 
 const PARTICIPANTS: usize = SERVICE_NAMES.len();
 
@@ -229,7 +229,7 @@ impl Coordinator {
     pub fn place(&mut self, now: Now, client: RequestId, order: Order) {
         self.now = now;
         let known = self.txns.get(&order.order).map(|t| &t.order);
-        if let Some(reply) = crate::systems::orders::refusal(&order, known) {
+        if let Some(reply) = crate::orders::refusal(&order, known) {
             self.outbox.push_back(Output::Reply { id: client, reply });
             return;
         }

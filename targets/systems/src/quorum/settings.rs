@@ -88,7 +88,7 @@ impl Settings {
     /// Applies `key=value` pairs (comma-separated, any number of strings) on top of these
     /// settings, then checks the result.
     pub fn apply<'a>(mut self, pairs: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        for (key, value) in crate::systems::key_values(pairs, Self::KEYS)? {
+        for (key, value) in crate::key_values(pairs, Self::KEYS)? {
             let number = |max: u64| -> Result<u64, String> {
                 value
                     .parse::<u64>()

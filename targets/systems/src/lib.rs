@@ -2,9 +2,13 @@
 //!
 //! A node receives inputs (a client request, a peer message, a tick) with the time read by its
 //! runtime, and returns [`Output`]s: messages to send, replies to give, records to persist. It
-//! never reads a clock, opens a socket or touches a file; the runtime in [`crate::runtime`]
-//! does all of that, so the same node code runs in unit tests, under a simulated network, and
-//! as a real process.
+//! never reads a clock, opens a socket or touches a file; the process runtime in
+//! `faultline-targets` does all of that, so the same node code runs in unit tests, under a
+//! simulated network, and as a real process.
+//!
+//! This crate depends on no async runtime, network or clock, and its `clippy.toml` forbids
+//! `Instant::now`, `SystemTime::now`, sleeping and unseeded randomness: whatever a node does
+//! is a function of its inputs, its settings and its seed.
 
 pub mod checkout;
 pub mod kv;
@@ -21,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 /// Splits `--set` strings (each may hold several `key=value` pairs, comma-separated) into
 /// trimmed pairs; `keys` describes the valid keys for the error.
-pub(crate) fn key_values<'a>(
+pub fn key_values<'a>(
     pairs: impl IntoIterator<Item = &'a str>,
     keys: &str,
 ) -> Result<Vec<(&'a str, &'a str)>, String> {

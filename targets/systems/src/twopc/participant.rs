@@ -11,9 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use super::{Message, Record};
-use crate::systems::orders::Order;
-use crate::systems::saga::SERVICE_NAMES;
-use crate::systems::{NodeId, Now, Output};
+use crate::orders::Order;
+use crate::saga::SERVICE_NAMES;
+use crate::{NodeId, Now, Output};
 
 /// Where one order stands at a participant.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use serde_json::Value;
 
 use super::*;
-use crate::systems::orders::OrderRequest;
-use crate::systems::{ClientReply, Node};
+use crate::orders::OrderRequest;
+use crate::{ClientReply, Node};
 
 struct Net {
     settings: Settings,
