@@ -15,7 +15,9 @@
 //!   throughput, latency and ok/fail/info shares.
 //! - [`saga::check`] judges a checkout: every order all-done or all-undone, nothing stuck,
 //!   stock and money conserved, no step applied twice.
-//! - [`Verdict`] is the common shape every checker's result takes for reports.
+//! - [`Checker`] is the one contract over all of them: each judges the same [`Evidence`] (a
+//!   history, and the facts some systems leave beside it) and returns [`Verdict`]s of one
+//!   shape — checker, validity, summary, explanation, structured details.
 //!
 //! ```
 //! use faultline_checker::{format, linearizability, Options, Validity};
@@ -31,6 +33,7 @@
 //! ```
 
 pub mod causal;
+mod checkers;
 pub mod format;
 pub mod history;
 pub mod linearizability;
@@ -39,8 +42,11 @@ pub mod raft;
 pub mod saga;
 pub mod set;
 pub mod stats;
+#[cfg(feature = "synth")]
 pub mod synth;
 mod verdict;
+
+pub use checkers::{Checker, Evidence, check_all};
 
 pub use history::{History, Operation, Status};
 pub use linearizability::{LinearizabilityReport, Options};

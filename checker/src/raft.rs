@@ -256,6 +256,7 @@ impl RaftReport {
             valid: self.validity,
             checker: CHECKER.into(),
             summary: self.summary(),
+            explanation: self.explanation(),
             details: serde_json::to_value(self).unwrap_or(Value::Null),
         }
     }
@@ -282,7 +283,7 @@ impl RaftReport {
     }
 
     /// The violations, for a person (at most 10 of each property).
-    pub fn explanation(&self) -> String {
+    fn explanation(&self) -> String {
         let mut text = String::new();
         let mut shown = [0usize; 2];
         for v in &self.violations {

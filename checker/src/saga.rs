@@ -131,6 +131,7 @@ impl SagaReport {
             valid: self.validity,
             checker: "saga".into(),
             summary: self.summary(),
+            explanation: self.explanation(),
             details: serde_json::to_value(self).unwrap_or(Value::Null),
         }
     }
@@ -174,7 +175,7 @@ impl SagaReport {
     }
 
     /// The violations, a few lines each, for the terminal.
-    pub fn explanation(&self) -> String {
+    fn explanation(&self) -> String {
         let mut text = String::new();
         for v in self.violations.iter().take(20) {
             text.push_str(&format!(

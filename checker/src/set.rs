@@ -143,6 +143,7 @@ impl SetReport {
             valid: self.validity,
             checker: "set".into(),
             summary,
+            explanation: String::new(),
             details: serde_json::to_value(self).unwrap_or(Value::Null),
         }
     }

@@ -36,7 +36,8 @@ impl Validity {
     }
 }
 
-/// A checker's verdict with a one-line summary and checker-specific details.
+/// What every checker returns (DESIGN §3): which checker, the outcome, one line for a person,
+/// the explanation a person reads when it is not PASS, and the checker's structured report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
     /// The outcome.
@@ -45,6 +46,10 @@ pub struct Verdict {
     pub checker: String,
     /// One line for a person.
     pub summary: String,
+    /// Why it is not PASS, a few lines for a person naming the operations that show it
+    /// (empty when the summary says everything).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub explanation: String,
     /// The checker's full report.
     pub details: serde_json::Value,
 }

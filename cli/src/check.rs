@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use faultline_checker::causal::Consistency;
-use faultline_checker::{Options, format, linearizability};
-use faultline_results::{FileCheck, Judged, json_document, table, totals};
+use faultline_checker::{Checker, Evidence, Options, format};
+use faultline_results::{FileCheck, explanation, json_document, table, totals};
 use rayon::prelude::*;
 
 use crate::args::{CheckArgs, OutputFormat};
@@ -56,19 +56,26 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
         }
     };
     let started = Instant::now();
-    let outcome = match (args.consistency, crate::judge::run_workload(path)) {
-        (Some(consistency), _) if consistency != Consistency::Linearizable => {
-            Ok(crate::judge::causal(&read.history, consistency))
+    let outcome = match crate::plan::RunRecord::read(path) {
+        // A run directory is judged by the checkers its workload names...
+        Ok(Some(record))
+            if args
+                .consistency
+                .is_none_or(|c| c == Consistency::Linearizable) =>
+        {
+            crate::judge::judge(&read.history, &record, path)
+                .map_err(|e| format!("{}/{e}", path.display()))
         }
-        (_, run) => match run {
-            // A run directory is judged by the checkers its workload names.
-            Ok(Some(workload)) => crate::judge::judge(&read.history, workload, path)
-                .map_err(|e| format!("{}/{e}", path.display())),
-            Ok(None) => linearizability::check(&read.history, options)
-                .map(Judged::from_linearizability)
-                .map_err(|e| format!("{}:{e}", path.display())),
-            Err(e) => Err(e),
-        },
+        // ... and anything else by the checker the flags name.
+        Ok(_) => {
+            let checker = match args.consistency {
+                Some(c) if c != Consistency::Linearizable => Checker::Causal(c),
+                _ => Checker::Linearizability(options.clone()),
+            };
+            crate::judge::judge_with(&[checker], &Evidence::history(&read.history))
+                .map_err(|e| format!("{}:{e}", path.display()))
+        }
+        Err(e) => Err(e),
     };
     FileCheck {
         file,
@@ -87,17 +94,8 @@ fn print_table(checks: &[FileCheck]) {
         match &check.outcome {
             Ok(judged) if judged.validity() != faultline_checker::Validity::Pass => {
                 println!("\n{} {}", check.verdict_word(), check.file);
-                for (verdict, explanation) in &judged.verdicts {
-                    if explanation.is_empty() {
-                        println!(
-                            "  {}: {}: {}",
-                            verdict.checker,
-                            verdict.valid.as_str(),
-                            verdict.summary
-                        );
-                    } else {
-                        print!("{explanation}");
-                    }
+                for verdict in &judged.verdicts {
+                    print!("{}", explanation(verdict));
                 }
             }
             Ok(_) => {}

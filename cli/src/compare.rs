@@ -15,9 +15,8 @@ use tabled::builder::Builder;
 use tabled::settings::Style;
 
 use crate::args::CompareArgs;
-use crate::run::{
-    CANNOT_RUN, Finished, Plan, check_options, execute, interrupts, plan, runtime, seed,
-};
+use crate::plan::{RunPlan, run_seed};
+use crate::run::{CANNOT_RUN, Finished, execute, interrupts, runtime};
 
 /// One cell's runs, summed up.
 #[derive(Debug, Default, Serialize)]
@@ -85,7 +84,7 @@ impl Row {
                 )),
             }
         }
-        for (verdict, _) in &finished.judged.verdicts {
+        for verdict in &finished.judged.verdicts {
             self.count_verdict(verdict);
         }
         self.dirs.push(finished.dir.path.display().to_string());
@@ -287,12 +286,13 @@ fn split_target(text: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Every cell of the comparison, each planned and checked before anything runs.
-fn cells(args: &CompareArgs) -> Result<Vec<Plan>, String> {
-    check_options(&args.options)?;
+/// Every cell of the comparison, each planned and checked before anything runs, all under
+/// one seed.
+fn cells(args: &CompareArgs) -> Result<Vec<RunPlan>, String> {
     if args.repeat == 0 {
         return Err("--repeat must be at least 1".into());
     }
+    let seed = run_seed(&args.options);
     let mut plans = Vec::new();
     for target in &args.targets {
         let (base, own) = split_target(target);
@@ -308,7 +308,7 @@ fn cells(args: &CompareArgs) -> Result<Vec<Plan>, String> {
                 .chain(set.cloned())
                 .filter(|s| !s.is_empty())
                 .collect();
-            plans.push(plan(base, &settings, &args.options)?);
+            plans.push(RunPlan::new(base, &settings, &args.options)?.with_seed(seed));
         }
     }
     Ok(plans)
@@ -325,7 +325,7 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
     };
     let opts = &args.options;
     runtime().block_on(async {
-        let seed = seed(opts);
+        let seed = plans[0].seed;
         eprintln!(
             "faultline: {} cells × {} runs, seeds {seed}..{} (replay with --seed {seed})",
             plans.len(),
@@ -347,7 +347,7 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
         }
         let stop = interrupts();
         let mut rows: Vec<Row> = Vec::new();
-        let mut junit_cases: Vec<(Verdict, String)> = Vec::new();
+        let mut junit_cases: Vec<Verdict> = Vec::new();
         let total = plans.len() * args.repeat as usize;
         let mut done = 0;
         'cells: for (ci, plan) in plans.iter().enumerate() {
@@ -365,9 +365,7 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
                 eprintln!("[{done}/{total}] {} seed {run_seed}", plan.label);
                 let name = format!("{:02}-{}-seed{run_seed}", ci + 1, plan.label);
                 let outcome = match RunDir::create_named(&comparison.path, &name) {
-                    Ok(dir) => {
-                        execute(opts, plan.clone(), run_seed, dir, stop.clone(), false).await
-                    }
+                    Ok(dir) => execute(&plan.with_seed(run_seed), dir, stop.clone(), false).await,
                     Err(e) => Err(format!("cannot create the run directory: {e}")),
                 };
                 match outcome {
@@ -381,10 +379,10 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
                     }
                     Ok(finished) => {
                         eprintln!("        {}", one_line(&finished));
-                        for (v, explanation) in &finished.judged.verdicts {
+                        for v in &finished.judged.verdicts {
                             let mut v = v.clone();
                             v.checker = format!("{} seed {run_seed}: {}", plan.label, v.checker);
-                            junit_cases.push((v, explanation.clone()));
+                            junit_cases.push(v);
                         }
                         row.add(&finished);
                     }
@@ -446,7 +444,7 @@ fn one_line(finished: &Finished) -> String {
         .judged
         .verdicts
         .iter()
-        .map(|(v, _)| format!("{} {}", v.checker, v.valid.as_str()))
+        .map(|v| format!("{} {}", v.checker, v.valid.as_str()))
         .collect();
     format!(
         "{}, {} ops, {:.0} ok/s",

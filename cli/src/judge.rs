@@ -1,38 +1,17 @@
-//! Which checkers judge a run, shared by `faultline run` and `faultline check <run-dir>`.
+//! Which checkers judge a run, shared by `faultline run` and `faultline check <run-dir>`: the
+//! ones its workload names, plus Raft's safety checks where the run kept a bundled Raft
+//! cluster's notes. The evidence a run keeps beside its history is read here; what each
+//! checker makes of it is the checker crate's business ([`Checker`]).
 
 use std::path::Path;
 
-use faultline_checker::causal::Consistency;
-use faultline_checker::{
-    History, ModelKind, Options, Validity, causal as causal_checker, linearizability, raft, saga,
-    set,
-};
+use faultline_checker::raft::{self, NodeNotes};
+use faultline_checker::saga::SagaFacts;
+use faultline_checker::{Checker, Evidence, History, check_all};
 use faultline_results::Judged;
 use faultline_workloads::Workload;
 
-/// The workload a run directory's `run.json` names; `None` for anything that is not a run
-/// directory.
-pub(crate) fn run_workload(path: &Path) -> Result<Option<Workload>, String> {
-    let run_json = path.join("run.json");
-    if !path.is_dir() || !run_json.is_file() {
-        return Ok(None);
-    }
-    let run = read_run_json(path)?;
-    let name = run["workload"]
-        .as_str()
-        .ok_or_else(|| format!("{}: no \"workload\"", run_json.display()))?;
-    name.parse()
-        .map(Some)
-        .map_err(|e| format!("{}: {e}", run_json.display()))
-}
-
-/// A run directory's `run.json`, parsed.
-fn read_run_json(dir: &Path) -> Result<serde_json::Value, String> {
-    let run_json = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_json)
-        .map_err(|e| format!("{}: cannot read: {e}", run_json.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", run_json.display()))
-}
+use crate::plan::RunRecord;
 
 /// Where a checkout run keeps the facts the saga checker judges.
 pub(crate) const SAGA_FACTS: &str = "saga.json";
@@ -41,99 +20,85 @@ pub(crate) const SAGA_FACTS: &str = "saga.json";
 /// Raft safety checker judges.
 pub(crate) const RAFT_NOTES: &str = "raft-notes";
 
-/// Runs the checkers `workload` names on `history` (recorded in the run directory `dir`),
-/// and Raft's safety checks where the run kept a bundled Raft cluster's notes.
-pub(crate) fn judge(history: &History, workload: Workload, dir: &Path) -> Result<Judged, String> {
-    let mut judged = judge_workload(history, workload, dir)?;
-    if let Some(nodes) = raft_notes(dir)? {
-        let report = raft::check(&nodes, Some(history));
-        judged
-            .verdicts
-            .push((report.verdict(), report.explanation()));
-    }
-    Ok(judged)
+/// The evidence a run directory kept beside its history.
+#[derive(Default)]
+struct Kept {
+    saga: Option<SagaFacts>,
+    raft_notes: Option<Vec<NodeNotes>>,
 }
 
-/// The notes of every node `run.json` lists, if the run directory has [`RAFT_NOTES`] (a node
-/// whose file is missing has `None`).
-fn raft_notes(dir: &Path) -> Result<Option<Vec<raft::NodeNotes>>, String> {
+impl Kept {
+    /// Reads what `dir` kept; a file that is there but unreadable is an error, one that is not
+    /// there is missing evidence (the checker that needs it says UNKNOWN).
+    fn read(dir: &Path, record: &RunRecord) -> Result<Kept, String> {
+        let saga_path = dir.join(SAGA_FACTS);
+        let saga = match std::fs::read_to_string(&saga_path) {
+            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                format!("{}: not the saga checker's facts: {e}", saga_path.display())
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: cannot read: {e}", saga_path.display())),
+        };
+        Ok(Kept {
+            saga,
+            raft_notes: raft_notes(dir, &record.nodes)?,
+        })
+    }
+}
+
+/// Runs the checkers a run's `workload` names on `history`, recorded in the run directory
+/// `dir` (whose `run.json` is `record`), and Raft's safety checks where the run kept a bundled
+/// Raft cluster's notes.
+pub(crate) fn judge(history: &History, record: &RunRecord, dir: &Path) -> Result<Judged, String> {
+    let kept = Kept::read(dir, record)?;
+    let mut checkers = record.workload.checkers();
+    if kept.raft_notes.is_some() {
+        checkers.push(Checker::RaftSafety);
+    }
+    let evidence = Evidence {
+        history,
+        saga: kept.saga.as_ref(),
+        raft_notes: kept.raft_notes.as_deref(),
+    };
+    judge_with(&checkers, &evidence).map_err(|e| format!("history.jsonl:{e}"))
+}
+
+/// Runs `checkers` on `evidence`.
+pub(crate) fn judge_with(
+    checkers: &[Checker],
+    evidence: &Evidence<'_>,
+) -> Result<Judged, faultline_checker::model::ModelError> {
+    check_all(checkers, evidence).map(|verdicts| Judged { verdicts })
+}
+
+/// The checkers a run of `workload` on a target that keeps Raft notes (or not) is judged by.
+pub(crate) fn checkers_of(workload: Workload, raft_notes: bool) -> Vec<Checker> {
+    let mut checkers = workload.checkers();
+    if raft_notes {
+        checkers.push(Checker::RaftSafety);
+    }
+    checkers
+}
+
+/// The notes of every node in `nodes`, if the run directory has [`RAFT_NOTES`] (a node whose
+/// file is missing has `None`).
+fn raft_notes(dir: &Path, nodes: &[String]) -> Result<Option<Vec<NodeNotes>>, String> {
     let notes_dir = dir.join(RAFT_NOTES);
     if !notes_dir.is_dir() {
         return Ok(None);
     }
-    let run_json = dir.join("run.json");
-    let run = read_run_json(dir)?;
-    let names = run["nodes"]
-        .as_array()
-        .ok_or_else(|| format!("{}: no \"nodes\" list", run_json.display()))?;
-    let mut nodes = Vec::new();
-    for name in names {
-        let name = name
-            .as_str()
-            .ok_or_else(|| format!("{}: a node name is not a string", run_json.display()))?;
+    let mut all = Vec::new();
+    for name in nodes {
         let path = notes_dir.join(format!("{name}.jsonl"));
         let notes = match std::fs::read_to_string(&path) {
             Ok(text) => Some(raft::parse_notes(&path.display().to_string(), &text)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
         };
-        nodes.push(raft::NodeNotes {
-            node: name.to_string(),
+        all.push(NodeNotes {
+            node: name.clone(),
             notes,
         });
     }
-    Ok(Some(nodes))
-}
-
-fn judge_workload(history: &History, workload: Workload, dir: &Path) -> Result<Judged, String> {
-    match workload {
-        Workload::Checkout => {
-            let path = dir.join(SAGA_FACTS);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{SAGA_FACTS}: cannot read {}: {e}", path.display()))?;
-            let facts: saga::SagaFacts = serde_json::from_str(&text)
-                .map_err(|e| format!("{SAGA_FACTS}: not the saga checker's facts: {e}"))?;
-            let report = saga::check(&facts);
-            let explanation = report.explanation();
-            Ok(Judged {
-                verdicts: vec![(report.verdict(), explanation)],
-                linearizability: None,
-            })
-        }
-        Workload::Register | Workload::Cas => {
-            let options = Options {
-                model: Some(ModelKind::Kv),
-                ..Options::default()
-            };
-            linearizability::check(history, &options)
-                .map(Judged::from_linearizability)
-                .map_err(|e| format!("history.jsonl:{e}"))
-        }
-        Workload::Causal => Ok(causal(history, Consistency::All)),
-        Workload::Set => {
-            let report = set::check(history);
-            let verdict = report.verdict();
-            let explanation = if verdict.valid == Validity::Pass {
-                String::new()
-            } else {
-                format!("  set: {}\n", verdict.summary)
-            };
-            Ok(Judged {
-                verdicts: vec![(verdict, explanation)],
-                linearizability: None,
-            })
-        }
-    }
-}
-
-/// The causal checkers `consistency` names, each with its explanation.
-pub(crate) fn causal(history: &History, consistency: Consistency) -> Judged {
-    let verdicts = causal_checker::check(history, consistency)
-        .into_iter()
-        .map(|v| (v, String::new()))
-        .collect();
-    Judged {
-        verdicts,
-        linearizability: None,
-    }
+    Ok(Some(all))
 }

@@ -14,6 +14,7 @@ mod check;
 mod cluster;
 mod compare;
 mod judge;
+mod plan;
 mod run;
 
 use std::process::ExitCode;

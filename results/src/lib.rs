@@ -7,7 +7,7 @@
 //!
 //! - [`FileCheck`] is one checked file: its report, or why it could not be read.
 //! - [`table`] renders one row per file (file, operations, keys, verdict, time).
-//! - [`explain_failure`] renders why a key is not linearizable, in bounded space.
+//! - [`explanation`] is the text a person reads under a verdict that is not PASS.
 //! - [`json_document`] is the whole run as one JSON document.
 //! - [`RunDir`] writes a run's directory: `run.json`, `history.jsonl`, `verdict.json`,
 //!   `junit.xml`, and `latest`; [`stats_table`] and [`verdict_table`] are a run's final tables.
@@ -16,19 +16,13 @@ mod run_dir;
 
 pub use run_dir::{RunDir, junit};
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
-use faultline_checker::linearizability::{KeyFailure, LinearizabilityReport, describe_op};
 use faultline_checker::stats::Stats;
-use faultline_checker::{Operation, Validity, Verdict};
+use faultline_checker::{Validity, Verdict};
 use serde_json::{Value, json};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
-
-/// How many operations of a failure's linearizable prefix the text explanation shows (the
-/// last ones, nearest the failure); JSON has them all.
-pub const PREFIX_SHOWN: usize = 10;
 
 /// One file given to `faultline check`.
 #[derive(Debug)]
@@ -50,29 +44,39 @@ pub struct FileCheck {
 /// What the checkers said of one history.
 #[derive(Debug)]
 pub struct Judged {
-    /// One verdict per checker, each with its text explanation (empty for PASS).
-    pub verdicts: Vec<(Verdict, String)>,
-    /// The linearizability report, when that checker ran (its model and keys go in the table).
-    pub linearizability: Option<LinearizabilityReport>,
+    /// One verdict per checker, in the order the checkers ran.
+    pub verdicts: Vec<Verdict>,
 }
 
 impl Judged {
-    /// The linearizability checker's verdict and explanation.
-    pub fn from_linearizability(report: LinearizabilityReport) -> Judged {
-        let explanation = if report.validity == Validity::Pass {
-            String::new()
-        } else {
-            explain_report(&report)
-        };
-        Judged {
-            verdicts: vec![(report.verdict(), explanation)],
-            linearizability: Some(report),
-        }
-    }
-
     /// FAIL if any verdict fails, else UNKNOWN if any is unknown, else PASS.
     pub fn validity(&self) -> Validity {
-        Validity::combine(self.verdicts.iter().map(|(v, _)| v.valid))
+        Validity::combine(self.verdicts.iter().map(|v| v.valid))
+    }
+
+    /// The linearizability verdict's report, when that checker ran: its model (and whether
+    /// it was inferred) and how many keys, for the table.
+    fn linearizability(&self) -> Option<&Value> {
+        self.verdicts
+            .iter()
+            .find(|v| v.checker == "linearizability")
+            .map(|v| &v.details)
+            .filter(|d| d.is_object())
+    }
+}
+
+/// The text a person reads under a verdict that is not PASS: the checker's explanation, or
+/// its one-line summary when it has none.
+pub fn explanation(verdict: &Verdict) -> String {
+    if verdict.explanation.is_empty() {
+        format!(
+            "  {}: {}: {}\n",
+            verdict.checker,
+            verdict.valid.as_str(),
+            verdict.summary
+        )
+    } else {
+        verdict.explanation.clone()
     }
 }
 
@@ -98,26 +102,28 @@ struct Row {
 
 /// The table: one row per file, with the model used (and whether it was inferred).
 pub fn table(checks: &[FileCheck]) -> String {
-    let rows = checks.iter().map(|c| Row {
-        file: c.file.clone(),
-        operations: c.operations,
-        keys: match c.outcome.as_ref().map(|j| j.linearizability.as_ref()) {
-            Ok(Some(report)) => report.keys.to_string(),
-            _ => "-".into(),
-        },
-        model: match c.outcome.as_ref().map(|j| j.linearizability.as_ref()) {
-            Ok(Some(report)) if report.model_inferred => format!("{} (inferred)", report.model),
-            Ok(Some(report)) => report.model.to_string(),
-            Ok(None) => c
-                .outcome
-                .as_ref()
-                .ok()
-                .and_then(|j| j.verdicts.first())
-                .map_or("-".into(), |(v, _)| v.checker.clone()),
-            Err(_) => "-".into(),
-        },
-        verdict: c.verdict_word(),
-        time: format_duration(c.elapsed),
+    let rows = checks.iter().map(|c| {
+        let judged = c.outcome.as_ref().ok();
+        let report = judged.and_then(Judged::linearizability);
+        Row {
+            file: c.file.clone(),
+            operations: c.operations,
+            keys: report.map_or("-".into(), |r| r["keys"].to_string()),
+            model: match (report, judged) {
+                (Some(r), _) => {
+                    let model = r["model"].as_str().unwrap_or("-");
+                    if r["model_inferred"] == true {
+                        format!("{model} (inferred)")
+                    } else {
+                        model.to_string()
+                    }
+                }
+                (None, Some(j)) => j.verdicts.first().map_or("-".into(), |v| v.checker.clone()),
+                (None, None) => "-".into(),
+            },
+            verdict: c.verdict_word(),
+            time: format_duration(c.elapsed),
+        }
     });
     Table::new(rows).with(Style::sharp()).to_string()
 }
@@ -146,98 +152,6 @@ pub fn totals(checks: &[FileCheck]) -> String {
     )
 }
 
-fn op_line(op: &Operation) -> String {
-    let ret = op.ret.map_or("∞".to_string(), |r| r.to_string());
-    format!(
-        "{}  (line {}, t {}..{})",
-        describe_op(op),
-        op.line,
-        op.call,
-        ret
-    )
-}
-
-/// Why one key is not linearizable, for a person. Bounded: at most [`PREFIX_SHOWN`] prefix
-/// operations and the capped list of states.
-pub fn explain_failure(failure: &KeyFailure) -> String {
-    let mut out = String::new();
-    let key = failure
-        .key
-        .as_ref()
-        .map_or("the single object".to_string(), |k| format!("key {k:?}"));
-    let _ = writeln!(out, "  {key}: no linearization places this operation:");
-    let _ = writeln!(out, "    {}", op_line(&failure.op));
-    let n = failure.prefix.len();
-    if n == 0 {
-        let _ = writeln!(
-            out,
-            "  no operation could be linearized before it had to take effect."
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "  longest linearizable prefix found: {n} operation(s){}; state after each:",
-            if n > PREFIX_SHOWN {
-                format!(", the last {PREFIX_SHOWN} shown")
-            } else {
-                String::new()
-            }
-        );
-        for step in &failure.prefix[n.saturating_sub(PREFIX_SHOWN)..] {
-            let _ = writeln!(out, "    {}  ⇒ {}", op_line(&step.op), step.state);
-        }
-    }
-    let _ = writeln!(
-        out,
-        "  states the model could be in just before it{}: {}",
-        if failure.states_complete {
-            ""
-        } else {
-            " (not all listed)"
-        },
-        if failure.states_before.is_empty() {
-            "none found".to_string()
-        } else {
-            failure.states_before.join(", ")
-        }
-    );
-    out
-}
-
-/// The explanation of a whole report: the model line, then each failing key or the reasons
-/// it is unknown.
-pub fn explain_report(report: &LinearizabilityReport) -> String {
-    let mut out = format!(
-        "  model {}{}, {} semantics; {} operations on {} key(s)\n",
-        report.model,
-        if report.model_inferred {
-            " (inferred from the operations; --model overrides)"
-        } else {
-            ""
-        },
-        serde_json::to_value(report.semantics)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        report.operations,
-        report.keys
-    );
-    match report.validity {
-        Validity::Fail => {
-            for failure in &report.failures {
-                out.push_str(&explain_failure(failure));
-            }
-        }
-        Validity::Unknown => {
-            for reason in &report.unknown_reasons {
-                let _ = writeln!(out, "  unknown: {reason}");
-            }
-        }
-        Validity::Pass => {}
-    }
-    out
-}
-
 /// Every file's verdict as one JSON document.
 pub fn json_document(checks: &[FileCheck]) -> Value {
     let files: Vec<Value> = checks
@@ -253,7 +167,7 @@ pub fn json_document(checks: &[FileCheck]) -> Value {
             });
             match &c.outcome {
                 Ok(judged) => {
-                    file["verdicts"] = judged.verdicts.iter().map(|(v, _)| json!(v)).collect();
+                    file["verdicts"] = judged.verdicts.iter().map(|v| json!(v)).collect();
                 }
                 Err(e) => file["error"] = json!(e),
             }

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 
 use faultline_checker::{Validity, Verdict};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-use serde_json::Value;
 
 /// One run's directory.
 #[derive(Clone, Debug)]
@@ -70,7 +69,7 @@ impl RunDir {
     }
 
     /// Writes `name` as pretty JSON.
-    pub fn write_json(&self, name: &str, value: &Value) -> io::Result<()> {
+    pub fn write_json(&self, name: &str, value: &impl serde::Serialize) -> io::Result<()> {
         let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
         std::fs::write(self.path.join(name), text + "\n")
     }
@@ -89,21 +88,21 @@ impl RunDir {
 
     /// Writes `junit.xml`: a test case per checker; FAIL is a failure carrying the explanation,
     /// UNKNOWN is skipped with the reason.
-    pub fn write_junit(&self, suite: &str, verdicts: &[(Verdict, String)]) -> io::Result<()> {
+    pub fn write_junit(&self, suite: &str, verdicts: &[Verdict]) -> io::Result<()> {
         std::fs::write(self.path.join("junit.xml"), junit(suite, verdicts)?)
     }
 }
 
 /// The JUnit XML of a run's verdicts, each with its text explanation.
-pub fn junit(suite: &str, verdicts: &[(Verdict, String)]) -> io::Result<String> {
+pub fn junit(suite: &str, verdicts: &[Verdict]) -> io::Result<String> {
     let mut test_suite = TestSuite::new(suite);
-    for (verdict, explanation) in verdicts {
+    for verdict in verdicts {
         let status = match verdict.valid {
             Validity::Pass => TestCaseStatus::success(),
             Validity::Fail => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(verdict.summary.clone());
-                s.set_description(explanation.clone());
+                s.set_description(verdict.explanation.clone());
                 s
             }
             Validity::Unknown => {
@@ -127,18 +126,19 @@ mod tests {
 
     #[test]
     fn junit_has_a_case_per_checker() {
-        let verdict = |valid, checker: &str| Verdict {
+        let verdict = |valid, checker: &str, explanation: &str| Verdict {
             valid,
             checker: checker.into(),
             summary: format!("{checker} summary"),
-            details: Value::Null,
+            explanation: explanation.into(),
+            details: serde_json::Value::Null,
         };
         let xml = junit(
             "run",
             &[
-                (verdict(Validity::Pass, "a"), String::new()),
-                (verdict(Validity::Fail, "b"), "why b <failed>".into()),
-                (verdict(Validity::Unknown, "c"), String::new()),
+                verdict(Validity::Pass, "a", ""),
+                verdict(Validity::Fail, "b", "why b <failed>"),
+                verdict(Validity::Unknown, "c", ""),
             ],
         )
         .unwrap();

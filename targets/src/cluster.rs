@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::systems::kv::node_name;
-use crate::systems::{SYSTEMS, SystemSettings};
+use crate::systems::{SystemSettings, system_info};
 
 /// What cluster to start.
 #[derive(Clone, Debug)]
@@ -108,22 +108,16 @@ const GRACE: Duration = Duration::from_secs(2);
 
 /// Checks a spec without starting anything; returns the resolved settings.
 pub fn check_spec(spec: &ClusterSpec) -> Result<SystemSettings, ClusterError> {
-    if !SYSTEMS.contains(&spec.system.as_str()) {
-        return Err(ClusterError::Spec(format!(
-            "unknown system `{}`; bundled systems: {}",
-            spec.system,
-            SYSTEMS.join(", ")
-        )));
-    }
+    let info = system_info(&spec.system).map_err(ClusterError::Spec)?;
     if !(1..=64).contains(&spec.nodes) {
         return Err(ClusterError::Spec(format!(
             "--nodes {} must be between 1 and 64",
             spec.nodes
         )));
     }
-    if ["saga", "twopc"].contains(&spec.system.as_str()) && spec.nodes != 4 {
+    if let Some(fixed) = info.fixed_nodes.filter(|&n| n != spec.nodes) {
         return Err(ClusterError::Spec(format!(
-            "--nodes {}: the {} system is four nodes, a coordinator and three services",
+            "--nodes {}: the {} system is {fixed} nodes, a coordinator and three services",
             spec.nodes, spec.system
         )));
     }

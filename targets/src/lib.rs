@@ -15,6 +15,7 @@
 //!   drop, Ctrl-C or panic.
 //! - [`etcd`]: real etcd, as a URL target (`etcd://`) or a local cluster (`local:etcd`).
 //! - [`proxy::Proxy`]: a TCP proxy with delay, loss, bandwidth, reset and blackhole toxics.
+//! - [`target::Target`]: what `--target` names, parsed and checked, and what it can do.
 
 pub mod client;
 pub mod cluster;
@@ -22,6 +23,7 @@ pub mod etcd;
 mod leftovers;
 pub mod proxy;
 pub mod runtime;
+pub mod target;
 
 /// The bundled reference systems (the `faultline-systems` crate), re-exported.
 pub use faultline_systems as systems;

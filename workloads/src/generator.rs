@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use faultline_checker::causal::Consistency;
+use faultline_checker::{Checker, ModelKind, Options};
 use faultline_targets::client::Op;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,13 +50,16 @@ impl Workload {
         }
     }
 
-    /// The checkers that judge it, by name.
-    pub fn checkers(self) -> &'static [&'static str] {
+    /// The checkers that judge it.
+    pub fn checkers(self) -> Vec<Checker> {
         match self {
-            Workload::Register | Workload::Cas => &["linearizability"],
-            Workload::Set => &["set"],
-            Workload::Causal => faultline_checker::causal::CHECKERS,
-            Workload::Checkout => &["saga"],
+            Workload::Register | Workload::Cas => vec![Checker::Linearizability(Options {
+                model: Some(ModelKind::Kv),
+                ..Options::default()
+            })],
+            Workload::Set => vec![Checker::Set],
+            Workload::Causal => vec![Checker::Causal(Consistency::All)],
+            Workload::Checkout => vec![Checker::Saga],
         }
     }
 }

@@ -361,10 +361,19 @@ pub(crate) fn verdict(checker: &str, found: Vec<Violation>, what: &str) -> Verdi
             v.explanation
         ),
     };
+    let mut explanation: String = found
+        .iter()
+        .take(10)
+        .map(|v| format!("  {}: {}\n", v.pattern, v.explanation))
+        .collect();
+    if found.len() > 10 {
+        explanation.push_str(&format!("  ... and {} more\n", found.len() - 10));
+    }
     Verdict {
         valid,
         checker: checker.to_string(),
         summary,
+        explanation,
         details: serde_json::json!({ "violations": found }),
     }
 }
@@ -381,16 +390,21 @@ pub const CHECKERS: &[&str] = &[
     "pram",
 ];
 
+/// The names of the verdicts `consistency` asks for, in report order.
+pub fn checker_names(consistency: Consistency) -> &'static [&'static str] {
+    match consistency {
+        Consistency::Causal => &CHECKERS[..1],
+        Consistency::CausalMemory => &CHECKERS[1..2],
+        Consistency::CausalConvergence => &CHECKERS[2..3],
+        Consistency::Session => &CHECKERS[3..],
+        Consistency::All | Consistency::Linearizable => CHECKERS,
+    }
+}
+
 /// The verdicts `consistency` asks for. A history the checkers cannot judge gets UNKNOWN
 /// verdicts with the reason.
 pub fn check(history: &History, consistency: Consistency) -> Vec<Verdict> {
-    let names: &[&str] = match consistency {
-        Consistency::Causal => &["causal"],
-        Consistency::CausalMemory => &["causal-memory"],
-        Consistency::CausalConvergence => &["causal-convergence"],
-        Consistency::Session => &CHECKERS[3..],
-        Consistency::All | Consistency::Linearizable => CHECKERS,
-    };
+    let names = checker_names(consistency);
     let causal = match prepare(history) {
         Ok(c) => c,
         Err(reason) => {
@@ -400,6 +414,7 @@ pub fn check(history: &History, consistency: Consistency) -> Vec<Verdict> {
                     valid: Validity::Unknown,
                     checker: n.to_string(),
                     summary: format!("unknown: {reason}"),
+                    explanation: String::new(),
                     details: Value::Null,
                 })
                 .collect();

@@ -13,6 +13,7 @@
 
 mod bitset;
 mod entries;
+mod explain;
 mod schedule;
 mod search;
 
@@ -28,6 +29,8 @@ use crate::history::{History, Operation, Status};
 use crate::model::{Model, ModelError, ModelKind, Queue, Register, Semantics, Set, TextRegister};
 use crate::verdict::{Validity, Verdict};
 use search::{Budget, Found, Search, Stop};
+
+pub use explain::PREFIX_SHOWN;
 
 /// How many distinct states an explanation lists before the failing operation.
 const MAX_STATES: usize = 8;
@@ -107,7 +110,8 @@ pub struct LinearizedOp {
 }
 
 impl LinearizabilityReport {
-    /// The report in the common verdict shape, with the whole report as details.
+    /// The report in the common verdict shape: the explanation a person reads, and the whole
+    /// report as details.
     pub fn verdict(&self) -> Verdict {
         let summary = match self.validity {
             Validity::Pass => format!(
@@ -128,10 +132,15 @@ impl LinearizabilityReport {
             }
             Validity::Unknown => format!("unknown: {}", self.unknown_reasons.join("; ")),
         };
+        let explanation = match self.validity {
+            Validity::Pass => String::new(),
+            Validity::Fail | Validity::Unknown => explain::explain_report(self),
+        };
         Verdict {
             valid: self.validity,
             checker: "linearizability".into(),
             summary,
+            explanation,
             details: serde_json::to_value(self).unwrap_or(Value::Null),
         }
     }

@@ -134,6 +134,25 @@ impl PlannedCrash {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrashPlan(pub Vec<PlannedCrash>);
 
+impl std::fmt::Display for CrashPlan {
+    /// The plan as `--crash-points` takes it: `send:VoteGranted@1~50ms+persist`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, planned) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("+")?;
+            }
+            write!(f, "{}", planned.point)?;
+            if let Some(chance) = planned.chance {
+                write!(f, "@{chance}")?;
+            }
+            if let Some(ms) = planned.down_ms {
+                write!(f, "~{ms}ms")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl CrashPlan {
     /// Parses `POINT[@CHANCE][~DOWN](+POINT[@CHANCE][~DOWN])*`, DOWN as `50ms` or `2s`.
     pub fn parse(text: &str) -> Result<Self, String> {

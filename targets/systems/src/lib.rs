@@ -42,8 +42,66 @@ pub fn key_values<'a>(
         .collect()
 }
 
-/// The bundled systems, by name.
-pub const SYSTEMS: &[&str] = &["quorum", "raft", "saga", "twopc"];
+/// What a bundled system is and can do, as the harness needs to know it: one row of
+/// [`SYSTEMS`]. Adding a system is a row here and a [`SystemSettings`] variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemInfo {
+    /// Its name in `bundled:NAME` and `--system NAME`.
+    pub name: &'static str,
+    /// Its node count when the system fixes it (a checkout is a coordinator and three
+    /// services); `None` takes `--nodes`.
+    pub fixed_nodes: Option<u32>,
+    /// Whether it can tell the harness which node leads (for the `leader` partition shape).
+    pub names_leader: bool,
+    /// Whether it takes checkout orders (`POST /orders`) rather than the KV protocol.
+    pub takes_orders: bool,
+    /// Whether its nodes write notes of their own invariants (who led, what was applied) for
+    /// a checker of the system's own safety.
+    pub writes_notes: bool,
+}
+
+/// Every bundled system.
+pub const SYSTEMS: &[SystemInfo] = &[
+    SystemInfo {
+        name: "quorum",
+        fixed_nodes: None,
+        names_leader: false,
+        takes_orders: false,
+        writes_notes: false,
+    },
+    SystemInfo {
+        name: "raft",
+        fixed_nodes: None,
+        names_leader: true,
+        takes_orders: false,
+        writes_notes: true,
+    },
+    SystemInfo {
+        name: "saga",
+        fixed_nodes: Some(4),
+        names_leader: false,
+        takes_orders: true,
+        writes_notes: false,
+    },
+    SystemInfo {
+        name: "twopc",
+        fixed_nodes: Some(4),
+        names_leader: false,
+        takes_orders: true,
+        writes_notes: false,
+    },
+];
+
+/// The row of the system called `name`, or an error that lists the bundled systems.
+pub fn system_info(name: &str) -> Result<&'static SystemInfo, String> {
+    SYSTEMS.iter().find(|s| s.name == name).ok_or_else(|| {
+        let names: Vec<&str> = SYSTEMS.iter().map(|s| s.name).collect();
+        format!(
+            "unknown system `{name}`; bundled systems: {}",
+            names.join(", ")
+        )
+    })
+}
 
 /// The resolved settings of a bundled system.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -79,10 +137,9 @@ impl SystemSettings {
             "twopc" => saga::Settings::new(system)
                 .apply(pairs)
                 .map(SystemSettings::TwoPc),
-            other => Err(format!(
-                "unknown system `{other}`; bundled systems: {}",
-                SYSTEMS.join(", ")
-            )),
+            other => Err(system_info(other)
+                .err()
+                .unwrap_or_else(|| format!("no settings for the system `{other}`"))),
         }
     }
 

@@ -1,11 +1,15 @@
 //! The text people read when a check fails, pinned by snapshots.
 
+use faultline_checker::linearizability::{LinearizabilityReport, PREFIX_SHOWN};
 use faultline_checker::{Options, format, linearizability};
-use faultline_results::{PREFIX_SHOWN, explain_report};
 
-fn report(text: &str) -> linearizability::LinearizabilityReport {
+fn report(text: &str) -> LinearizabilityReport {
     let history = format::read_str(text, None).unwrap().history;
     linearizability::check(&history, &Options::default()).unwrap()
+}
+
+fn explain_report(report: &LinearizabilityReport) -> String {
+    report.verdict().explanation
 }
 
 #[test]

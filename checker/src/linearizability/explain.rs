@@ -1,0 +1,106 @@
+//! The text a person reads when a history is not linearizable (or could not be decided):
+//! the model line, then per failing key the operation no linearization places, the end of the
+//! longest linearizable prefix with the state after each step, and the states the model
+//! could be in. Bounded, whatever the history's size.
+
+use std::fmt::Write as _;
+
+use super::{KeyFailure, LinearizabilityReport, describe_op};
+use crate::history::Operation;
+use crate::verdict::Validity;
+
+/// How many operations of a failure's linearizable prefix the text explanation shows (the
+/// last ones, nearest the failure); the report's details have them all.
+pub const PREFIX_SHOWN: usize = 10;
+
+fn op_line(op: &Operation) -> String {
+    let ret = op.ret.map_or("∞".to_string(), |r| r.to_string());
+    format!(
+        "{}  (line {}, t {}..{})",
+        describe_op(op),
+        op.line,
+        op.call,
+        ret
+    )
+}
+
+/// Why one key is not linearizable, for a person. Bounded: at most [`PREFIX_SHOWN`] prefix
+/// operations and the capped list of states.
+fn explain_failure(failure: &KeyFailure) -> String {
+    let mut out = String::new();
+    let key = failure
+        .key
+        .as_ref()
+        .map_or("the single object".to_string(), |k| format!("key {k:?}"));
+    let _ = writeln!(out, "  {key}: no linearization places this operation:");
+    let _ = writeln!(out, "    {}", op_line(&failure.op));
+    let n = failure.prefix.len();
+    if n == 0 {
+        let _ = writeln!(
+            out,
+            "  no operation could be linearized before it had to take effect."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  longest linearizable prefix found: {n} operation(s){}; state after each:",
+            if n > PREFIX_SHOWN {
+                format!(", the last {PREFIX_SHOWN} shown")
+            } else {
+                String::new()
+            }
+        );
+        for step in &failure.prefix[n.saturating_sub(PREFIX_SHOWN)..] {
+            let _ = writeln!(out, "    {}  ⇒ {}", op_line(&step.op), step.state);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  states the model could be in just before it{}: {}",
+        if failure.states_complete {
+            ""
+        } else {
+            " (not all listed)"
+        },
+        if failure.states_before.is_empty() {
+            "none found".to_string()
+        } else {
+            failure.states_before.join(", ")
+        }
+    );
+    out
+}
+
+/// The explanation of a whole report: the model line, then each failing key or the reasons
+/// it is unknown.
+pub(super) fn explain_report(report: &LinearizabilityReport) -> String {
+    let mut out = format!(
+        "  model {}{}, {} semantics; {} operations on {} key(s)\n",
+        report.model,
+        if report.model_inferred {
+            " (inferred from the operations; --model overrides)"
+        } else {
+            ""
+        },
+        serde_json::to_value(report.semantics)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        report.operations,
+        report.keys
+    );
+    match report.validity {
+        Validity::Fail => {
+            for failure in &report.failures {
+                out.push_str(&explain_failure(failure));
+            }
+        }
+        Validity::Unknown => {
+            for reason in &report.unknown_reasons {
+                let _ = writeln!(out, "  unknown: {reason}");
+            }
+        }
+        Validity::Pass => {}
+    }
+    out
+}

@@ -1,0 +1,344 @@
+//! A run as data: the [`RunPlan`] every choice of a run resolves to before anything starts,
+//! and the [`RunRecord`] it is written down as (`run.json`), which `faultline check RUN_DIR`
+//! reads back.
+//!
+//! The plan is built from the command line's options in one place ([`RunPlan::new`]) and
+//! checked there: a bad target, a workload the target cannot take, a fault its backend cannot
+//! apply are usage errors (exit 2) before any process starts. What each target can do comes
+//! from [`Target`]; what each fault backend can do from the nemesis crate.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use faultline_checker::Checker;
+use faultline_nemesis::{Backend, CommandBackend, Kind, LocalBackend, ProxyBackend, Shape};
+use faultline_targets::etcd::Network;
+use faultline_targets::target::{Target, TargetContext};
+use faultline_workloads::Workload;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::args::RunOptions;
+
+/// A run with every choice resolved and checked, nothing started yet.
+#[derive(Clone)]
+pub(crate) struct RunPlan {
+    /// The target as written, with its settings (`bundled:quorum?w=2,r=2`).
+    pub(crate) label: String,
+    /// Where the operations go.
+    pub(crate) target: Target,
+    /// The checkers that judge the run.
+    pub(crate) checkers: Vec<Checker>,
+    /// The faults to inject (empty: no nemesis).
+    pub(crate) kinds: Vec<Kind>,
+    /// The partition shapes to choose from (every shape when the target names its leader
+    /// and none were asked for).
+    pub(crate) shapes: Vec<Shape>,
+    /// The seed of every choice of the run.
+    pub(crate) seed: u64,
+    /// The options as given.
+    pub(crate) opts: RunOptions,
+}
+
+impl RunPlan {
+    /// Resolves and checks a target with its settings, the workload and the faults to inject
+    /// into it. Every error is a usage error naming the flag.
+    pub(crate) fn new(
+        target: &str,
+        settings: &[String],
+        opts: &RunOptions,
+    ) -> Result<Self, String> {
+        check_options(opts)?;
+        let cx = TargetContext {
+            nodes: opts.nodes,
+            etcd_bin: opts.etcd_bin.clone(),
+            exe: std::env::current_exe()
+                .map_err(|e| format!("cannot find my own executable to start nodes: {e}"))?,
+        };
+        let parsed = Target::parse(target, settings, &cx)?;
+        if let Some(notice) = &parsed.notice {
+            eprintln!("faultline: {notice}");
+        }
+        let resolved = parsed.target;
+        check_workload(target, &resolved, opts.workload)?;
+        let kinds = nemesis_kinds(opts, &resolved)?;
+        let shapes = if opts.partition_shapes.is_empty() && resolved.names_leader() {
+            Shape::ALL.to_vec()
+        } else {
+            opts.partition_shapes.clone()
+        };
+        let label = if settings.is_empty() {
+            target.to_string()
+        } else {
+            format!("{target}?{}", settings.join(","))
+        };
+        Ok(RunPlan {
+            label,
+            checkers: crate::judge::checkers_of(opts.workload, resolved.writes_notes()),
+            target: resolved,
+            kinds,
+            shapes,
+            seed: run_seed(opts),
+            opts: opts.clone(),
+        })
+    }
+
+    /// The same plan under another seed (a comparison's repeated runs).
+    pub(crate) fn with_seed(&self, seed: u64) -> Self {
+        RunPlan {
+            seed,
+            ..self.clone()
+        }
+    }
+
+    /// Whether clients of the workload stay with one node (always, but for causal sessions
+    /// that were not asked to).
+    pub(crate) fn sticky(&self) -> bool {
+        self.opts.workload != Workload::Causal || self.opts.sticky
+    }
+}
+
+/// The run's seed: the one given, or one from the clock (printed, so it can be replayed).
+pub(crate) fn run_seed(opts: &RunOptions) -> u64 {
+    opts.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    })
+}
+
+/// Checks the options every run shares.
+fn check_options(opts: &RunOptions) -> Result<(), String> {
+    if opts.clients == 0 {
+        return Err("--clients must be at least 1".into());
+    }
+    if !(opts.rate >= 0.0 && opts.rate.is_finite()) {
+        return Err(format!(
+            "--rate {} must be 0 (as fast as possible) or more",
+            opts.rate
+        ));
+    }
+    if opts.keys == 0 {
+        return Err("--keys must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// The checkout systems take the checkout workload and nothing else, and it runs on nothing
+/// else.
+fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<(), String> {
+    match (target.takes_orders(), workload == Workload::Checkout) {
+        (true, false) => Err(format!(
+            "{label} is a checkout system: run it with --workload checkout"
+        )),
+        (false, true) => Err(format!(
+            "--workload checkout needs a checkout system (bundled:saga or bundled:twopc); {label} is not one"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The faults to inject, resolved for the target and checked against what its backend can
+/// do: partition and clock skew for bundled targets unless told otherwise, partition, kill and
+/// pause for local:etcd, nothing for URLs.
+fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String> {
+    let network = target.etcd_network();
+    let kinds = match (&opts.nemesis, target) {
+        (Some(list), _) => Kind::parse_list(list).map_err(|e| format!("--nemesis: {e}"))?,
+        (None, Target::Bundled(_)) => vec![Kind::Partition, Kind::Clock],
+        (None, Target::LocalEtcd(_)) if network == Some(Network::Loopback) => {
+            vec![Kind::Kill, Kind::Pause]
+        }
+        (None, Target::LocalEtcd(_)) => vec![Kind::Partition, Kind::Kill, Kind::Pause],
+        (None, Target::Http(_) | Target::Etcd(..)) => Vec::new(),
+    };
+    if !opts.nemesis_cmd.is_empty() && target.started_by_faultline() {
+        return Err(
+            "--nemesis-cmd is for clusters faultline does not run; this target is \
+                    started and broken by faultline itself"
+                .into(),
+        );
+    }
+    let unsupported = match target {
+        Target::Bundled(_) => Vec::new(),
+        Target::LocalEtcd(_) => {
+            LocalBackend::unsupported_on(network.unwrap_or(Network::Loopback), &kinds)
+        }
+        Target::Http(urls) | Target::Etcd(urls, _) if !opts.nemesis_cmd.is_empty() => {
+            let commands =
+                CommandBackend::new(&opts.nemesis_cmd, urls.clone(), opts.nemesis_cmd_timeout)?;
+            let mut missing = commands.unsupported(&kinds);
+            // Packet faults without a command go through proxies.
+            missing.retain(|(k, _)| *k != Kind::Packet || commands.handles(Kind::Packet));
+            missing
+        }
+        Target::Http(_) | Target::Etcd(..) => ProxyBackend::unsupported_kinds(&kinds),
+    };
+    if let Some((kind, why)) = unsupported.first() {
+        return Err(format!(
+            "--nemesis {kind}: cannot be applied to this target: {why}"
+        ));
+    }
+    if opts.partition_shapes.contains(&Shape::Leader) && !target.names_leader() {
+        return Err(
+            "--partition-shapes leader: only bundled:raft and local:etcd name their leader \
+             to faultline"
+                .into(),
+        );
+    }
+    Ok(kinds)
+}
+
+/// What started: the addresses the target answers on, its node names and its resolved
+/// settings.
+pub(crate) struct Started {
+    /// Every node's client URL.
+    pub(crate) urls: Vec<String>,
+    /// Every node's name (`n1`...).
+    pub(crate) nodes: Vec<String>,
+    /// The target's settings as resolved (defaults filled in).
+    pub(crate) settings: Value,
+}
+
+/// `run.json`: the plan of a run as it started, written before the first operation.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RunRecord {
+    /// The faultline version that ran it.
+    #[serde(default)]
+    pub(crate) faultline: String,
+    /// The command line.
+    #[serde(default)]
+    pub(crate) command: Vec<String>,
+    /// When it started (RFC 3339, UTC).
+    #[serde(default)]
+    pub(crate) started: String,
+    /// The target with its settings, as written.
+    #[serde(default)]
+    pub(crate) target: String,
+    /// Every node's client URL.
+    #[serde(default)]
+    pub(crate) urls: Vec<String>,
+    /// Every node's name.
+    #[serde(default)]
+    pub(crate) nodes: Vec<String>,
+    /// The target's resolved settings.
+    #[serde(default)]
+    pub(crate) settings: Value,
+    /// The workload.
+    #[serde(with = "workload_name")]
+    pub(crate) workload: Workload,
+    /// The names of the verdicts the checkers give.
+    #[serde(default)]
+    pub(crate) checkers: Vec<String>,
+    /// The seed, and the generator it seeds.
+    #[serde(default)]
+    pub(crate) seed: u64,
+    #[serde(default)]
+    pub(crate) rng: String,
+    #[serde(default)]
+    pub(crate) clients: usize,
+    #[serde(default)]
+    pub(crate) rate: f64,
+    #[serde(default)]
+    pub(crate) time_limit_s: f64,
+    #[serde(default)]
+    pub(crate) ops: Option<u64>,
+    #[serde(default)]
+    pub(crate) op_timeout_ms: u64,
+    #[serde(default)]
+    pub(crate) retries: u32,
+    #[serde(default)]
+    pub(crate) quiet_ms: u64,
+    #[serde(default)]
+    pub(crate) keys: usize,
+    #[serde(default)]
+    pub(crate) sticky: bool,
+    /// The fault kinds, their pacing and their choices.
+    #[serde(default)]
+    pub(crate) nemesis: Vec<String>,
+    #[serde(default)]
+    pub(crate) nemesis_interval_ms: u64,
+    #[serde(default)]
+    pub(crate) nemesis_gap_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) crash_all: bool,
+    #[serde(default)]
+    pub(crate) crash_points: Vec<String>,
+    #[serde(default)]
+    pub(crate) crash_down_ms: u64,
+    #[serde(default)]
+    pub(crate) partition_shapes: Vec<String>,
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl RunRecord {
+    /// The record of `plan` as it started as `started`.
+    pub(crate) fn new(plan: &RunPlan, started: &Started) -> Self {
+        let opts = &plan.opts;
+        let names = |list: &[String]| list.to_vec();
+        RunRecord {
+            faultline: env!("CARGO_PKG_VERSION").into(),
+            command: std::env::args().collect(),
+            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            target: plan.label.clone(),
+            urls: names(&started.urls),
+            nodes: names(&started.nodes),
+            settings: started.settings.clone(),
+            workload: opts.workload,
+            checkers: plan
+                .checkers
+                .iter()
+                .flat_map(|c| c.verdict_names().iter().map(|n| n.to_string()))
+                .collect(),
+            seed: plan.seed,
+            rng: "ChaCha8".into(),
+            clients: opts.clients,
+            rate: opts.rate,
+            time_limit_s: opts.time_limit.as_secs_f64(),
+            ops: opts.ops,
+            op_timeout_ms: millis(opts.op_timeout),
+            retries: opts.retries,
+            quiet_ms: millis(opts.quiet),
+            keys: opts.keys,
+            sticky: plan.sticky(),
+            nemesis: plan.kinds.iter().map(|k| k.name().to_string()).collect(),
+            nemesis_interval_ms: millis(opts.nemesis_interval),
+            nemesis_gap_ms: opts.nemesis_gap.map(millis),
+            crash_all: opts.crash_all,
+            crash_points: opts.crash_points.iter().map(|p| p.to_string()).collect(),
+            crash_down_ms: millis(opts.crash_down),
+            partition_shapes: plan.shapes.iter().map(|s| s.name().to_string()).collect(),
+        }
+    }
+
+    /// Reads a run directory's `run.json`; `None` for anything that is not a run directory.
+    pub(crate) fn read(dir: &Path) -> Result<Option<Self>, String> {
+        let path = dir.join("run.json");
+        if !dir.is_dir() || !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// A workload as its name in `run.json`.
+mod workload_name {
+    use faultline_workloads::Workload;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(w: &Workload, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(w.name())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Workload, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
