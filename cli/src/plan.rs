@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime};
 use faultline_checker::Checker;
 use faultline_nemesis::{Backend, CommandBackend, Kind, LocalBackend, ProxyBackend, Shape};
 use faultline_targets::etcd::Network;
+use faultline_targets::runtime::{CrashPlan, CrashPoint};
+use faultline_targets::systems::system_info;
 use faultline_targets::target::{Target, TargetContext};
 use faultline_workloads::Workload;
 use serde::{Deserialize, Serialize};
@@ -61,6 +63,7 @@ impl RunPlan {
         }
         let resolved = parsed.target;
         check_workload(target, &resolved, opts.workload)?;
+        check_crash_points(&opts.crash_points, &resolved)?;
         let kinds = nemesis_kinds(opts, &resolved)?;
         let shapes = if opts.partition_shapes.is_empty() && resolved.names_leader() {
             Shape::ALL.to_vec()
@@ -136,6 +139,30 @@ fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<()
         )),
         _ => Ok(()),
     }
+}
+
+/// Every kind a `--crash-points` point names must be one the target's nodes send or log
+/// (a point that names an unknown kind would never strike).
+fn check_crash_points(plans: &[CrashPlan], target: &Target) -> Result<(), String> {
+    let Target::Bundled(spec) = target else {
+        return Ok(());
+    };
+    let info = system_info(&spec.system)?;
+    for planned in plans.iter().flat_map(|p| &p.0) {
+        let (kinds, known, what) = match &planned.point {
+            CrashPoint::Persist(kinds) => (kinds, info.record_kinds, "log records"),
+            CrashPoint::Send(kinds) => (kinds, info.message_kinds, "messages"),
+        };
+        if let Some(unknown) = kinds.iter().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!(
+                "--crash-points {}: bundled:{} has no {what} of the kind `{unknown}`; its kinds: {}",
+                planned.point,
+                info.name,
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The faults to inject, resolved for the target and checked against what its backend can

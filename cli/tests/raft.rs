@@ -326,6 +326,20 @@ fn crash_faults_run_on_bundled_targets_and_are_refused_elsewhere() {
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("crash points need"), "{stderr}");
 
+    // A kind the nodes never send would never strike: refused, with the kinds there are.
+    let unknown = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--target", "bundled:raft", "--nemesis", "crash"])
+        .args(["--crash-points", "send:VoteReply"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no messages of the kind `VoteReply`")
+            && stderr.contains("VoteGranted, VoteRefused"),
+        "{stderr}"
+    );
+
     let bad = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(["run", "--crash-points", "fsync"])
         .output()

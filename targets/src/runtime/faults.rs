@@ -304,22 +304,6 @@ impl FaultLayer {
         self.drop_from.get(from as usize).copied().unwrap_or(false)
     }
 
-    /// Whether a crash point waits for messages sent.
-    pub fn watches_sends(&self) -> bool {
-        self.faults
-            .crash_after
-            .iter()
-            .any(|rule| matches!(rule.point, CrashPoint::Send(_)))
-    }
-
-    /// Whether a crash point waits for records synced.
-    pub fn watches_persists(&self) -> bool {
-        self.faults
-            .crash_after
-            .iter()
-            .any(|rule| matches!(rule.point, CrashPoint::Persist(_)))
-    }
-
     /// Whether the node crashes now, having just done `done`: `Some(down time in ms)` if so.
     pub fn crashes_after(&mut self, done: Done) -> Option<u64> {
         let rule = self
@@ -443,14 +427,12 @@ mod tests {
             None,
             "unarmed"
         );
-        assert!(!layer.watches_sends());
         let plan = CrashPlan::parse("send:VoteReply|Ping").unwrap();
         layer.set(Faults {
             crash_after: plan.rules(1.0),
             crash_down_ms: 700,
             ..Faults::default()
         });
-        assert!(layer.watches_sends());
         assert_eq!(layer.crashes_after(Done::Sent("VoteReply")), Some(700));
         assert_eq!(layer.crashes_after(Done::Sent("Ping")), Some(700));
         assert_eq!(layer.crashes_after(Done::Sent("Append")), None);
@@ -496,7 +478,6 @@ mod tests {
             crash_down_ms: 10,
             ..Faults::default()
         });
-        assert!(layer.watches_persists() && !layer.watches_sends());
         assert_eq!(layer.crashes_after(Done::Persisted("Meta")), None);
         assert_eq!(layer.crashes_after(Done::Persisted("Entries")), Some(10));
         for bad in [

@@ -37,7 +37,7 @@ use crate::systems::quorum::QuorumNode;
 use crate::systems::raft::RaftNode;
 use crate::systems::saga::SagaNode;
 use crate::systems::twopc::TwoPcNode;
-use crate::systems::{ClientReply, ClientRequest, Node, NodeId, Now, Output, RequestId};
+use crate::systems::{ClientReply, ClientRequest, Kinded, Node, NodeId, Now, Output, RequestId};
 
 /// Where one node listens and keeps its data.
 #[derive(Clone, Debug)]
@@ -153,8 +153,13 @@ pub async fn run_node<N: Node>(
         make: Box::new(make),
         down_until: None,
     };
-    tokio::spawn(owner.run(command_rx, peer_rx));
-    http::serve(http_listener, command_tx, node_name(config.id)).await
+    let owner = tokio::spawn(owner.run(command_rx, peer_rx));
+    // The node stops when either half does: the server, or the state machine's owner (which
+    // ends only when it cannot persist).
+    tokio::select! {
+        served = http::serve(http_listener, command_tx, node_name(config.id)) => served,
+        owned = owner => owned.map_err(io::Error::other)?,
+    }
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -204,7 +209,7 @@ impl<N: Node> Owner<N> {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut peers: mpsc::Receiver<(NodeId, N::Message)>,
-    ) {
+    ) -> io::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -229,9 +234,9 @@ impl<N: Node> Owner<N> {
                         self.node.handle_tick(now);
                     }
                 }
-                else => return,
+                else => return Ok(()),
             }
-            self.drain();
+            self.drain()?;
         }
     }
 
@@ -294,20 +299,17 @@ impl<N: Node> Owner<N> {
         }
     }
 
-    /// Acts on every output in order: a record is synced before anything after it leaves.
-    fn drain(&mut self) {
+    /// Acts on every output in order: a record is synced before anything after it leaves. A
+    /// record that cannot be synced stops the node (the error), so that nothing after it is
+    /// acknowledged.
+    fn drain(&mut self) -> io::Result<()> {
         while let Some(output) = self.node.poll_output() {
             let crash = match output {
                 Output::Persist(record) => {
-                    let line = match self.storage.append(&record) {
-                        Ok(line) => line,
-                        Err(e) => stop_unable_to_persist(self.id, self.storage.path(), &e),
-                    };
-                    // Only a crash point on log writes needs the record's kind.
-                    self.faults
-                        .watches_persists()
-                        .then(|| variant_name(&line))
-                        .and_then(|kind| self.faults.crashes_after(Done::Persisted(&kind)))
+                    if let Err(e) = self.storage.append(&record) {
+                        return Err(unable_to_persist(self.id, self.storage.path(), &e));
+                    }
+                    self.faults.crashes_after(Done::Persisted(record.kind()))
                 }
                 Output::Reply { id, reply } => {
                     if let Some(waiter) = self.waiting.remove(&id) {
@@ -319,56 +321,53 @@ impl<N: Node> Owner<N> {
                     self.notes.write(&note);
                     None
                 }
-                Output::Send { to, msg } => {
-                    let watched = self.send(to, &msg);
-                    watched.and_then(|kind| self.faults.crashes_after(Done::Sent(&kind)))
-                }
+                Output::Send { to, msg } => self
+                    .send(to, &msg)
+                    .then(|| self.faults.crashes_after(Done::Sent(msg.kind())))
+                    .flatten(),
             };
             if let Some(down_ms) = crash {
-                self.crash(down_ms);
+                self.crash(down_ms)?;
                 break;
             }
         }
         self.notes.flush();
+        Ok(())
     }
 
     /// Crashes in place: what is not in the log is lost; a new state machine is built from the
     /// log and starts after the down time.
-    fn crash(&mut self, down_ms: u64) {
+    fn crash(&mut self, down_ms: u64) -> io::Result<()> {
         self.counters.crashes += 1;
         for (_, waiter) in self.waiting.drain() {
             let why = "the node crashed; the request may or may not have taken effect";
             let _ = waiter.send(ClientReply::Timeout(why.into()));
         }
         let path = self.storage.path().to_path_buf();
-        let (storage, records) = match Storage::open::<N::Record>(&path) {
-            Ok(opened) => opened,
-            Err(e) => stop_unable_to_persist(self.id, &path, &e),
-        };
+        let (storage, records) =
+            Storage::open::<N::Record>(&path).map_err(|e| unable_to_persist(self.id, &path, &e))?;
         self.storage = storage;
         let incarnation = records.len() as u64 + (self.counters.crashes << 32);
         self.node = (self.make)(records, incarnation);
         let down = Duration::from_millis(down_ms);
         self.down_until = Some(Instant::now() + down);
+        Ok(())
     }
 
-    /// Sends `msg` to `to` through the fault layer; returns the message's kind if it left and a
-    /// crash point watches sends.
-    fn send(&mut self, to: NodeId, msg: &N::Message) -> Option<String> {
+    /// Sends `msg` to `to` through the fault layer; whether it left.
+    fn send(&mut self, to: NodeId, msg: &N::Message) -> bool {
         let Some(Some(link)) = self.links.get(to as usize) else {
-            return None;
+            return false;
         };
         let fate = self.faults.outgoing(to);
         if fate.copies == 0 {
             self.counters.dropped_outgoing += 1;
-            return None;
+            return false;
         }
         let frame = transport::Frame { from: self.id, msg };
         let Ok(mut bytes) = serde_json::to_vec(&frame) else {
-            return None;
+            return false;
         };
-        // Only a crash point on sends needs the message's kind.
-        let kind = self.faults.watches_sends().then(|| message_kind(&bytes));
         bytes.push(b'\n');
         if fate.copies > 1 {
             self.counters.duplicated += 1;
@@ -385,52 +384,19 @@ impl<N: Node> Owner<N> {
                 let _ = link.send(bytes);
             });
         }
-        kind
+        true
     }
 }
 
-/// The name of the message in an encoded frame `{"from":…,"msg":{"Kind":…}}` (or
-/// `"msg":"Kind"` for a message without fields).
-fn message_kind(frame: &[u8]) -> String {
-    let text = std::str::from_utf8(frame).unwrap_or_default();
-    let after = text.split_once("\"msg\":").map_or("", |(_, rest)| rest);
-    variant_name(after.as_bytes())
-}
-
-/// The variant name of a JSON-encoded enum value: `{"Kind":…}` or `"Kind"`.
-fn variant_name(json: &[u8]) -> String {
-    let text = std::str::from_utf8(json).unwrap_or_default();
-    text.trim_start_matches(['{', '"'])
-        .split('"')
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// A node that cannot persist must not acknowledge anything: it stops.
-fn stop_unable_to_persist(id: NodeId, path: &std::path::Path, e: &io::Error) -> ! {
-    eprintln!(
-        "{}: cannot use {}: {e}; stopping",
-        node_name(id),
-        path.display()
-    );
-    std::process::exit(1);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{message_kind, variant_name};
-
-    #[test]
-    fn the_kind_of_a_message_or_record_is_its_name_in_the_json() {
-        assert_eq!(
-            message_kind(br#"{"from":1,"msg":{"VoteGranted":{"term":3}}}"#),
-            "VoteGranted"
-        );
-        assert_eq!(message_kind(br#"{"from":0,"msg":"Ping"}"#), "Ping");
-        assert_eq!(
-            variant_name(b"{\"Entries\":{\"from\":4,\"entries\":[]}}\n"),
-            "Entries"
-        );
-    }
+/// Why a node that cannot persist stops: it must not acknowledge anything after a record it
+/// could not sync.
+fn unable_to_persist(id: NodeId, path: &std::path::Path, e: &io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "{}: cannot use {}: {e}; stopping",
+            node_name(id),
+            path.display()
+        ),
+    )
 }

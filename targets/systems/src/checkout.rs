@@ -9,14 +9,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::orders::{Order, OrderRequest};
-use super::{ClientReply, ClientRequest, Node, NodeId, Now, Output, RequestId};
+use super::{ClientReply, ClientRequest, Kinded, Node, NodeId, Now, Output, RequestId};
 
 /// A coordinator's or a service's state machine.
 pub trait Part {
     /// Messages between the parts.
-    type Message: Serialize + DeserializeOwned + Send + std::fmt::Debug + 'static;
+    type Message: Serialize + DeserializeOwned + Kinded + Send + std::fmt::Debug + 'static;
     /// What the part persists.
-    type Record: Serialize + DeserializeOwned + Send + 'static;
+    type Record: Serialize + DeserializeOwned + Kinded + Send + 'static;
     /// A peer's message arrived.
     fn step(&mut self, now: Now, from: NodeId, msg: Self::Message);
     /// Time passed.

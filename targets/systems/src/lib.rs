@@ -58,12 +58,18 @@ pub struct SystemInfo {
     /// Whether its nodes write notes of their own invariants (who led, what was applied) for
     /// a checker of the system's own safety.
     pub writes_notes: bool,
+    /// The kinds of its nodes' messages (what `--crash-points send:KIND` can name).
+    pub message_kinds: &'static [&'static str],
+    /// The kinds of its nodes' log records (what `--crash-points persist:KIND` can name).
+    pub record_kinds: &'static [&'static str],
 }
 
 /// Every bundled system.
 pub const SYSTEMS: &[SystemInfo] = &[
     SystemInfo {
         name: "quorum",
+        message_kinds: <quorum::Message as Kinded>::KINDS,
+        record_kinds: <quorum::Record as Kinded>::KINDS,
         fixed_nodes: None,
         names_leader: false,
         takes_orders: false,
@@ -71,6 +77,8 @@ pub const SYSTEMS: &[SystemInfo] = &[
     },
     SystemInfo {
         name: "raft",
+        message_kinds: <raft::Message as Kinded>::KINDS,
+        record_kinds: <raft::Record as Kinded>::KINDS,
         fixed_nodes: None,
         names_leader: true,
         takes_orders: false,
@@ -78,6 +86,8 @@ pub const SYSTEMS: &[SystemInfo] = &[
     },
     SystemInfo {
         name: "saga",
+        message_kinds: <saga::Message as Kinded>::KINDS,
+        record_kinds: <saga::Record as Kinded>::KINDS,
         fixed_nodes: Some(4),
         names_leader: false,
         takes_orders: true,
@@ -85,6 +95,8 @@ pub const SYSTEMS: &[SystemInfo] = &[
     },
     SystemInfo {
         name: "twopc",
+        message_kinds: <twopc::Message as Kinded>::KINDS,
+        record_kinds: <twopc::Record as Kinded>::KINDS,
         fixed_nodes: Some(4),
         names_leader: false,
         takes_orders: true,
@@ -199,12 +211,48 @@ pub enum Output<M, R> {
     Note(serde_json::Value),
 }
 
+/// A message or record that names its kind — what crash points match (`send:VoteGranted`,
+/// `persist:Entries`), whatever its serialised form.
+pub trait Kinded {
+    /// Every kind there is, for checking `--crash-points` and for help.
+    const KINDS: &'static [&'static str];
+    /// This value's kind, one of [`Kinded::KINDS`].
+    fn kind(&self) -> &'static str;
+}
+
+/// Implements [`Kinded`] for an enum whose kinds are its variants' names; the match is
+/// exhaustive, so a new variant must be listed.
+macro_rules! kinded {
+    ($ty:ty { $($variant:ident),* $(,)? }) => {
+        impl $crate::Kinded for $ty {
+            const KINDS: &'static [&'static str] = &[$(stringify!($variant)),*];
+            fn kind(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+pub(crate) use kinded;
+
+/// The variant name serde gives `value` (`{"VoteGranted":…}` or `"Ping"`): test harnesses
+/// check that every kind a node sends or logs is the name its serialised form carries.
+#[cfg(test)]
+pub(crate) fn serde_variant(value: &impl Serialize) -> String {
+    match serde_json::to_value(value).expect("messages serialise") {
+        serde_json::Value::String(name) => name,
+        serde_json::Value::Object(map) if map.len() == 1 => map.keys().next().unwrap().clone(),
+        other => panic!("not an enum variant: {other}"),
+    }
+}
+
 /// A reference-system node as its runtime drives it.
 pub trait Node: Send + 'static {
     /// Messages between nodes.
-    type Message: Serialize + DeserializeOwned + Send + std::fmt::Debug + 'static;
+    type Message: Serialize + DeserializeOwned + Kinded + Send + std::fmt::Debug + 'static;
     /// Records of durable state; a node restarted on its records recovers what it persisted.
-    type Record: Serialize + DeserializeOwned + Send + 'static;
+    type Record: Serialize + DeserializeOwned + Kinded + Send + 'static;
 
     /// A client request arrived.
     fn handle_client(&mut self, now: Now, id: RequestId, request: ClientRequest);

@@ -91,6 +91,17 @@ pub enum Message {
     Pong,
 }
 
+crate::kinded!(Message {
+    Read,
+    ReadReply,
+    Write,
+    WriteAck,
+    Handoff,
+    HandoffAck,
+    Ping,
+    Pong
+});
+
 /// Durable state: the last record for a key (or a hint) wins on recovery.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -113,6 +124,12 @@ pub enum Record {
     /// The vector-clock counter of writes this node coordinated.
     Counter(u64),
 }
+
+crate::kinded!(Record {
+    Store,
+    Hint,
+    Counter
+});
 
 /// What a client asked, as the coordinator remembers it.
 #[derive(Clone, Debug)]

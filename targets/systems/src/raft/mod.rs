@@ -138,6 +138,18 @@ pub enum Message {
     },
 }
 
+crate::kinded!(Message {
+    Vote,
+    PreVote,
+    PreVoteReply,
+    VoteGranted,
+    VoteRefused,
+    Append,
+    Forward,
+    ForwardReply,
+    AppendReply
+});
+
 /// An AppendEntries request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppendEntries {
@@ -173,6 +185,8 @@ pub enum Record {
         entries: Vec<Entry>,
     },
 }
+
+crate::kinded!(Record { Meta, Entries });
 
 #[derive(Clone, Debug)]
 enum Role {

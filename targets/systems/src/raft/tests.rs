@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::Kinded;
 
 struct Net {
     nodes: Vec<RaftNode>,
@@ -54,12 +55,16 @@ impl Net {
         while let Some(out) = self.nodes[node as usize].poll_output() {
             match out {
                 Output::Send { to, msg } => {
+                    assert_eq!(msg.kind(), crate::serde_variant(&msg));
                     if !self.cut.contains(&(node, to)) && !self.down.contains(&to) {
                         self.queue.push_back((node, to, msg));
                     }
                 }
                 Output::Reply { id, reply } => self.replies.push((id, reply)),
-                Output::Persist(r) => self.persisted[node as usize].push(r),
+                Output::Persist(r) => {
+                    assert_eq!(r.kind(), crate::serde_variant(&r));
+                    self.persisted[node as usize].push(r)
+                }
                 Output::Note(note) => self.notes[node as usize].push(note),
             }
         }

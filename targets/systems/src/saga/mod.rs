@@ -97,6 +97,8 @@ pub enum Message {
     },
 }
 
+crate::kinded!(Message { Step, StepDone });
+
 /// What nodes persist: the orchestrator's saga log, the services' applied steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -152,6 +154,17 @@ pub enum Record {
         order: String,
     },
 }
+
+crate::kinded!(Record {
+    Started,
+    StepOk,
+    StepFailed,
+    Undone,
+    Finished,
+    Applied,
+    Declined,
+    Tombstone
+});
 
 /// The initial totals of service `kind` under `settings`.
 pub fn initial_totals(kind: usize, settings: &Settings) -> BTreeMap<String, i64> {

@@ -64,6 +64,13 @@ pub enum Message {
     },
 }
 
+crate::kinded!(Message {
+    Prepare,
+    Vote,
+    Decide,
+    Ack
+});
+
 /// What nodes persist.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Record {
@@ -107,6 +114,15 @@ pub enum Record {
         at_ms: u64,
     },
 }
+
+crate::kinded!(Record {
+    Begun,
+    Decided,
+    Ended,
+    Prepared,
+    Committed,
+    Aborted
+});
 
 /// A node of the two-phase commit system: the coordinator (n1) or a participant.
 pub type TwoPcNode = CheckoutNode<Coordinator, Participant>;
