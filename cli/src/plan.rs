@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use faultline_checker::Checker;
-use faultline_nemesis::{Backend, CommandBackend, Kind, LocalBackend, ProxyBackend, Shape};
+use faultline_nemesis::{Backend, CommandBackend, Kind, LocalEtcdBackend, ProxyBackend, Shape};
 use faultline_targets::etcd::Network;
 use faultline_targets::runtime::{CrashPlan, CrashPoint};
 use faultline_targets::systems::system_info;
@@ -189,7 +189,7 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
     let unsupported = match target {
         Target::Bundled(_) => Vec::new(),
         Target::LocalEtcd(_) => {
-            LocalBackend::unsupported_on(network.unwrap_or(Network::Loopback), &kinds)
+            LocalEtcdBackend::unsupported_on(network.unwrap_or(Network::Loopback), &kinds)
         }
         Target::Http(urls) | Target::Etcd(urls, _) if !opts.nemesis_cmd.is_empty() => {
             let commands =

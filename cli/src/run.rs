@@ -14,7 +14,8 @@ use std::time::Duration;
 use faultline_checker::stats::Stats;
 use faultline_checker::{Validity, format, stats};
 use faultline_nemesis::{
-    AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalBackend, ProxyBackend, Schedule,
+    AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend, ProxyBackend,
+    Schedule,
 };
 use faultline_results::{Judged, RunDir, explanation, period_table, stats_table, verdict_table};
 use faultline_targets::client::{AnyClient, HttpClient};
@@ -556,7 +557,7 @@ async fn backend(
     }
     let backend = match &plan.target {
         Target::Bundled(_) => AnyBackend::Bundled(BundledBackend::new(cluster.clone())?),
-        Target::LocalEtcd(_) => AnyBackend::Local(LocalBackend::new(etcd.clone())?),
+        Target::LocalEtcd(_) => AnyBackend::LocalEtcd(LocalEtcdBackend::new(etcd.clone())?),
         Target::Http(_) | Target::Etcd(..) => {
             let hosts: Vec<String> = urls
                 .iter()

@@ -90,7 +90,7 @@ async fn writes_with_n3_w2_survive_one_crash_not_two_partitioned() {
     let mut cluster = cluster(5, "n=3,r=2,w=2,timeout-ms=300").await;
     let http = Http::new();
     let owners = owners(&cluster, "k");
-    cluster.kill(owners[1]).unwrap();
+    cluster.kill(owners[1] as u32).unwrap();
     let (status, _) = http
         .put(&cluster, owners[0], "k", json!({"value": 1}))
         .await;

@@ -156,7 +156,7 @@ async fn a_leader_cut_off_from_the_majority_answers_no_request() {
     };
     let leader = groups[0][0];
     let read = http
-        .get(format!("{}/kv/k", urls[leader]))
+        .get(format!("{}/kv/k", urls[leader as usize]))
         .send()
         .await
         .unwrap();
@@ -166,7 +166,7 @@ async fn a_leader_cut_off_from_the_majority_answers_no_request() {
         "the cut-off leader must not serve a read"
     );
     let write = http
-        .put(format!("{}/kv/k", urls[leader]))
+        .put(format!("{}/kv/k", urls[leader as usize]))
         .json(&json!({"value": 2}))
         .send()
         .await

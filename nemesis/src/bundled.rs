@@ -2,8 +2,9 @@
 //! `POST /admin/faults` (partitions, clock offsets, packet faults) and signals to its process
 //! (SIGKILL then restart on the same data directory, SIGSTOP then SIGCONT).
 //!
-//! The fault layer of a node takes its whole configuration at once, so the backend keeps the
-//! configuration it wants each node to have and sends it whole after every change.
+//! What each node should suffer is decided once, in [`Desired`]; this backend only pushes a
+//! node's wanted state to it whole (the fault layer takes its whole configuration at once)
+//! and brings its process to the wanted state.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Backend;
+use crate::desired::{Desired, NodeState, Process};
 use crate::fault::{ClockMode, Fault, Kind, NodeId, name};
 use crate::processes::Processes;
 
@@ -27,7 +29,7 @@ pub struct BundledBackend {
     processes: Processes<Cluster>,
     urls: Vec<String>,
     http: reqwest::Client,
-    desired: Vec<Faults>,
+    desired: Desired,
     strobe: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
@@ -41,7 +43,7 @@ impl BundledBackend {
             .ok_or("the cluster is not running")?
             .urls();
         Ok(BundledBackend {
-            desired: vec![Faults::default(); urls.len()],
+            desired: Desired::new(urls.len()),
             urls,
             processes: Processes::new(cluster),
             http: reqwest::Client::new(),
@@ -49,16 +51,18 @@ impl BundledBackend {
         })
     }
 
-    async fn push(&self, node: NodeId) -> Result<(), String> {
-        if self.processes.is_killed(node) {
-            return Ok(()); // it starts with no faults when restarted
-        }
-        post(&self.http, &self.urls[node], &self.desired[node]).await
-    }
-
-    async fn push_all(&self) -> Result<(), String> {
-        for node in 0..self.urls.len() {
-            self.push(node).await?;
+    /// Brings each of `nodes` to its wanted state: its process first (a killed node restarts
+    /// with no faults and waits until healthy), then its fault layer.
+    async fn push(&mut self, nodes: &[NodeId]) -> Result<(), String> {
+        for &node in nodes {
+            let wanted = self.desired.node(node).clone();
+            if self.processes.reconcile(node, wanted.process)? {
+                wait_healthy(&self.urls[node as usize], RESTART_WITHIN).await?;
+                self.processes.serving(node);
+            }
+            if wanted.process == Process::Running {
+                post(&self.http, &self.urls[node as usize], &faults_of(&wanted)).await?;
+            }
         }
         Ok(())
     }
@@ -67,7 +71,7 @@ impl BundledBackend {
     async fn leader(&self) -> Option<NodeId> {
         let mut named = Vec::new();
         for (node, url) in self.urls.iter().enumerate() {
-            if self.processes.is_out(node) {
+            if self.processes.is_out(node as NodeId) {
                 continue;
             }
             let state: Option<serde_json::Value> = async {
@@ -82,148 +86,10 @@ impl BundledBackend {
             }
             .await;
             let leader = state.as_ref().and_then(|s| s["leader"].as_str());
-            named.extend(leader.and_then(|n| (0..self.urls.len()).find(|&i| name(i) == n)));
+            let nodes = 0..self.urls.len() as NodeId;
+            named.extend(leader.and_then(|n| nodes.clone().find(|&i| name(i) == n)));
         }
         crate::most_named(named, self.urls.len())
-    }
-
-    /// Starts `fault`; returns it as applied (a `leader` partition names the node it cut off).
-    async fn apply_fault(&mut self, fault: &Fault) -> Result<Fault, String> {
-        let resolved = crate::resolve_leader(fault, self.urls.len(), || self.leader())
-            .await
-            .unwrap_or_else(|| fault.clone());
-        self.apply_decided(&resolved).await?;
-        Ok(resolved)
-    }
-
-    async fn apply_decided(&mut self, fault: &Fault) -> Result<(), String> {
-        match fault {
-            Fault::Partition { cuts, .. } => {
-                for (node, wanted) in self.desired.iter_mut().enumerate() {
-                    wanted.drop_to = cuts
-                        .iter()
-                        .filter(|c| c.0 == node)
-                        .map(|c| name(c.1))
-                        .collect();
-                    wanted.drop_from = cuts
-                        .iter()
-                        .filter(|c| c.1 == node)
-                        .map(|c| name(c.0))
-                        .collect();
-                }
-                self.push_all().await
-            }
-            Fault::Clock { mode, offsets } => {
-                for &(node, offset) in offsets {
-                    self.desired[node].clock_offset_ms = offset;
-                }
-                if let ClockMode::Strobe { period_ms } = *mode {
-                    let (stop, stopped) = watch::channel(false);
-                    let task = tokio::spawn(strobe(
-                        self.http.clone(),
-                        offsets
-                            .iter()
-                            .map(|&(n, _)| (self.urls[n].clone(), self.desired[n].clone()))
-                            .collect(),
-                        Duration::from_millis(period_ms),
-                        stopped,
-                    ));
-                    self.strobe = Some((stop, task));
-                    Ok(())
-                } else {
-                    for &(node, _) in offsets {
-                        self.push(node).await?;
-                    }
-                    Ok(())
-                }
-            }
-            Fault::Kill { nodes } => self.processes.kill(nodes),
-            Fault::Pause { nodes } => self.processes.pause(nodes),
-            Fault::Crash {
-                nodes,
-                rules,
-                down_ms,
-            } => {
-                for &node in nodes {
-                    let wanted = &mut self.desired[node];
-                    wanted.crash_after = rules.clone();
-                    wanted.crash_down_ms = *down_ms;
-                    self.push(node).await?;
-                }
-                Ok(())
-            }
-            Fault::Packet {
-                nodes,
-                delay_ms,
-                jitter_ms,
-                loss,
-                duplicate,
-            } => {
-                for &node in nodes {
-                    let wanted = &mut self.desired[node];
-                    wanted.delay_ms = *delay_ms;
-                    wanted.jitter_ms = *jitter_ms;
-                    wanted.loss = *loss;
-                    wanted.duplicate = *duplicate;
-                    self.push(node).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn heal_fault(&mut self, fault: &Fault) -> Result<(), String> {
-        match fault {
-            Fault::Partition { .. } => {
-                for wanted in &mut self.desired {
-                    wanted.drop_to.clear();
-                    wanted.drop_from.clear();
-                }
-                self.push_all().await
-            }
-            Fault::Clock { offsets, .. } => {
-                self.stop_strobe().await;
-                for &(node, _) in offsets {
-                    self.desired[node].clock_offset_ms = 0;
-                    self.push(node).await?;
-                }
-                Ok(())
-            }
-            Fault::Kill { nodes } => {
-                for &node in nodes {
-                    self.restart(node).await?;
-                }
-                Ok(())
-            }
-            Fault::Pause { nodes } => self.processes.resume(nodes),
-            Fault::Crash { nodes, .. } => {
-                for &node in nodes {
-                    let wanted = &mut self.desired[node];
-                    wanted.crash_after.clear();
-                    wanted.crash_down_ms = 0;
-                    self.push(node).await?;
-                }
-                Ok(())
-            }
-            Fault::Packet { nodes, .. } => {
-                for &node in nodes {
-                    let wanted = &mut self.desired[node];
-                    wanted.delay_ms = 0;
-                    wanted.jitter_ms = 0;
-                    wanted.loss = 0.0;
-                    wanted.duplicate = 0.0;
-                    self.push(node).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn restart(&mut self, node: NodeId) -> Result<(), String> {
-        self.processes.respawn(node)?;
-        wait_healthy(&self.urls[node], RESTART_WITHIN).await?;
-        self.processes.serving(node);
-        self.push(node).await
     }
 
     async fn stop_strobe(&mut self) {
@@ -232,17 +98,22 @@ impl BundledBackend {
             let _ = task.await;
         }
     }
+}
 
-    /// Heals everything: clocks reset, partitions and packet faults cleared, paused nodes
-    /// continued, killed nodes restarted. Idempotent.
-    async fn heal_everything(&mut self) -> Result<(), String> {
-        self.stop_strobe().await;
-        self.processes.resume_all()?;
-        for node in self.processes.killed() {
-            self.restart(node).await?;
-        }
-        self.desired = vec![Faults::default(); self.urls.len()];
-        self.push_all().await
+/// The fault layer configuration of a node in `state`.
+fn faults_of(state: &NodeState) -> Faults {
+    let names = |nodes: &[NodeId]| nodes.iter().map(|&n| name(n)).collect();
+    let (crash_after, crash_down_ms) = state.crash.clone().unwrap_or_default();
+    Faults {
+        drop_to: names(&state.drop_to),
+        drop_from: names(&state.drop_from),
+        loss: state.packet.loss,
+        duplicate: state.packet.duplicate,
+        delay_ms: state.packet.delay_ms,
+        jitter_ms: state.packet.jitter_ms,
+        clock_offset_ms: state.clock_offset_ms,
+        crash_after,
+        crash_down_ms,
     }
 }
 
@@ -251,16 +122,48 @@ impl Backend for BundledBackend {
         Vec::new()
     }
 
+    /// Starts `fault`; returns it as applied (a `leader` partition names the node it cut off).
     async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
-        self.apply_fault(fault).await
+        let resolved = crate::resolve_leader(fault, self.urls.len(), || self.leader())
+            .await
+            .unwrap_or_else(|| fault.clone());
+        let changed = self.desired.apply(&resolved);
+        self.push(&changed).await?;
+        if let Fault::Clock {
+            mode: ClockMode::Strobe { period_ms },
+            offsets,
+        } = &resolved
+        {
+            let nodes = offsets
+                .iter()
+                .map(|&(n, _)| {
+                    let faults = faults_of(self.desired.node(n));
+                    (self.urls[n as usize].clone(), faults)
+                })
+                .collect();
+            let (stop, stopped) = watch::channel(false);
+            let period = Duration::from_millis(*period_ms);
+            let task = tokio::spawn(strobe(self.http.clone(), nodes, period, stopped));
+            self.strobe = Some((stop, task));
+        }
+        Ok(resolved)
     }
 
     async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
-        self.heal_fault(fault).await
+        if matches!(fault, Fault::Clock { .. }) {
+            self.stop_strobe().await;
+        }
+        let changed = self.desired.heal(fault);
+        self.push(&changed).await
     }
 
+    /// Heals everything: clocks reset, partitions and packet faults cleared, paused nodes
+    /// continued, killed nodes restarted. Idempotent: every node is brought to health.
     async fn heal_all(&mut self) -> Result<(), String> {
-        self.heal_everything().await
+        self.stop_strobe().await;
+        self.desired.heal_all();
+        let every: Vec<NodeId> = (0..self.desired.len() as NodeId).collect();
+        self.push(&every).await
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use crate::Backend;
-use crate::fault::{Fault, Kind, name};
+use crate::fault::{Fault, Kind, NodeId, name};
 
 /// The variables every command gets, with what they hold (for `--help` and the README).
 pub const ENVIRONMENT: &[(&str, &str)] = &[
@@ -120,7 +120,7 @@ impl CommandBackend {
 
     /// The environment a command gets for `fault`.
     fn environment(&self, fault: &Fault, action: &str) -> Vec<(String, String)> {
-        let all: Vec<String> = (0..self.hosts.len()).map(name).collect();
+        let all: Vec<String> = (0..self.hosts.len() as NodeId).map(name).collect();
         let mut env = vec![
             ("FAULTLINE_FAULT".into(), fault.kind().name().to_string()),
             ("FAULTLINE_ACTION".into(), action.to_string()),
@@ -128,14 +128,14 @@ impl CommandBackend {
             ("FAULTLINE_HOSTS".into(), self.hosts.join(" ")),
             ("FAULTLINE_FAULT_JSON".into(), fault.describe().to_string()),
         ];
-        let targets: Vec<usize> = match fault {
+        let targets: Vec<NodeId> = match fault {
             Fault::Kill { nodes }
             | Fault::Pause { nodes }
             | Fault::Packet { nodes, .. }
             | Fault::Crash { nodes, .. } => nodes.clone(),
             Fault::Clock { offsets, .. } => offsets.iter().map(|(n, _)| *n).collect(),
             Fault::Partition { cuts, .. } => {
-                let mut cut: Vec<usize> = cuts.iter().flat_map(|c| [c.0, c.1]).collect();
+                let mut cut: Vec<NodeId> = cuts.iter().flat_map(|c| [c.0, c.1]).collect();
                 cut.sort_unstable();
                 cut.dedup();
                 cut
@@ -153,7 +153,7 @@ impl CommandBackend {
             "FAULTLINE_TARGET_HOSTS".into(),
             targets
                 .iter()
-                .map(|&n| self.hosts[n].clone())
+                .map(|&n| self.hosts[n as usize].clone())
                 .collect::<Vec<_>>()
                 .join(" "),
         ));

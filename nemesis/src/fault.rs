@@ -7,8 +7,8 @@ use std::str::FromStr;
 use faultline_targets::runtime::CrashRule;
 use serde_json::{Value, json};
 
-/// A node's index in its cluster.
-pub type NodeId = usize;
+/// A node's index in its cluster: the one node id type of every crate.
+pub use faultline_targets::systems::NodeId;
 
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -229,7 +229,7 @@ pub enum Fault {
 
 /// `n1`, `n2`, ... (the names the nodes themselves use).
 pub fn name(node: NodeId) -> String {
-    faultline_targets::systems::kv::node_name(node as u32)
+    faultline_targets::systems::kv::node_name(node)
 }
 
 fn names(nodes: &[NodeId]) -> Vec<String> {
@@ -251,7 +251,7 @@ impl Fault {
 
     /// The `leader` partition once the leader is known: `leader` alone, the rest together.
     pub fn leader_cut_off(leader: NodeId, nodes: usize) -> Fault {
-        let rest: Vec<NodeId> = (0..nodes).filter(|&n| n != leader).collect();
+        let rest: Vec<NodeId> = (0..nodes as NodeId).filter(|&n| n != leader).collect();
         let groups = vec![vec![leader], rest];
         let cuts = group_cuts(&groups, false);
         Fault::Partition {
@@ -378,11 +378,12 @@ pub(crate) fn group_cuts(groups: &[Vec<NodeId>], one_way: bool) -> Vec<(NodeId, 
 
 /// Directed cuts from a "who sees whom" relation: `a` cannot reach `b` unless `b ∈ sees[a]`.
 pub(crate) fn visibility_cuts(sees: &[Vec<NodeId>]) -> Vec<(NodeId, NodeId)> {
-    let n = sees.len();
+    let n = sees.len() as NodeId;
     let mut cuts = Vec::new();
     for a in 0..n {
         for b in 0..n {
-            if a != b && !(sees[a].contains(&b) && sees[b].contains(&a)) {
+            let sees = |x: NodeId, y: NodeId| sees[x as usize].contains(&y);
+            if a != b && !(sees(a, b) && sees(b, a)) {
                 cuts.push((a, b));
             }
         }

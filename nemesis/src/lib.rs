@@ -11,15 +11,16 @@
 //! - [`Kind`], [`Shape`], [`Fault`]: the vocabulary.
 //! - [`Schedule`]: seed → wait, fault, hold, heal, and again.
 //! - [`BundledBackend`]: faultline's reference clusters (admin endpoint and signals).
-//! - [`LocalBackend`]: a local etcd cluster (namespaces and nftables, proxies, signals).
+//! - [`LocalEtcdBackend`]: a local etcd cluster (namespaces and nftables, proxies, signals).
 //! - [`ProxyBackend`]: TCP proxies in front of a URL target's nodes (packet faults).
 //! - [`CommandBackend`]: the user's own shell commands, for clusters on other machines.
 //! - [`AnyBackend`]: whichever of these a run uses.
 
 mod bundled;
 mod command;
+mod desired;
 mod fault;
-mod local;
+mod local_etcd;
 mod processes;
 mod proxy;
 mod schedule;
@@ -27,7 +28,7 @@ mod schedule;
 pub use bundled::BundledBackend;
 pub use command::{CommandBackend, ENVIRONMENT};
 pub use fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
-pub use local::LocalBackend;
+pub use local_etcd::LocalEtcdBackend;
 pub use proxy::ProxyBackend;
 pub use schedule::{Schedule, Step};
 
@@ -58,7 +59,7 @@ pub enum AnyBackend {
     /// Faultline's reference clusters.
     Bundled(BundledBackend),
     /// A local etcd cluster.
-    Local(LocalBackend),
+    LocalEtcd(LocalEtcdBackend),
     /// Proxies in front of a URL target.
     Proxy(ProxyBackend),
     /// The user's commands (packet faults through proxies when no packet command is given).
@@ -69,7 +70,7 @@ impl Backend for AnyBackend {
     fn unsupported(&self, kinds: &[Kind]) -> Vec<(Kind, String)> {
         match self {
             AnyBackend::Bundled(b) => b.unsupported(kinds),
-            AnyBackend::Local(b) => b.unsupported(kinds),
+            AnyBackend::LocalEtcd(b) => b.unsupported(kinds),
             AnyBackend::Proxy(b) => b.unsupported(kinds),
             AnyBackend::Command(b, proxies) => b
                 .unsupported(kinds)
@@ -82,7 +83,7 @@ impl Backend for AnyBackend {
     async fn apply(&mut self, fault: &Fault) -> Result<Fault, String> {
         match self {
             AnyBackend::Bundled(b) => b.apply(fault).await,
-            AnyBackend::Local(b) => b.apply(fault).await,
+            AnyBackend::LocalEtcd(b) => b.apply(fault).await,
             AnyBackend::Proxy(b) => b.apply(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.apply(fault).await,
             AnyBackend::Command(b, _) => b.apply(fault).await,
@@ -92,7 +93,7 @@ impl Backend for AnyBackend {
     async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         match self {
             AnyBackend::Bundled(b) => b.heal(fault).await,
-            AnyBackend::Local(b) => b.heal(fault).await,
+            AnyBackend::LocalEtcd(b) => b.heal(fault).await,
             AnyBackend::Proxy(b) => b.heal(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.heal(fault).await,
             AnyBackend::Command(b, _) => b.heal(fault).await,
@@ -102,7 +103,7 @@ impl Backend for AnyBackend {
     async fn heal_all(&mut self) -> Result<(), String> {
         match self {
             AnyBackend::Bundled(b) => b.heal_all().await,
-            AnyBackend::Local(b) => b.heal_all().await,
+            AnyBackend::LocalEtcd(b) => b.heal_all().await,
             AnyBackend::Proxy(b) => b.heal_all().await,
             AnyBackend::Command(b, proxies) => {
                 let commands = b.heal_all().await;
@@ -134,10 +135,10 @@ where
 fn most_named(named: impl IntoIterator<Item = NodeId>, nodes: usize) -> Option<NodeId> {
     let mut votes = vec![0usize; nodes];
     for node in named {
-        votes[node] += 1;
+        votes[node as usize] += 1;
     }
     let (best, count) = votes.iter().enumerate().max_by_key(|(_, c)| **c)?;
-    (*count > 0).then_some(best)
+    (*count > 0).then_some(best as NodeId)
 }
 
 /// A `leader` partition whose leader is not chosen yet, resolved: asks `leader` who leads

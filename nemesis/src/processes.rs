@@ -1,6 +1,7 @@
 //! Signals to the processes of a cluster faultline started itself, shared by the backends that
 //! own one: SIGKILL and a respawn on the same data, SIGSTOP and SIGCONT. It remembers who is
-//! down or stopped, so that a heal can bring every one of them back.
+//! down or stopped, and [`Processes::reconcile`] brings a node's process to the state the
+//! nemesis wants it in.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -10,6 +11,7 @@ use faultline_targets::cluster::Cluster;
 use faultline_targets::etcd::EtcdCluster;
 use nix::sys::signal::Signal;
 
+use crate::desired::Process;
 use crate::fault::NodeId;
 
 /// A cluster whose nodes are local processes.
@@ -82,57 +84,38 @@ impl<C: LocalProcesses> Processes<C> {
         self.killed.contains(&i) || self.paused.contains(&i)
     }
 
-    /// Whether node `i` is killed and not yet respawned.
-    pub(crate) fn is_killed(&self, i: NodeId) -> bool {
-        self.killed.contains(&i)
-    }
-
-    /// The nodes killed and not yet respawned.
-    pub(crate) fn killed(&self) -> Vec<NodeId> {
-        self.killed.iter().copied().collect()
-    }
-
-    /// SIGKILLs `nodes`.
-    pub(crate) fn kill(&mut self, nodes: &[NodeId]) -> Result<(), String> {
-        for &i in nodes {
-            self.with_cluster(|c| c.kill(i))?;
-            self.killed.insert(i);
-        }
-        Ok(())
-    }
-
-    /// Starts killed node `i` again; the caller waits until it serves, then calls
+    /// Brings node `i`'s process to `wanted`: kills, stops or continues it. `Ok(true)` means
+    /// it was killed and has been respawned: the caller waits until it serves, then calls
     /// [`Processes::serving`].
-    pub(crate) fn respawn(&mut self, i: NodeId) -> Result<(), String> {
-        self.with_cluster(|c| c.respawn(i))
+    pub(crate) fn reconcile(&mut self, i: NodeId, wanted: Process) -> Result<bool, String> {
+        match wanted {
+            Process::Running if self.paused.contains(&i) => {
+                self.with_cluster(|c| c.signal(i, Signal::SIGCONT))?;
+                self.paused.remove(&i);
+                Ok(false)
+            }
+            Process::Running if self.killed.contains(&i) => {
+                self.with_cluster(|c| c.respawn(i))?;
+                Ok(true)
+            }
+            Process::Killed if !self.killed.contains(&i) => {
+                // SIGKILL ends a stopped process too.
+                self.with_cluster(|c| c.kill(i))?;
+                self.paused.remove(&i);
+                self.killed.insert(i);
+                Ok(false)
+            }
+            Process::Paused if !self.paused.contains(&i) && !self.killed.contains(&i) => {
+                self.with_cluster(|c| c.signal(i, Signal::SIGSTOP))?;
+                self.paused.insert(i);
+                Ok(false)
+            }
+            Process::Running | Process::Killed | Process::Paused => Ok(false),
+        }
     }
 
     /// Node `i`, respawned, serves again.
     pub(crate) fn serving(&mut self, i: NodeId) {
         self.killed.remove(&i);
-    }
-
-    /// SIGSTOPs `nodes`.
-    pub(crate) fn pause(&mut self, nodes: &[NodeId]) -> Result<(), String> {
-        for &i in nodes {
-            self.with_cluster(|c| c.signal(i, Signal::SIGSTOP))?;
-            self.paused.insert(i);
-        }
-        Ok(())
-    }
-
-    /// SIGCONTs `nodes`.
-    pub(crate) fn resume(&mut self, nodes: &[NodeId]) -> Result<(), String> {
-        for &i in nodes {
-            self.with_cluster(|c| c.signal(i, Signal::SIGCONT))?;
-            self.paused.remove(&i);
-        }
-        Ok(())
-    }
-
-    /// SIGCONTs every node this stopped.
-    pub(crate) fn resume_all(&mut self) -> Result<(), String> {
-        let paused: Vec<NodeId> = self.paused.iter().copied().collect();
-        self.resume(&paused)
     }
 }

@@ -87,7 +87,7 @@ impl Backend for ProxyBackend {
             return Err(format!("proxies cannot apply a {} fault", fault.kind()));
         };
         for &i in nodes {
-            self.proxies[i].set(Toxics {
+            self.proxies[i as usize].set(Toxics {
                 delay_ms: *delay_ms,
                 jitter_ms: *jitter_ms,
                 loss: *loss,
@@ -106,7 +106,7 @@ impl Backend for ProxyBackend {
     async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         if let Fault::Packet { nodes, .. } = fault {
             for &i in nodes {
-                self.proxies[i].set(Toxics::default());
+                self.proxies[i as usize].set(Toxics::default());
             }
         }
         Ok(())

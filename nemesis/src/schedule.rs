@@ -107,7 +107,7 @@ impl Schedule {
     }
 
     fn shuffled(&mut self) -> Vec<NodeId> {
-        let mut nodes: Vec<NodeId> = (0..self.nodes).collect();
+        let mut nodes: Vec<NodeId> = (0..self.nodes as NodeId).collect();
         nodes.shuffle(&mut self.rng);
         nodes
     }
@@ -221,7 +221,7 @@ impl Schedule {
             | Shape::Minority
             | Shape::Majority => {
                 let groups = match shape {
-                    Shape::Halves => split((0..n).collect(), n / 2),
+                    Shape::Halves => split((0..n as NodeId).collect(), n / 2),
                     Shape::RandomHalves => {
                         let nodes = self.shuffled();
                         split(nodes, n / 2)
@@ -249,12 +249,13 @@ impl Schedule {
                 let reach = (n / 2 + 1).saturating_sub(1).div_ceil(2);
                 let mut sees = vec![Vec::new(); n];
                 for (p, &node) in ring.iter().enumerate() {
+                    let sees = &mut sees[node as usize];
                     for d in 0..=reach {
-                        sees[node].push(ring[(p + d) % n]);
-                        sees[node].push(ring[(p + n - d % n) % n]);
+                        sees.push(ring[(p + d) % n]);
+                        sees.push(ring[(p + n - d % n) % n]);
                     }
-                    sees[node].sort_unstable();
-                    sees[node].dedup();
+                    sees.sort_unstable();
+                    sees.dedup();
                 }
                 let cuts = visibility_cuts(&sees);
                 (sees, cuts, false)
@@ -270,11 +271,11 @@ impl Schedule {
                 let mut sees = vec![Vec::new(); n];
                 for group in &groups {
                     for &a in group {
-                        sees[a] = group.clone();
-                        sees[a].push(bridge);
+                        sees[a as usize] = group.clone();
+                        sees[a as usize].push(bridge);
                     }
                 }
-                sees[bridge] = (0..n).collect();
+                sees[bridge as usize] = (0..n as NodeId).collect();
                 groups.push(vec![bridge]);
                 (groups, visibility_cuts(&sees), false)
             }

@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::systems::kv::node_name;
-use crate::systems::{SystemSettings, system_info};
+use crate::systems::{NodeId, SystemSettings, system_info};
 
 /// What cluster to start.
 #[derive(Clone, Debug)]
@@ -297,17 +297,17 @@ impl Cluster {
     }
 
     /// Sends `signal` to node `i`'s process group (SIGSTOP pauses, SIGCONT resumes).
-    pub fn signal(&self, i: usize, signal: Signal) -> io::Result<()> {
-        let Some(pid) = self.nodes[i].pid() else {
+    pub fn signal(&self, i: NodeId, signal: Signal) -> io::Result<()> {
+        let Some(pid) = self.nodes[i as usize].pid() else {
             return Ok(());
         };
         killpg(Pid::from_raw(pid as i32), signal).map_err(io::Error::from)
     }
 
     /// Kills node `i` with SIGKILL (a crash) and reaps it.
-    pub fn kill(&mut self, i: usize) -> io::Result<()> {
+    pub fn kill(&mut self, i: NodeId) -> io::Result<()> {
         self.signal(i, Signal::SIGKILL)?;
-        if let Some(mut child) = self.nodes[i].child.take() {
+        if let Some(mut child) = self.nodes[i as usize].child.take() {
             child.wait()?;
         }
         Ok(())
@@ -315,17 +315,17 @@ impl Cluster {
 
     /// Starts node `i` again on its data directory and waits until it is healthy.
     pub async fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
-        self.respawn(i)?;
+        self.respawn(i as NodeId)?;
         self.wait_healthy(i).await
     }
 
     /// Starts node `i` again on its data directory (killing it first if it runs) without
     /// waiting for it; see [`wait_healthy`] for a wait that needs no lock on the cluster.
-    pub fn respawn(&mut self, i: usize) -> io::Result<()> {
-        if self.nodes[i].child.is_some() {
+    pub fn respawn(&mut self, i: NodeId) -> io::Result<()> {
+        if self.nodes[i as usize].child.is_some() {
             self.kill(i)?;
         }
-        self.spawn(i)
+        self.spawn(i as usize)
     }
 
     /// Stops every node: SIGTERM to each group, a grace period, then SIGKILL. Idempotent.

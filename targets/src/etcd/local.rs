@@ -23,6 +23,7 @@ use super::EtcdSettings;
 use super::netns::{self, Namespaces};
 use crate::cluster::{ClusterError, data_dir, stop_groups};
 use crate::proxy::Proxy;
+use crate::systems::NodeId;
 use crate::systems::kv::node_name;
 
 /// How members reach each other.
@@ -269,8 +270,11 @@ impl EtcdCluster {
     }
 
     /// The proxies in front of member `i`: its client port, and on loopback its peer port.
-    pub fn proxies(&self, i: usize) -> (&Proxy, Option<&Proxy>) {
-        (&self.client_proxies[i], self.peer_proxies.get(i))
+    pub fn proxies(&self, i: NodeId) -> (&Proxy, Option<&Proxy>) {
+        (
+            &self.client_proxies[i as usize],
+            self.peer_proxies.get(i as usize),
+        )
     }
 
     /// How many members.
@@ -390,28 +394,28 @@ impl EtcdCluster {
     }
 
     /// Sends `signal` to member `i`'s process group (SIGSTOP pauses, SIGCONT resumes).
-    pub fn signal(&self, i: usize, signal: Signal) -> io::Result<()> {
-        let Some(pid) = self.pid(i) else {
+    pub fn signal(&self, i: NodeId, signal: Signal) -> io::Result<()> {
+        let Some(pid) = self.pid(i as usize) else {
             return Ok(());
         };
         killpg(Pid::from_raw(pid as i32), signal).map_err(io::Error::from)
     }
 
     /// Kills member `i` with SIGKILL (a crash) and reaps it.
-    pub fn kill(&mut self, i: usize) -> io::Result<()> {
+    pub fn kill(&mut self, i: NodeId) -> io::Result<()> {
         self.signal(i, Signal::SIGKILL)?;
-        if let Some(mut child) = self.members[i].child.take() {
+        if let Some(mut child) = self.members[i as usize].child.take() {
             child.wait()?;
         }
         Ok(())
     }
 
     /// Starts member `i` again on its data directory without waiting; see [`wait_serving`].
-    pub fn respawn(&mut self, i: usize) -> io::Result<()> {
-        if self.members[i].child.is_some() {
+    pub fn respawn(&mut self, i: NodeId) -> io::Result<()> {
+        if self.members[i as usize].child.is_some() {
             self.kill(i)?;
         }
-        self.spawn(i)
+        self.spawn(i as usize)
     }
 
     /// Stops every member (SIGTERM, a grace period, SIGKILL), closes the proxies and removes

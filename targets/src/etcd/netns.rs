@@ -13,6 +13,8 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::systems::NodeId;
+
 /// The nftables table faultline owns inside each member's namespace.
 const TABLE: &str = "faultline";
 
@@ -149,7 +151,7 @@ impl Namespaces {
             run("ip", &["-n", &ns, "addr", "add", &ip, "dev", "eth0"])?;
             run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
             run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-            made.set_rules(i, &[], 0.0)?;
+            made.set_rules(i as NodeId, &[], 0.0)?;
         }
         made.wait_reachable()?;
         Ok(made)
@@ -209,12 +211,12 @@ impl Namespaces {
 
     /// Replaces member `i`'s rules: drop every packet from the members in `drop_from`, and
     /// the share `loss` of the packets it sends.
-    pub fn set_rules(&self, i: usize, drop_from: &[usize], loss: f64) -> io::Result<()> {
+    pub fn set_rules(&self, i: NodeId, drop_from: &[NodeId], loss: f64) -> io::Result<()> {
         let mut input = String::new();
         if !drop_from.is_empty() {
             let ips: Vec<String> = drop_from
                 .iter()
-                .map(|&j| self.node_ip(j).to_string())
+                .map(|&j| self.node_ip(j as usize).to_string())
                 .collect();
             input = format!("ip saddr {{ {} }} drop", ips.join(", "));
         }
@@ -229,7 +231,7 @@ impl Namespaces {
              chain output {{\ntype filter hook output priority 0; policy accept;\n{output}\n}}\n\
              }}\n"
         );
-        nft_in(&self.netns(i), &script)
+        nft_in(&self.netns(i as usize), &script)
     }
 
     /// Member `i`'s rules as nftables lists them.
