@@ -210,13 +210,12 @@ impl<N: Node> Owner<N> {
         mut commands: mpsc::Receiver<Command>,
         mut peers: mpsc::Receiver<(NodeId, N::Message)>,
     ) -> io::Result<()> {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             if self.down_until.is_some_and(|t| Instant::now() >= t) {
                 self.down_until = None;
             }
             let down = self.down_until.is_some();
+            let wake = tokio::time::Instant::from_std(self.next_wake());
             tokio::select! {
                 Some(command) = commands.recv() => self.on_command(command),
                 Some((from, msg)) = peers.recv() => {
@@ -228,7 +227,7 @@ impl<N: Node> Owner<N> {
                         self.node.handle_peer(now, from, msg);
                     }
                 }
-                _ = tick.tick() => {
+                () = tokio::time::sleep_until(wake) => {
                     if !down {
                         let now = self.now();
                         self.node.handle_tick(now);
@@ -237,6 +236,22 @@ impl<N: Node> Owner<N> {
                 else => return Ok(()),
             }
             self.drain()?;
+        }
+    }
+
+    /// When to wake the node next: when a crashed node comes back, else at the deadline the
+    /// node asked for (at least a millisecond away, so a deadline the node leaves in the past
+    /// cannot spin), else an hour from now (an input wakes it sooner).
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        if let Some(up) = self.down_until {
+            return up;
+        }
+        match self.node.poll_timeout() {
+            Some(ms) => {
+                (self.started + Duration::from_millis(ms)).max(now + Duration::from_millis(1))
+            }
+            None => now + Duration::from_secs(3600),
         }
     }
 
@@ -276,9 +291,11 @@ impl<N: Node> Owner<N> {
                 bare: true,
                 reply,
             } => {
+                self.catch_up();
                 let _ = reply.send(self.node.describe());
             }
             Command::State { key, reply, .. } => {
+                self.catch_up();
                 let mut state = self.node.describe();
                 state["faults"] = json!(self.faults.faults());
                 state["clock_offset_ms"] = json!(self.faults.faults().clock_offset_ms);
@@ -296,6 +313,15 @@ impl<N: Node> Owner<N> {
                 });
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// Lets a running node see the time before its state is read (a node with no timer armed
+    /// is otherwise not woken, and its clock would be that of its last input).
+    fn catch_up(&mut self) {
+        if self.down_until.is_none() {
+            let now = self.now();
+            self.node.handle_tick(now);
         }
     }
 

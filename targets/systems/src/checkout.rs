@@ -21,6 +21,8 @@ pub trait Part {
     fn step(&mut self, now: Now, from: NodeId, msg: Self::Message);
     /// Time passed.
     fn tick(&mut self, now: Now);
+    /// When [`Part::tick`] must next be called (see [`Node::poll_timeout`]).
+    fn next_deadline(&self) -> Option<u64>;
     /// What the part has to do.
     fn outbox(&mut self) -> &mut VecDeque<Output<Self::Message, Self::Record>>;
     /// The whole state, for `GET /state`.
@@ -104,6 +106,13 @@ where
 
     fn handle_tick(&mut self, now: Now) {
         self.part().tick(now);
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        match self {
+            CheckoutNode::Coordinator(c) => c.next_deadline(),
+            CheckoutNode::Service(s) => s.next_deadline(),
+        }
     }
 
     fn poll_output(&mut self) -> Option<Output<C::Message, C::Record>> {

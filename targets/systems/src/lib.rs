@@ -271,8 +271,14 @@ pub trait Node: Send + 'static {
     }
     /// A peer's message arrived.
     fn handle_peer(&mut self, now: Now, from: NodeId, msg: Self::Message);
-    /// Time passed; the runtime calls this every few milliseconds.
+    /// Time passed: the node acts on every deadline that has come. The runtime calls it when
+    /// the deadline [`Node::poll_timeout`] gave passes (earlier or more often is harmless:
+    /// nothing happens before a deadline).
     fn handle_tick(&mut self, now: Now);
+    /// The next deadline, in milliseconds of the monotonic clock (`Now::mono_ms`), at which
+    /// [`Node::handle_tick`] must be called; `None` when no timer is armed. Asked after every
+    /// input, so a runtime (or a simulator) sleeps until then instead of polling.
+    fn poll_timeout(&self) -> Option<u64>;
     /// The next thing to do, until `None`.
     fn poll_output(&mut self) -> Option<Output<Self::Message, Self::Record>>;
     /// The node's state for `GET /admin/state`.

@@ -74,6 +74,11 @@ impl Waiting {
         ready.into_iter().map(|(client, _, _)| client).collect()
     }
 
+    /// The earliest deadline of a waiting client.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.clients.iter().map(|w| w.2).min()
+    }
+
     /// Removes the clients whose deadline passed at `now_ms` and answers each with
     /// `answer(order)`.
     pub fn expire<M, R>(

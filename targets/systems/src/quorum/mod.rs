@@ -55,9 +55,10 @@ pub enum Message {
         /// The replica's versions.
         versions: Vec<Version>,
     },
-    /// A coordinator asks a replica to store versions (for `hint_for`, on its behalf).
+    /// A coordinator asks a replica to store versions (for `hint_for`, on its behalf) and to
+    /// acknowledge them.
     Write {
-        /// The coordinator's operation (0: nobody waits for the ack).
+        /// The coordinator's operation.
         op: u64,
         /// The key.
         key: String,
@@ -65,6 +66,13 @@ pub enum Message {
         versions: Vec<Version>,
         /// The owner this node holds the write for, when it is a sloppy-quorum fallback.
         hint_for: Option<NodeId>,
+    },
+    /// Asynchronous read repair: store these newer versions; nobody waits for an answer.
+    Repair {
+        /// The key.
+        key: String,
+        /// The versions to merge.
+        versions: Vec<Version>,
     },
     /// The replica stored (and persisted) the write.
     WriteAck {
@@ -95,6 +103,7 @@ crate::kinded!(Message {
     Read,
     ReadReply,
     Write,
+    Repair,
     WriteAck,
     Handoff,
     HandoffAck,
@@ -112,7 +121,7 @@ pub enum Record {
         /// Its versions.
         versions: Vec<Version>,
     },
-    /// A hinted write held for `owner`; empty versions: handed off.
+    /// A hinted write held for `owner`.
     Hint {
         /// The owner.
         owner: NodeId,
@@ -121,6 +130,13 @@ pub enum Record {
         /// The versions held.
         versions: Vec<Version>,
     },
+    /// The hint for `owner`'s `key` was handed off: this node holds it no more.
+    HandedOff {
+        /// The owner.
+        owner: NodeId,
+        /// The key.
+        key: String,
+    },
     /// The vector-clock counter of writes this node coordinated.
     Counter(u64),
 }
@@ -128,6 +144,7 @@ pub enum Record {
 crate::kinded!(Record {
     Store,
     Hint,
+    HandedOff,
     Counter
 });
 
@@ -139,7 +156,9 @@ enum Request {
     Cas { expect: Value, value: Value },
 }
 
-/// Where a coordinated operation is.
+/// Where a coordinated operation is. Every operation but a plain put starts `Reading`; a
+/// put, a cas that matched and ABD's write-back go on `Writing`; a read whose replicas
+/// disagree goes `Repairing` under blocking read repair.
 #[derive(Clone, Debug)]
 enum Phase {
     /// Waiting for `need` read replies.
@@ -157,15 +176,30 @@ enum Phase {
         fallback_at: Option<u64>,
         reply: ClientReply,
     },
+    /// Waiting for every stale replica (`need` of them) to ack the merged versions; then
+    /// answering the read with `reply`.
+    Repairing {
+        need: usize,
+        acked: Vec<NodeId>,
+        reply: ClientReply,
+    },
 }
 
+/// A client's operation as its coordinator holds it.
 #[derive(Clone, Debug)]
-struct Pending {
+struct Operation {
     client: RequestId,
     key: String,
     request: Request,
-    phase: Phase,
+    /// When the client is answered whatever happened.
     deadline: u64,
+}
+
+/// One operation this node coordinates: what it is, and where it is.
+#[derive(Clone, Debug)]
+struct Coordinator {
+    operation: Operation,
+    phase: Phase,
 }
 
 /// What this node knows of a peer's liveness.
@@ -186,7 +220,8 @@ pub struct QuorumNode {
     store: HashMap<String, Vec<Version>>,
     hints: BTreeMap<(NodeId, String), Vec<Version>>,
     counter: u64,
-    pending: HashMap<u64, Pending>,
+    /// The operations this node coordinates, by operation number.
+    coordinating: HashMap<u64, Coordinator>,
     next_op: u64,
     peers: Vec<Liveness>,
     outbox: VecDeque<Output<Message, Record>>,
@@ -207,7 +242,7 @@ impl QuorumNode {
             store: HashMap::new(),
             hints: BTreeMap::new(),
             counter: 0,
-            pending: HashMap::new(),
+            coordinating: HashMap::new(),
             next_op: 1,
             outbox: VecDeque::new(),
             local: VecDeque::new(),
@@ -219,11 +254,7 @@ impl QuorumNode {
                 Record::Store { key, versions } => {
                     node.store.insert(key, versions);
                 }
-                Record::Hint {
-                    owner,
-                    key,
-                    versions,
-                } if versions.is_empty() => {
+                Record::HandedOff { owner, key } => {
                     node.hints.remove(&(owner, key));
                 }
                 Record::Hint {
@@ -253,7 +284,7 @@ impl QuorumNode {
         }
         let expects_answer = matches!(
             msg,
-            Message::Read { .. } | Message::Write { op: 1.., .. } | Message::Ping
+            Message::Read { .. } | Message::Write { .. } | Message::Ping
         );
         if expects_answer {
             let peer = &mut self.peers[to as usize];
@@ -311,34 +342,31 @@ impl QuorumNode {
         };
         let op = self.next_op;
         self.next_op += 1;
-        let deadline = self.now.mono_ms + self.settings.timeout_ms;
-        let plain_put =
-            matches!(request, Request::Put { .. }) && self.settings.mode == Mode::Dynamo;
-        if plain_put {
-            let Request::Put { value, context } = &request else {
-                unreachable!("matched above")
-            };
-            let version = self.new_version(value.clone(), context.clone(), &[]);
-            let pending = Pending {
-                client,
-                key,
-                request,
-                phase: Phase::Reading {
-                    need: 0,
-                    replies: Vec::new(),
-                },
-                deadline,
-            };
-            self.start_write(op, pending, vec![version], write_ok());
-            return;
+        let operation = Operation {
+            client,
+            key,
+            request,
+            deadline: self.now.mono_ms + self.settings.timeout_ms,
+        };
+        match &operation.request {
+            // A plain put needs nothing read first.
+            Request::Put { value, context } if self.settings.mode == Mode::Dynamo => {
+                let version = self.new_version(value.clone(), context.clone(), &[]);
+                self.start_write(op, operation, vec![version], write_ok());
+            }
+            // Everything else starts with a quorum read.
+            _ => self.start_read(op, operation),
         }
-        // Everything else starts with a quorum read.
-        let targets = self.targets(&key, false);
+    }
+
+    /// Asks every reachable replica of the key for its versions; the read phase needs R.
+    fn start_read(&mut self, op: u64, operation: Operation) {
+        let targets = self.targets(&operation.key, false);
         let need = self.settings.r as usize;
         if targets.len() < need {
             let up = targets.len();
             self.reply(
-                client,
+                operation.client,
                 ClientReply::Unavailable(format!(
                     "only {up} of the {} replicas of this key are reachable; r={need}",
                     self.settings.n
@@ -347,27 +375,15 @@ impl QuorumNode {
             return;
         }
         for (node, _) in &targets {
-            self.send(
-                *node,
-                Message::Read {
-                    op,
-                    key: key.clone(),
-                },
-            );
+            let key = operation.key.clone();
+            self.send(*node, Message::Read { op, key });
         }
-        self.pending.insert(
-            op,
-            Pending {
-                client,
-                key,
-                request,
-                phase: Phase::Reading {
-                    need,
-                    replies: Vec::new(),
-                },
-                deadline,
-            },
-        );
+        let phase = Phase::Reading {
+            need,
+            replies: Vec::new(),
+        };
+        self.coordinating
+            .insert(op, Coordinator { operation, phase });
     }
 
     /// A new version of a key written by this coordinator, after having read `read`.
@@ -410,14 +426,16 @@ impl QuorumNode {
         }
     }
 
+    /// Sends `versions` to every reachable replica (fallbacks for suspected owners under
+    /// sloppy quorums); the write phase needs W acks, then answers `reply`.
     fn start_write(
         &mut self,
         op: u64,
-        mut pending: Pending,
+        operation: Operation,
         versions: Vec<Version>,
         reply: ClientReply,
     ) {
-        let targets = self.targets(&pending.key, self.settings.sloppy);
+        let targets = self.targets(&operation.key, self.settings.sloppy);
         let need = self.settings.w as usize;
         if targets.len() < need {
             let up = targets.len();
@@ -426,7 +444,7 @@ impl QuorumNode {
                 self.settings.n
             );
             // A write that follows a read phase of ABD or cas has still written nothing.
-            self.reply(pending.client, ClientReply::Unavailable(why));
+            self.reply(operation.client, ClientReply::Unavailable(why));
             return;
         }
         let asked: Vec<NodeId> = targets.iter().map(|(n, _)| *n).collect();
@@ -435,13 +453,13 @@ impl QuorumNode {
                 node,
                 Message::Write {
                     op,
-                    key: pending.key.clone(),
+                    key: operation.key.clone(),
                     versions: versions.clone(),
                     hint_for,
                 },
             );
         }
-        pending.phase = Phase::Writing {
+        let phase = Phase::Writing {
             need,
             versions,
             asked,
@@ -452,18 +470,18 @@ impl QuorumNode {
                 .then(|| self.now.mono_ms + self.settings.timeout_ms / 3),
             reply,
         };
-        self.pending.insert(op, pending);
+        self.coordinating
+            .insert(op, Coordinator { operation, phase });
     }
 
     /// A read quorum answered: decide what the operation does next.
-    fn finish_read(&mut self, op: u64, mut pending: Pending, replies: Vec<(NodeId, Vec<Version>)>) {
+    fn finish_read(&mut self, op: u64, operation: Operation, replies: Vec<(NodeId, Vec<Version>)>) {
         let rule = self.merge_rule();
         let mut merged: Vec<Version> = Vec::new();
         for (_, versions) in &replies {
             rule.merge(&mut merged, versions);
         }
-        let request = pending.request.clone();
-        match request {
+        match operation.request.clone() {
             Request::Get => {
                 let reply = read_reply(&merged);
                 let stale: Vec<NodeId> = replies
@@ -472,28 +490,22 @@ impl QuorumNode {
                     .map(|(n, _)| *n)
                     .collect();
                 if merged.is_empty() {
-                    self.reply(pending.client, reply);
+                    self.reply(operation.client, reply);
                 } else if self.settings.mode == Mode::Abd {
-                    self.start_write(op, pending, merged, reply);
+                    self.start_write(op, operation, merged, reply);
                 } else {
                     match self.settings.read_repair {
-                        ReadRepair::Off => self.reply(pending.client, reply),
+                        ReadRepair::Off => self.reply(operation.client, reply),
                         ReadRepair::Async => {
-                            self.reply(pending.client, reply);
+                            self.reply(operation.client, reply);
                             for node in stale {
-                                self.send(
-                                    node,
-                                    Message::Write {
-                                        op: 0,
-                                        key: pending.key.clone(),
-                                        versions: merged.clone(),
-                                        hint_for: None,
-                                    },
-                                );
+                                let key = operation.key.clone();
+                                let versions = merged.clone();
+                                self.send(node, Message::Repair { key, versions });
                             }
                         }
                         ReadRepair::Blocking if stale.is_empty() => {
-                            self.reply(pending.client, reply)
+                            self.reply(operation.client, reply)
                         }
                         ReadRepair::Blocking => {
                             for &node in &stale {
@@ -501,28 +513,26 @@ impl QuorumNode {
                                     node,
                                     Message::Write {
                                         op,
-                                        key: pending.key.clone(),
+                                        key: operation.key.clone(),
                                         versions: merged.clone(),
                                         hint_for: None,
                                     },
                                 );
                             }
-                            pending.phase = Phase::Writing {
+                            let phase = Phase::Repairing {
                                 need: stale.len(),
-                                versions: merged,
-                                asked: stale,
                                 acked: Vec::new(),
-                                fallback_at: None,
                                 reply,
                             };
-                            self.pending.insert(op, pending);
+                            self.coordinating
+                                .insert(op, Coordinator { operation, phase });
                         }
                     }
                 }
             }
             Request::Put { value, context } => {
                 let version = self.new_version(value, context, &merged);
-                self.start_write(op, pending, vec![version], write_ok());
+                self.start_write(op, operation, vec![version], write_ok());
             }
             Request::Cas { expect, value } => {
                 let matches = match merged.as_slice() {
@@ -531,14 +541,14 @@ impl QuorumNode {
                     _ => false,
                 };
                 if !matches {
-                    self.reply(pending.client, ClientReply::Mismatch);
+                    self.reply(operation.client, ClientReply::Mismatch);
                     return;
                 }
                 let context = merged
                     .iter()
                     .fold(VClock::default(), |c, v| c.merge(&v.clock));
                 let version = self.new_version(value, context, &merged);
-                self.start_write(op, pending, vec![version], write_ok());
+                self.start_write(op, operation, vec![version], write_ok());
             }
         }
     }
@@ -575,10 +585,9 @@ impl QuorumNode {
                     }
                     _ => self.store_versions(key, &versions),
                 }
-                if op != 0 {
-                    self.send(from, Message::WriteAck { op });
-                }
+                self.send(from, Message::WriteAck { op });
             }
+            Message::Repair { key, versions } => self.store_versions(key, &versions),
             Message::Handoff { key, versions } => {
                 self.store_versions(key.clone(), &versions);
                 self.send(from, Message::HandoffAck { key, versions });
@@ -587,50 +596,58 @@ impl QuorumNode {
                 let hint = (from, key);
                 if self.hints.get(&hint) == Some(&versions) {
                     self.hints.remove(&hint);
-                    self.outbox.push_back(Output::Persist(Record::Hint {
+                    self.outbox.push_back(Output::Persist(Record::HandedOff {
                         owner: hint.0,
                         key: hint.1,
-                        versions: Vec::new(),
                     }));
                 }
             }
-            Message::ReadReply { op, versions } => {
-                let Some(mut pending) = self.pending.remove(&op) else {
-                    return; // Late: the operation already finished.
-                };
-                let Phase::Reading { need, replies } = &mut pending.phase else {
-                    self.pending.insert(op, pending);
-                    return;
-                };
-                if !replies.iter().any(|(n, _)| *n == from) {
-                    replies.push((from, versions));
-                }
-                if replies.len() >= *need {
-                    let replies = std::mem::take(replies);
-                    self.finish_read(op, pending, replies);
-                } else {
-                    self.pending.insert(op, pending);
-                }
-            }
-            Message::WriteAck { op } => {
-                let Some(pending) = self.pending.get_mut(&op) else {
-                    return;
-                };
-                let Phase::Writing { need, acked, .. } = &mut pending.phase else {
-                    return;
-                };
-                if !acked.contains(&from) {
-                    acked.push(from);
-                }
-                if acked.len() >= *need {
-                    let pending = self.pending.remove(&op).expect("just looked it up");
-                    if let Phase::Writing { reply, .. } = pending.phase {
-                        self.reply(pending.client, reply);
-                    }
-                }
-            }
+            Message::ReadReply { op, versions } => self.on_read_reply(from, op, versions),
+            Message::WriteAck { op } => self.on_ack(from, op),
             Message::Ping => self.send(from, Message::Pong),
             Message::Pong => {}
+        }
+    }
+
+    /// A replica's versions for operation `op`: with R of them the read phase ends.
+    fn on_read_reply(&mut self, from: NodeId, op: u64, versions: Vec<Version>) {
+        let Some(Coordinator {
+            phase: Phase::Reading { need, replies },
+            ..
+        }) = self.coordinating.get_mut(&op)
+        else {
+            return; // Late: the operation already read enough, or finished.
+        };
+        if !replies.iter().any(|(n, _)| *n == from) {
+            replies.push((from, versions));
+        }
+        if replies.len() >= *need {
+            let replies = std::mem::take(replies);
+            let coordinator = self.coordinating.remove(&op).expect("just looked it up");
+            self.finish_read(op, coordinator.operation, replies);
+        }
+    }
+
+    /// A replica acknowledged operation `op`'s write or repair: with enough, the client is
+    /// answered.
+    fn on_ack(&mut self, from: NodeId, op: u64) {
+        let Some(coordinator) = self.coordinating.get_mut(&op) else {
+            return;
+        };
+        let (Phase::Writing { need, acked, .. } | Phase::Repairing { need, acked, .. }) =
+            &mut coordinator.phase
+        else {
+            return;
+        };
+        if !acked.contains(&from) {
+            acked.push(from);
+        }
+        if acked.len() >= *need {
+            let coordinator = self.coordinating.remove(&op).expect("just looked it up");
+            if let Phase::Writing { reply, .. } | Phase::Repairing { reply, .. } = coordinator.phase
+            {
+                self.reply(coordinator.operation.client, reply);
+            }
         }
     }
 
@@ -653,26 +670,29 @@ impl QuorumNode {
     fn on_tick(&mut self) {
         let now = self.now.mono_ms;
         let expired: Vec<u64> = self
-            .pending
+            .coordinating
             .iter()
-            .filter(|(_, p)| now >= p.deadline)
+            .filter(|(_, c)| now >= c.operation.deadline)
             .map(|(op, _)| *op)
             .collect();
         for op in expired {
-            let pending = self.pending.remove(&op).expect("listed above");
-            let reply = match &pending.phase {
+            let coordinator = self.coordinating.remove(&op).expect("listed above");
+            let timeout_ms = self.settings.timeout_ms;
+            let reply = match &coordinator.phase {
                 Phase::Reading { need, replies } => ClientReply::Unavailable(format!(
-                    "{} of the r={need} replies arrived within {} ms; nothing was written",
+                    "{} of the r={need} replies arrived within {timeout_ms} ms; nothing was written",
                     replies.len(),
-                    self.settings.timeout_ms
                 )),
                 Phase::Writing { need, acked, .. } => ClientReply::Timeout(format!(
-                    "{} of the {need} acks arrived within {} ms; some replicas may hold the write",
+                    "{} of the {need} acks arrived within {timeout_ms} ms; some replicas may hold the write",
                     acked.len(),
-                    self.settings.timeout_ms
+                )),
+                Phase::Repairing { need, acked, .. } => ClientReply::Timeout(format!(
+                    "{} of the {need} stale replicas acked the read repair within {timeout_ms} ms",
+                    acked.len(),
                 )),
             };
-            self.reply(pending.client, reply);
+            self.reply(coordinator.operation.client, reply);
         }
         self.send_fallbacks();
         if now >= self.next_retry {
@@ -697,27 +717,27 @@ impl QuorumNode {
     fn send_fallbacks(&mut self) {
         let now = self.now.mono_ms;
         let due: Vec<u64> = self
-            .pending
+            .coordinating
             .iter()
-            .filter(|(_, p)| {
-                matches!(p.phase, Phase::Writing { fallback_at: Some(at), .. } if now >= at)
+            .filter(|(_, c)| {
+                matches!(c.phase, Phase::Writing { fallback_at: Some(at), .. } if now >= at)
             })
             .map(|(op, _)| *op)
             .collect();
         for op in due {
-            let pending = self.pending.get_mut(&op).expect("listed above");
+            let coordinator = self.coordinating.get_mut(&op).expect("listed above");
             let Phase::Writing {
                 versions,
                 asked,
                 acked,
                 fallback_at,
                 ..
-            } = &mut pending.phase
+            } = &mut coordinator.phase
             else {
                 continue;
             };
             *fallback_at = None;
-            let walk = self.ring.walk(&pending.key);
+            let walk = self.ring.walk(&coordinator.operation.key);
             let n = self.settings.n as usize;
             let silent: Vec<NodeId> = walk[..n]
                 .iter()
@@ -738,7 +758,7 @@ impl QuorumNode {
                         f,
                         Message::Write {
                             op,
-                            key: pending.key.clone(),
+                            key: coordinator.operation.key.clone(),
                             versions: versions.clone(),
                             hint_for: Some(owner),
                         },
@@ -807,6 +827,18 @@ impl Node for QuorumNode {
         self.drain_local();
     }
 
+    fn poll_timeout(&self) -> Option<u64> {
+        let coordinating = self.coordinating.values().flat_map(|c| {
+            let fallback = match c.phase {
+                Phase::Writing { fallback_at, .. } => fallback_at,
+                Phase::Reading { .. } | Phase::Repairing { .. } => None,
+            };
+            [Some(c.operation.deadline), fallback]
+        });
+        // Hints are offered and suspected peers pinged every RETRY_MS.
+        coordinating.flatten().chain([self.next_retry]).min()
+    }
+
     fn handle_tick(&mut self, now: Now) {
         self.now = now;
         self.on_tick();
@@ -842,7 +874,7 @@ impl Node for QuorumNode {
             "ring": self.ring.points().iter().map(|(p, n)| json!([p, node_name(*n)])).collect::<Vec<_>>(),
             "keys": self.store.len(),
             "hints": self.hints.len(),
-            "pending": self.pending.len(),
+            "pending": self.coordinating.len(),
             "suspected": suspected,
             "wall_ms": self.now.wall_ms,
         })

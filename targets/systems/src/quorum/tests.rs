@@ -264,6 +264,17 @@ fn sloppy_quorums_write_through_fallbacks_and_hand_off() {
         assert_eq!(versions[0].value, json!(7), "owner {owner} got the handoff");
     }
     assert_eq!(net.nodes.iter().map(|n| n.hints.len()).sum::<usize>(), 0);
+    // A fallback's log says the hint went; restarted from it, it holds no hint.
+    for (id, records) in net.persisted.iter().enumerate() {
+        if records.iter().any(|r| matches!(r, Record::Hint { .. })) {
+            assert!(
+                matches!(records.last(), Some(Record::HandedOff { key, .. }) if key == "k"),
+                "{records:?}"
+            );
+            let restarted = QuorumNode::new(id as NodeId, net.settings.clone(), records.clone());
+            assert!(restarted.hints.is_empty());
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::Kinded;
+use crate::{ClientReply, Kinded};
 
 struct Net {
     nodes: Vec<RaftNode>,
@@ -98,6 +98,34 @@ impl Net {
             }
             self.deliver();
         }
+    }
+
+    /// Moves the clock straight to the earliest deadline any node asked for and ticks the
+    /// nodes whose deadline it is (as a runtime that sleeps on `poll_timeout` does); returns
+    /// false if no node armed a timer.
+    fn jump_to_next_deadline(&mut self) -> bool {
+        let next = (0..self.nodes.len())
+            .filter(|&i| !self.down.contains(&(i as NodeId)))
+            .filter_map(|i| self.nodes[i].poll_timeout())
+            .min();
+        let Some(next) = next else {
+            return false;
+        };
+        assert!(
+            next >= self.mono,
+            "a deadline in the past: {next} < {}",
+            self.mono
+        );
+        self.mono = next;
+        for id in 0..self.nodes.len() as NodeId {
+            if self.nodes[id as usize].poll_timeout() == Some(next) {
+                let now = self.now();
+                self.nodes[id as usize].handle_tick(now);
+                self.drain(id);
+            }
+        }
+        self.deliver();
+        true
     }
 
     fn leader(&self) -> Option<NodeId> {
@@ -606,4 +634,53 @@ fn pre_vote_keeps_a_node_that_was_cut_off_from_deposing_the_leader() {
         after > before + 1,
         "without pre-vote the loner raised its term in vain and deposed the leader ({before} → {after})"
     );
+}
+
+/// Driven only at the deadlines the nodes give (no polling), a cluster elects a leader,
+/// commits a write and keeps its leader with heartbeats, waking a few times per heartbeat
+/// interval rather than every millisecond.
+#[test]
+fn nodes_driven_only_at_their_deadlines_elect_and_commit() {
+    let mut net = Net::new(3, "election-ms=300,heartbeat-ms=50");
+    // The first clock reading arms every node's election timer.
+    net.wait(5);
+    let mut wakes = 0;
+    while net.leader().is_none() {
+        assert!(
+            net.jump_to_next_deadline(),
+            "a follower always has an election timer"
+        );
+        wakes += 1;
+        assert!(wakes < 50, "no leader after {wakes} wake-ups");
+    }
+    let leader = net.leader().unwrap();
+    let id = net.next_request;
+    net.submit(
+        leader,
+        ClientRequest::Put {
+            key: "k".into(),
+            value: json!(1),
+            context: None,
+            idempotency_key: None,
+        },
+    );
+    // Delivery is instant here, so the write commits as soon as the messages are delivered.
+    net.deliver();
+    assert!(
+        net.replies
+            .iter()
+            .any(|(r, reply)| *r == id && reply.status() == 200),
+        "{:?}",
+        net.replies
+    );
+    let (start, term) = (net.mono, net.nodes[leader as usize].term);
+    let mut wakes = 0;
+    while net.mono < start + 2_000 {
+        assert!(net.jump_to_next_deadline());
+        wakes += 1;
+    }
+    assert_eq!(net.leader(), Some(leader), "heartbeats kept the leader");
+    assert_eq!(net.nodes[leader as usize].term, term);
+    // One wake per heartbeat (50 ms) for 2 s, give or take: not 2,000.
+    assert!((30..=60).contains(&wakes), "{wakes} wake-ups in 2 s");
 }

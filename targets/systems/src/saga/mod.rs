@@ -228,6 +228,10 @@ impl Part for Orchestrator {
         self.on_tick(now);
     }
 
+    fn next_deadline(&self) -> Option<u64> {
+        Orchestrator::next_deadline(self)
+    }
+
     fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
         &mut self.outbox
     }
@@ -264,6 +268,11 @@ impl Part for Service {
     }
 
     fn tick(&mut self, _now: Now) {}
+
+    /// A service only answers; it has no timer.
+    fn next_deadline(&self) -> Option<u64> {
+        None
+    }
 
     fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
         &mut self.outbox

@@ -301,6 +301,20 @@ impl Orchestrator {
         }
     }
 
+    /// When [`Orchestrator::on_tick`] must next run: a running saga's retry (at once for one
+    /// recovered from the log), or a waiting client's deadline.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let retries = self
+            .sagas
+            .values()
+            .filter(|s| !s.status.is_final())
+            .map(|s| match s.last_sent {
+                0 => 0,
+                sent => sent + self.retry_ms,
+            });
+        retries.chain(self.waiting.next_deadline()).min()
+    }
+
     /// Time passed: send again what has waited too long; a client whose wait is over learns
     /// that its order is pending.
     pub fn on_tick(&mut self, now: Now) {

@@ -319,6 +319,21 @@ impl Coordinator {
         }
     }
 
+    /// When [`Coordinator::on_tick`] must next run: a vote's time limit or a resend, at once for
+    /// a transaction recovered from the log, or a waiting client's deadline.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let txns = self.txns.values().filter_map(|t| match &t.phase {
+            Phase::Voting { since: 0, .. } => Some(0),
+            Phase::Voting { since, .. } => {
+                Some((since + self.timeout_ms).min(t.last_sent + self.retry_ms))
+            }
+            Phase::Deciding { .. } if t.last_sent == 0 => Some(0),
+            Phase::Deciding { .. } => Some(t.last_sent + self.retry_ms),
+            Phase::Done { .. } => None,
+        });
+        txns.chain(self.waiting.next_deadline()).min()
+    }
+
     /// Time passed: abort what waited too long for votes, send again what was not answered,
     /// answer clients whose wait is over.
     pub fn on_tick(&mut self, now: Now) {

@@ -164,6 +164,10 @@ impl Part for Coordinator {
         self.on_tick(now);
     }
 
+    fn next_deadline(&self) -> Option<u64> {
+        Coordinator::next_deadline(self)
+    }
+
     fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
         &mut self.outbox
     }
@@ -199,6 +203,12 @@ impl Part for Participant {
 
     fn tick(&mut self, now: Now) {
         self.on_tick(now);
+    }
+
+    /// A participant only answers; its clock moves with the messages it gets and the runtime's
+    /// reads of its state.
+    fn next_deadline(&self) -> Option<u64> {
+        None
     }
 
     fn outbox(&mut self) -> &mut VecDeque<Output<Message, Record>> {
