@@ -43,12 +43,14 @@ pub(crate) enum Command {
 /// The nemesis alternates a fault and a heal at random gaps (--nemesis-interval), every choice
 /// from the seed; each is an event in the history and a line on the terminal. At the end every
 /// fault is healed before the final reads, and the stats are split into healthy periods and
-/// periods under each fault kind: availability under partition, measured.
+/// periods under each fault kind: availability under partition, measured. Availability is the
+/// share of operations a working system answered (ok, or a cas told its comparison failed).
 ///
 /// Every run writes results/<utc>-<target>-<workload>/ (run.json, history.jsonl, verdict.json,
 /// junit.xml; saga.json for the checkout workload; raft-notes/ for bundled:raft, whose nodes
 /// note who led each term and what they applied, judged by the raft-safety checker) and points
-/// results/latest at it; `faultline check results/latest` re-checks it.
+/// results/latest at it as soon as the run starts; `faultline check results/latest` re-checks
+/// it, even a run that was killed.
 ///
 /// Exit codes:
 ///   0  every verdict PASS
@@ -209,7 +211,8 @@ pub(crate) struct RunOptions {
     /// kinds as send:VoteGranted|Append). Each crash fault picks one entry of the list, a
     /// chance per pass (0.2 to 1) and a down time; an entry can arm several points at once,
     /// each with its own chance (@) and down time (~):
-    /// send:VoteGranted@1~50ms+send:Append@0.01~1s. Default: persist,send.
+    /// send:VoteGranted@1~50ms+send:Append@0.01~1s. Default: persist,send. A KIND the
+    /// target's nodes never send or log is refused, with the list of its kinds.
     #[arg(long, value_name = "POINTS", value_delimiter = ',', env = "FAULTLINE_CRASH_POINTS", value_parser = parse_crash_point)]
     pub(crate) crash_points: Vec<faultline_targets::runtime::CrashPlan>,
 
@@ -398,8 +401,9 @@ pub(crate) struct NodeArgs {
 
 /// Check history files for linearizability or causal consistency.
 ///
-/// Reads each FILE (faultline JSONL, a Jepsen log, or Jepsen EDN; detected from the content),
-/// checks it against a model and prints one row per file, then the explanation of each FAIL:
+/// Reads each FILE (faultline JSONL, a Jepsen log, or Jepsen EDN — a vector or list of op maps,
+/// or one per line; detected from the content) or run directory (judged by the checkers its
+/// run.json names), checks it and prints one row per file, then the explanation of each FAIL:
 /// the operation that could not be linearized, the longest linearizable prefix found, and the
 /// states the model could be in just before it.
 ///

@@ -288,6 +288,20 @@ mod tests {
         let list = format!("({})\n", &edn.trim_end()[1..edn.trim_end().len() - 1]);
         assert!(list.starts_with("({:process 0"), "{list}");
         assert_eq!(a, read(&list));
+        // As Knossos writes them: comments between the maps, the paren on its own line.
+        let commented = list
+            .replacen("\n", "\n ; a comment, as in rethink-fail-minimal.edn\n", 1)
+            .replace("}))", "})\n)");
+        let without_lines = |ops: Vec<crate::history::Operation>| {
+            ops.into_iter()
+                .map(|op| crate::history::Operation { line: 0, ..op })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            without_lines(a.clone()),
+            without_lines(read(&commented)),
+            "{commented}"
+        );
         let unclosed = read_str(&list[..list.len() - 2], None).unwrap();
         assert!(
             unclosed.history.warnings[0].contains("the history list has no closing `)`"),
