@@ -13,6 +13,7 @@ use crate::model::ModelError;
 use crate::raft::{self, NodeNotes};
 use crate::saga::{self, SagaFacts};
 use crate::set;
+use crate::txn::{self, TxnOptions};
 use crate::verdict::{Validity, Verdict};
 
 /// What a run left for the checkers to judge.
@@ -45,6 +46,9 @@ pub enum Checker {
     /// The causal models and session guarantees `Consistency` names (DESIGN §3.2): one verdict
     /// per model or guarantee.
     Causal(Consistency),
+    /// Transactional isolation (DESIGN §3.4): the anomalies of list-append or rw-register
+    /// transactions, and the models they rule out.
+    Transactional(TxnOptions),
     /// No acknowledged add lost from a set (DESIGN §3.3).
     Set,
     /// Every order all-done or all-undone, nothing stuck, conservation, no double charge
@@ -61,6 +65,7 @@ impl Checker {
         match self {
             Checker::Linearizability(_) => &["linearizability"],
             Checker::Causal(consistency) => causal::checker_names(*consistency),
+            Checker::Transactional(_) => &["transactional"],
             Checker::Set => &["set"],
             Checker::Saga => &["saga"],
             Checker::RaftSafety => &[raft::CHECKER],
@@ -75,6 +80,9 @@ impl Checker {
                 vec![linearizability::check(evidence.history, options)?.verdict()]
             }
             Checker::Causal(consistency) => causal::check(evidence.history, *consistency),
+            Checker::Transactional(options) => {
+                vec![txn::check(evidence.history, options)?.verdict()]
+            }
             Checker::Set => vec![set::check(evidence.history).verdict()],
             Checker::Saga => vec![match evidence.saga {
                 Some(facts) => saga::check(facts).verdict(),

@@ -13,6 +13,8 @@
 //! - [`causal::check`] decides causal consistency (CC, CM, CCv) and the session guarantees.
 //! - [`set::check`] judges a set history (no acknowledged add lost), [`stats::stats`] measures
 //!   throughput, latency and ok/fail/info shares.
+//! - [`txn::check`] judges transactions (list-append, rw-register) for isolation anomalies and
+//!   says which consistency models they rule out (the Elle class).
 //! - [`saga::check`] judges a checkout: every order all-done or all-undone, nothing stuck,
 //!   stock and money conserved, no step applied twice.
 //! - [`Checker`] is the one contract over all of them: each judges the same [`Evidence`] (a
@@ -44,6 +46,7 @@ pub mod set;
 pub mod stats;
 #[cfg(feature = "synth")]
 pub mod synth;
+pub mod txn;
 mod verdict;
 
 pub use checkers::{Checker, Evidence, check_all};

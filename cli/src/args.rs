@@ -431,8 +431,12 @@ pub(crate) struct CheckArgs {
     /// keys with read/get, write/put, cas and append on strings (an absent key reads as "").
     /// set: add, read (the whole set). queue: enqueue, dequeue (FIFO; null when empty).
     /// Every model is checked per key: keys are independent objects.
+    /// list-append and rw-register are transactional: each operation is a transaction whose
+    /// value is a list of micro-operations ([["append", k, v], ["r", k, null]], ["w", k, v]),
+    /// judged for isolation anomalies (see --consistency). A history of transactions is
+    /// recognised as one without --model.
     #[arg(long, value_name = "MODEL", env = "FAULTLINE_MODEL", value_parser = parse_model)]
-    pub(crate) model: Option<ModelKind>,
+    pub(crate) model: Option<CheckModel>,
 
     /// Every object's value before the first operation, as JSON.
     #[arg(long, value_name = "JSON", default_value = "null", env = "FAULTLINE_INITIAL", value_parser = parse_json)]
@@ -470,12 +474,63 @@ pub(crate) struct CheckArgs {
     /// causal-convergence, session (the five session guarantees) or all (the three causal
     /// models and the session guarantees, one verdict each; the default for a causal run).
     /// The causal checkers need every (key, value) written at most once.
+    ///
+    /// For transactions, the isolation level the verdict is for (default
+    /// strict-serializable): strict-serializable, strong-session-serializable, serializable,
+    /// strong-snapshot-isolation, strong-session-snapshot-isolation, snapshot-isolation,
+    /// repeatable-read, update-serializable, consistent-view, parallel-snapshot-isolation,
+    /// prefix, causal-cerone, read-atomic, monotonic-atomic-view, read-committed,
+    /// read-uncommitted. Whatever the level, the report lists every anomaly found and every
+    /// model the history is not.
     #[arg(long, value_name = "MODEL", env = "FAULTLINE_CONSISTENCY", value_parser = parse_consistency)]
-    pub(crate) consistency: Option<faultline_checker::causal::Consistency>,
+    pub(crate) consistency: Option<ConsistencyArg>,
+
+    /// What rw-register inference may assume of each key, comma-separated, as Elle's flags:
+    /// wfr-keys (a transaction that reads a key, then writes it, wrote the next version),
+    /// sequential-keys (each process sees a key's versions in order), linearizable-keys
+    /// (writes are ordered by real time). Without them only the initial nil is known to
+    /// come first, and fewer anomalies can be seen — never more.
+    #[arg(long, value_name = "ASSUMPTIONS", value_delimiter = ',', env = "FAULTLINE_ASSUME", value_parser = parse_assumption)]
+    pub(crate) assume: Vec<faultline_checker::txn::Assumption>,
 }
 
-fn parse_consistency(s: &str) -> Result<faultline_checker::causal::Consistency, String> {
+/// `--consistency`: a causal model (or linearizable), or a transactional isolation level.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum ConsistencyArg {
+    /// Linearizable, or a causal model or the session guarantees.
+    Causal(faultline_checker::causal::Consistency),
+    /// A transactional model.
+    Txn(faultline_checker::txn::Model),
+}
+
+fn parse_consistency(s: &str) -> Result<ConsistencyArg, String> {
+    if let Ok(causal) = s.parse() {
+        return Ok(ConsistencyArg::Causal(causal));
+    }
+    s.parse().map(ConsistencyArg::Txn).map_err(|_| {
+        let txn: Vec<&str> = faultline_checker::txn::ALL_MODELS
+            .iter()
+            .map(|m| m.name())
+            .collect();
+        format!(
+            "unknown consistency model `{s}`; expected linearizable, causal, causal-memory, \
+             causal-convergence, session, all, or for transactions {}",
+            txn.join(", ")
+        )
+    })
+}
+
+fn parse_assumption(s: &str) -> Result<faultline_checker::txn::Assumption, String> {
     s.parse()
+}
+
+/// `--model`: a sequential model for linearizability, or a transactional data type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum CheckModel {
+    /// A model for the linearizability checker.
+    Single(ModelKind),
+    /// list-append or rw-register.
+    Txn(faultline_checker::txn::TxnKind),
 }
 
 /// How verdicts are printed.
@@ -487,8 +542,13 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
-fn parse_model(s: &str) -> Result<ModelKind, String> {
+fn parse_model(s: &str) -> Result<CheckModel, String> {
+    if let Ok(txn) = s.parse() {
+        return Ok(CheckModel::Txn(txn));
+    }
     s.parse()
+        .map(CheckModel::Single)
+        .map_err(|e: String| format!("{e}; or, for transactions, list-append or rw-register"))
 }
 
 fn parse_semantics(s: &str) -> Result<Semantics, String> {
@@ -575,7 +635,7 @@ mod tests {
         let Command::Check(args) = cli.command else {
             panic!("parsed as check")
         };
-        assert_eq!(args.model, Some(ModelKind::CasRegister));
+        assert_eq!(args.model, Some(CheckModel::Single(ModelKind::CasRegister)));
         assert_eq!(args.initial, serde_json::json!(0));
         assert_eq!(args.semantics, Semantics::Knossos);
         assert_eq!(args.timeout, Some(Duration::from_secs(2)));

@@ -4,16 +4,20 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use faultline_checker::causal::Consistency;
-use faultline_checker::{Checker, Evidence, Options, format};
+use faultline_checker::txn::{Model, TxnOptions};
+use faultline_checker::{Checker, Evidence, History, Options, format};
 use faultline_results::{FileCheck, explanation, json_document, table, totals};
 use rayon::prelude::*;
 
-use crate::args::{CheckArgs, OutputFormat};
+use crate::args::{CheckArgs, CheckModel, ConsistencyArg, OutputFormat};
 
 /// Runs `faultline check`.
 pub(crate) fn run(args: &CheckArgs) -> ExitCode {
     let options = Options {
-        model: args.model,
+        model: match args.model {
+            Some(CheckModel::Single(model)) => Some(model),
+            Some(CheckModel::Txn(_)) | None => None,
+        },
         initial: args.initial.clone(),
         semantics: args.semantics,
         timeout: args.timeout,
@@ -61,20 +65,17 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
         Ok(Some(record))
             if args
                 .consistency
-                .is_none_or(|c| c == Consistency::Linearizable) =>
+                .is_none_or(|c| c == ConsistencyArg::Causal(Consistency::Linearizable)) =>
         {
             crate::judge::judge(&read.history, &record, path)
                 .map_err(|e| format!("{}/{e}", path.display()))
         }
-        // ... and anything else by the checker the flags name.
-        Ok(_) => {
-            let checker = match args.consistency {
-                Some(c) if c != Consistency::Linearizable => Checker::Causal(c),
-                _ => Checker::Linearizability(options.clone()),
-            };
-            crate::judge::judge_with(&[checker], &Evidence::history(&read.history))
-                .map_err(|e| format!("{}:{e}", path.display()))
-        }
+        // ... and anything else by the checker the flags and the history name.
+        Ok(_) => crate::judge::judge_with(
+            &[checker(args, options, &read.history)],
+            &Evidence::history(&read.history),
+        )
+        .map_err(|e| format!("{}:{e}", path.display())),
         Err(e) => Err(e),
     };
     FileCheck {
@@ -84,6 +85,33 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
         operations: read.history.ops.len(),
         outcome,
         elapsed: started.elapsed(),
+    }
+}
+
+/// The checker for a file that is not a run directory: the transactional checker for a
+/// history of transactions (or when --model or --consistency names a transactional one), a
+/// causal checker when --consistency names one, else linearizability.
+fn checker(args: &CheckArgs, options: &Options, history: &History) -> Checker {
+    let txn_history = history.ops.iter().any(|op| op.f == "txn");
+    let txn_kind = match args.model {
+        Some(CheckModel::Txn(kind)) => Some(kind),
+        _ => None,
+    };
+    match args.consistency {
+        Some(ConsistencyArg::Causal(c)) if c != Consistency::Linearizable => Checker::Causal(c),
+        Some(ConsistencyArg::Txn(model)) => Checker::Transactional(TxnOptions {
+            kind: txn_kind,
+            consistency: model,
+            assume: args.assume.clone(),
+            timeout: args.timeout,
+        }),
+        _ if txn_history || txn_kind.is_some() => Checker::Transactional(TxnOptions {
+            kind: txn_kind,
+            consistency: Model::StrictSerializable,
+            assume: args.assume.clone(),
+            timeout: args.timeout,
+        }),
+        _ => Checker::Linearizability(options.clone()),
     }
 }
 

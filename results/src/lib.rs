@@ -118,7 +118,12 @@ pub fn table(checks: &[FileCheck]) -> String {
                         model.to_string()
                     }
                 }
-                (None, Some(j)) => j.verdicts.first().map_or("-".into(), |v| v.checker.clone()),
+                // A checker that names its data type (list-append, ...) shows it.
+                (None, Some(j)) => j.verdicts.first().map_or("-".into(), |v| {
+                    v.details["kind"]
+                        .as_str()
+                        .map_or_else(|| v.checker.clone(), str::to_string)
+                }),
                 (None, None) => "-".into(),
             },
             verdict: c.verdict_word(),

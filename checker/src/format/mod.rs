@@ -45,12 +45,30 @@ impl Format {
             .find(|l| !l.is_empty() && !l.starts_with(';'))?;
         Some(if line.contains("jepsen.util - ") {
             Format::JepsenLog
-        } else if line.starts_with("{\"") || line.starts_with("{ \"") {
+        } else if is_json_object(line)
+            || line.strip_prefix('[').is_some_and(|rest| {
+                is_json_object(rest.trim_start())
+                    || rest.trim().is_empty() && json_array_follows(text)
+            })
+        {
             Format::Jsonl
         } else {
             Format::Edn
         })
     }
+}
+
+fn is_json_object(text: &str) -> bool {
+    text.starts_with("{\"") || text.starts_with("{ \"")
+}
+
+/// A `[` alone on its line, then a JSON object: a pretty-printed JSON array of events.
+fn json_array_follows(text: &str) -> bool {
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty())
+        .nth(1)
+        .is_some_and(is_json_object)
 }
 
 impl FromStr for Format {
