@@ -7,15 +7,27 @@
 //! ```
 //!
 //! With `--causal-sessions N`, a differentiated history of a sequentially consistent store
-//! instead (for `faultline check --consistency ...`).
+//! instead (for `faultline check --consistency ...`). With `--txns N`, a list-append history
+//! of N transactions over `--keys` active keys (each retired after `--max-appends` appends,
+//! default 32), strict serializable by construction (for the transactional checker):
+//!
+//! ```text
+//! cargo run --release -p faultline-checker --example synth -- \
+//!     --txns 100000 --keys 100 --clients 32 --seed 1 > txn.jsonl
+//! faultline check txn.jsonl
+//! ```
 
 use std::io::{BufWriter, Write};
 
-use faultline_checker::synth::{SynthConfig, causal_events, generate, write_events};
+use faultline_checker::synth::{
+    SynthConfig, causal_events, generate, list_append_events, write_events,
+};
 
 fn main() {
     let mut config = SynthConfig::default();
     let mut causal_sessions: Option<usize> = None;
+    let mut txns: Option<usize> = None;
+    let mut max_appends = 32;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -33,17 +45,23 @@ fn main() {
             "--info" => config.info_rate = number(),
             "--seed" => config.seed = number() as u64,
             "--causal-sessions" => causal_sessions = Some(number() as usize),
+            "--txns" => txns = Some(number() as usize),
+            "--max-appends" => max_appends = number() as usize,
             other => usage(&format!("unknown flag {other}")),
         }
     }
     let out = std::io::stdout().lock();
     let mut out = BufWriter::new(out);
-    let written = match causal_sessions {
-        Some(sessions) => write_events(
+    let written = match (txns, causal_sessions) {
+        (Some(txns), _) => write_events(
+            &list_append_events(txns, config.keys, config.clients, max_appends, config.seed),
+            &mut out,
+        ),
+        (None, Some(sessions)) => write_events(
             &causal_events(config.ops, sessions, config.keys, config.seed),
             &mut out,
         ),
-        None => generate(&config).write_jsonl(&mut out),
+        (None, None) => generate(&config).write_jsonl(&mut out),
     };
     written
         .and_then(|()| out.flush())
@@ -52,7 +70,7 @@ fn main() {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "synth: {problem}\nusage: synth [--ops N] [--keys N] [--clients N] [--info RATE] [--seed N] [--causal-sessions N]"
+        "synth: {problem}\nusage: synth [--ops N] [--keys N] [--clients N] [--info RATE] [--seed N] [--causal-sessions N] [--txns N [--max-appends N]]"
     );
     std::process::exit(2)
 }

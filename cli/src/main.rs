@@ -31,3 +31,6 @@ fn main() -> ExitCode {
         args::Command::Node(node) => cluster::node(&node),
     }
 }
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -254,3 +254,58 @@ fn jepsen_logs_match_the_manifest() {
         assert!(row.contains(want), "{file}: {row}");
     }
 }
+
+/// A history of transactions is judged for isolation anomalies: the anomaly, the models it
+/// rules out and each cycle edge in words, in the table and as JSON. See: issue 16.
+#[test]
+fn a_transactional_history_is_judged_for_isolation_anomalies() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/histories/txn-read-skew.jsonl"
+    );
+    let output = Command::cargo_bin("faultline")
+        .unwrap()
+        .args(["check", file])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("list-append"), "{stdout}");
+    assert!(
+        stdout.contains("G-single: a cycle of 2 transactions"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not: strict-serializable"), "{stdout}");
+    assert!(stdout.contains("T2 did not see T0 (rw)"), "{stdout}");
+    // Read committed allows read skew.
+    let rc = Command::cargo_bin("faultline")
+        .unwrap()
+        .args(["check", file, "--consistency", "read-committed"])
+        .output()
+        .unwrap();
+    assert_eq!(rc.status.code(), Some(0));
+    let json = Command::cargo_bin("faultline")
+        .unwrap()
+        .args(["check", file, "--format", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let details = &doc["files"][0]["verdicts"][0]["details"];
+    assert_eq!(details["kind"], "list-append");
+    assert_eq!(details["anomalies"][0]["name"], "G-single");
+    assert_eq!(details["anomalies"][0]["cycle"][0]["rel"], "rw");
+    assert!(
+        details["not"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("snapshot-isolation"))
+    );
+    // A model name that is neither causal nor transactional is a usage error.
+    let bad = Command::cargo_bin("faultline")
+        .unwrap()
+        .args(["check", file, "--consistency", "snapshot"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("snapshot-isolation"));
+}

@@ -152,11 +152,14 @@ fn push(raw: RawEvent, line_no: usize, sink: &mut EventSink) -> Result<(), ReadE
     let f = match raw.f {
         Some(f) => f,
         None if crate::txn::looks_like_mops(&raw.value) => "txn".to_string(),
+        // A completion without a value (an aborted or unknown transaction) takes its
+        // invocation's `f`.
+        None if kind != EventKind::Invoke && raw.value.is_null() => String::new(),
         None => {
             return Err(ReadError::at(
                 line_no,
                 "the event has no \"f\" (only transactions, whose value is a list of \
-                     micro-operations, may leave it out)",
+                 micro-operations, may leave it out)",
             ));
         }
     };

@@ -75,7 +75,8 @@ impl Pairer {
             )));
         };
         let op = &mut self.history.ops[id];
-        if op.f != event.f {
+        // A completion may leave `f` out (histories from other tools): it is the invoke's.
+        if op.f != event.f && !event.f.is_empty() {
             return Err(fail(format!(
                 "process {process} completes `{}` but invoked `{}` at line {}",
                 event.f, op.f, op.line

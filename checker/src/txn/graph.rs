@@ -64,23 +64,33 @@ pub(crate) struct Why {
     pub(crate) to: Option<u32>,
 }
 
-/// A directed graph of transactions with typed edges.
+/// A directed graph of transactions with typed edges. An edge is stored once per relation
+/// (no merging: the search does not mind parallel edges), with its reason inline, so that
+/// building a graph of millions of edges needs no hash map.
 #[derive(Default)]
 pub(crate) struct Graph {
-    /// Per vertex: (target, relation bits).
-    out: Vec<Vec<(u32, u8)>>,
-    /// Where an edge already is in `out`, to merge relations.
-    index: FxHashMap<(u32, u32), u32>,
-    /// The first reason of each (from, to, data relation).
-    whys: FxHashMap<(u32, u32, u8), Why>,
+    /// Per vertex: its edges.
+    out: Vec<Vec<Edge>>,
 }
+
+/// One edge: its target, relation and (for data edges) the key and versions that show it.
+#[derive(Clone, Copy)]
+struct Edge {
+    to: u32,
+    rel: u8,
+    key: u32,
+    from_value: u32,
+    to_value: u32,
+}
+
+/// Stands for "no value" in an edge's versions.
+const NONE: u32 = u32::MAX;
 
 impl Graph {
     /// A graph of `n` vertices and no edges.
     pub(crate) fn new(n: usize) -> Self {
         Graph {
             out: vec![Vec::new(); n],
-            ..Graph::default()
         }
     }
 
@@ -89,21 +99,38 @@ impl Graph {
         if a == b {
             return;
         }
-        match self.index.get(&(a, b)) {
-            Some(&at) => self.out[a as usize][at as usize].1 |= rel.bit(),
-            None => {
-                self.index.insert((a, b), self.out[a as usize].len() as u32);
-                self.out[a as usize].push((b, rel.bit()));
-            }
+        let edges = &mut self.out[a as usize];
+        // The same edge again (several keys can give it) adds nothing.
+        if edges
+            .last()
+            .is_some_and(|e| e.to == b && e.rel == rel.bit())
+        {
+            return;
         }
-        if let Some(why) = why {
-            self.whys.entry((a, b, rel.bit())).or_insert(why);
-        }
+        let (key, from_value, to_value) = why.map_or((NONE, NONE, NONE), |w| {
+            (w.key, w.from.unwrap_or(NONE), w.to.unwrap_or(NONE))
+        });
+        edges.push(Edge {
+            to: b,
+            rel: rel.bit(),
+            key,
+            from_value,
+            to_value,
+        });
     }
 
     /// The reason for `rel` from `a` to `b`, if the edge is a data edge.
-    pub(crate) fn why(&self, a: u32, b: u32, rel: Rel) -> Option<&Why> {
-        self.whys.get(&(a, b, rel.bit()))
+    pub(crate) fn why(&self, a: u32, b: u32, rel: Rel) -> Option<Why> {
+        let e = self.out[a as usize]
+            .iter()
+            .find(|e| e.to == b && e.rel == rel.bit() && e.key != NONE)?;
+        let value = |v: u32| (v != NONE).then_some(v);
+        Some(Why {
+            rel,
+            key: e.key,
+            from: value(e.from_value),
+            to: value(e.to_value),
+        })
     }
 
     /// Strongly connected components with more than one vertex, over edges with any of
@@ -136,7 +163,9 @@ impl Graph {
                 let edges = &self.out[vu];
                 let mut descended = false;
                 while *at < edges.len() {
-                    let (w, rels) = edges[*at];
+                    let Edge {
+                        to: w, rel: rels, ..
+                    } = edges[*at];
                     *at += 1;
                     if rels & mask == 0 {
                         continue;
@@ -195,7 +224,10 @@ impl Graph {
             if v == a {
                 break;
             }
-            for &(w, rels) in &self.out[v as usize] {
+            for &Edge {
+                to: w, rel: rels, ..
+            } in &self.out[v as usize]
+            {
                 *budget = budget.saturating_sub(1);
                 if *budget == 0 {
                     return None;
@@ -248,7 +280,10 @@ impl Graph {
                 goal = Some(state);
                 break;
             }
-            for &(w, rels) in &self.out[v as usize] {
+            for &Edge {
+                to: w, rel: rels, ..
+            } in &self.out[v as usize]
+            {
                 *budget = budget.saturating_sub(1);
                 if *budget == 0 {
                     return None;
@@ -292,9 +327,9 @@ impl Graph {
         Some(steps)
     }
 
-    /// Every edge from `v`: (target, relations).
-    pub(crate) fn edges(&self, v: u32) -> &[(u32, u8)] {
-        &self.out[v as usize]
+    /// Every edge from `v`: (target, relation bit).
+    pub(crate) fn edges(&self, v: u32) -> impl Iterator<Item = (u32, u8)> + '_ {
+        self.out[v as usize].iter().map(|e| (e.to, e.rel))
     }
 }
 

@@ -55,10 +55,15 @@ pub(crate) fn infer(txns: &[Txn], out: &mut Inference) {
             }
         }
     }
+    let mut by_key: FxHashMap<Id, Vec<Id>> = FxHashMap::default();
+    for &(key, value) in appends.keys() {
+        by_key.entry(key).or_default().push(value);
+    }
     let mut keys: Vec<&Id> = reads.keys().collect();
     keys.sort_unstable();
     for &key in keys {
-        per_key(key, &reads[&key], &appends, txns, out);
+        let appended = by_key.get(&key).map_or(&[][..], Vec::as_slice);
+        per_key(key, &reads[&key], &appends, appended, txns, out);
     }
     lost_updates(txns, out);
 }
@@ -101,6 +106,7 @@ fn per_key(
     key: Id,
     reads: &[Read<'_>],
     appends: &FxHashMap<(Id, Id), Append>,
+    appended: &[Id],
     txns: &[Txn],
     out: &mut Inference,
 ) {
@@ -212,7 +218,7 @@ fn per_key(
     }
     // Committed appends no read saw came after everything read: after the last version,
     // and after every read of the whole known order.
-    let unread = unread_appends(key, order, appends, txns);
+    let unread = unread_appends(key, order, appends, appended, txns);
     if let Some(a) = order.last().and_then(|&last| writer(last)) {
         for &(value, w) in &unread {
             let why = why(Rel::Ww, key, order.last().copied(), Some(value));
@@ -261,14 +267,19 @@ fn unread_appends(
     key: Id,
     order: &[Id],
     appends: &FxHashMap<(Id, Id), Append>,
+    appended: &[Id],
     txns: &[Txn],
 ) -> Vec<(Id, u32)> {
-    let mut unread: Vec<(Id, u32)> = appends
+    if appended.len() <= order.len() {
+        return Vec::new();
+    }
+    let read: rustc_hash::FxHashSet<Id> = order.iter().copied().collect();
+    let mut unread: Vec<(Id, u32)> = appended
         .iter()
-        .filter(|((k, v), w)| {
-            *k == key && txns[w.txn as usize].status == Status::Ok && !order.contains(v)
-        })
-        .map(|((_, v), w)| (*v, w.txn))
+        .filter(|v| !read.contains(v))
+        .filter_map(|&v| appends.get(&(key, v)).map(|w| (v, w)))
+        .filter(|(_, w)| txns[w.txn as usize].status == Status::Ok)
+        .map(|(v, w)| (v, w.txn))
         .collect();
     unread.sort_unstable_by_key(|&(v, t)| (t, v));
     unread

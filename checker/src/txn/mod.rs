@@ -331,18 +331,23 @@ fn order_edges(txns: &[Txn], graph: &mut Graph) {
         }
     }
     events.sort_unstable();
-    let mut frontier: Vec<u32> = Vec::new();
-    let mut preds: rustc_hash::FxHashMap<u32, Vec<u32>> = Default::default();
+    // The frontier: transactions completed and not yet reached through a later completion,
+    // each with the number of completions when it completed. A transaction completing removes
+    // those that had completed before it was invoked.
+    let mut frontier: Vec<(u64, u32)> = Vec::new();
+    let mut completions = 0u64;
+    let mut completed_at_invoke: Vec<u64> = vec![0; txns.len()];
     for (_, kind, t) in events {
         if kind == 0 {
-            for &p in &frontier {
+            for &(_, p) in &frontier {
                 graph.add(p, t, Rel::Realtime, None);
             }
-            preds.insert(t, frontier.clone());
+            completed_at_invoke[t as usize] = completions;
         } else {
-            let before = preds.remove(&t).unwrap_or_default();
-            frontier.retain(|p| !before.contains(p));
-            frontier.push(t);
+            let before = completed_at_invoke[t as usize];
+            frontier.retain(|&(at, _)| at > before);
+            completions += 1;
+            frontier.push((completions, t));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rustc_hash::FxHashMap;
 
-use super::graph::{DATA, Rel, Step};
+use super::graph::{DATA, Graph, Rel, Step};
 use super::history::{Mop, Observed, Txn};
 use super::{Anomaly, CycleStep, Finding, Inference, TxnRef};
 
@@ -99,56 +99,34 @@ const PROBES: &[Probe] = &[
     },
 ];
 
-/// Finds and records the cycles of every strongly connected component.
+/// Finds and records the cycles of every strongly connected component, the components
+/// searched in parallel.
 pub(super) fn cycles(out: &mut Inference<'_>, deadline: Option<Instant>) {
+    use rayon::prelude::*;
     let all = DATA | PROCESS | REALTIME;
     let components = out.graph.sccs(all);
-    for component in components {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+    let graph = &out.graph;
+    let results: Vec<Option<Searched>> = components
+        .par_iter()
+        .map(|component| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            Some(search_component(graph, component))
+        })
+        .collect();
+    for (component, result) in components.iter().zip(results) {
+        let Some(searched) = result else {
             out.unknown("the time limit passed before every cycle was searched".into());
-            return;
-        }
-        let within: FxHashMap<u32, ()> = component.iter().map(|&v| (v, ())).collect();
-        let mut best: Vec<(String, Vec<Step>)> = Vec::new();
-        let mut budget = COMPONENT_BUDGET;
-        'probes: for probe in PROBES {
-            for &a in &component {
-                for &(b, rels) in out.graph.edges(a) {
-                    if rels & probe.first.bit() == 0 || !within.contains_key(&b) {
-                        continue;
-                    }
-                    let cycle = if probe.nonadjacent {
-                        let other = probe.rest & !Rel::Rw.bit();
-                        out.graph
-                            .shortest_nonadjacent_cycle((a, b), other, &within, &mut budget)
-                    } else {
-                        out.graph.shortest_cycle_through(
-                            (a, b, probe.first),
-                            probe.rest,
-                            &within,
-                            &mut budget,
-                        )
-                    };
-                    if budget == 0 {
-                        break 'probes;
-                    }
-                    if let Some(cycle) = cycle {
-                        keep_shortest(&mut best, name(&cycle), cycle);
-                    }
-                }
-            }
-        }
-        if best.is_empty() {
-            if let Some(cycle) = any_cycle(out, &component, &within) {
-                keep_shortest(&mut best, format!("cycle{}", suffix(&cycle)), cycle);
-            }
+            continue;
+        };
+        if searched.exhausted {
             out.unknown(format!(
                 "a cycle of {} transactions was too large to classify within the search budget",
                 component.len()
             ));
         }
-        drop_implied(&mut best);
-        for (name, cycle) in best {
+        for (name, cycle) in searched.cycles {
             let txns_in: Vec<u32> = cycle.iter().map(|s| s.from).collect();
             let text = format!("a cycle of {} transactions", txns_in.len());
             out.found(Finding {
@@ -158,6 +136,56 @@ pub(super) fn cycles(out: &mut Inference<'_>, deadline: Option<Instant>) {
                 cycle,
             });
         }
+    }
+}
+
+/// What the search of one component found: the shortest cycle of each class, and whether
+/// the budget ran out before any was found.
+struct Searched {
+    cycles: Vec<(String, Vec<Step>)>,
+    exhausted: bool,
+}
+
+fn search_component(graph: &Graph, component: &[u32]) -> Searched {
+    let within: FxHashMap<u32, ()> = component.iter().map(|&v| (v, ())).collect();
+    let mut best: Vec<(String, Vec<Step>)> = Vec::new();
+    let mut budget = COMPONENT_BUDGET;
+    'probes: for probe in PROBES {
+        for &a in component {
+            for (b, rels) in graph.edges(a) {
+                if rels & probe.first.bit() == 0 || !within.contains_key(&b) {
+                    continue;
+                }
+                let cycle = if probe.nonadjacent {
+                    let other = probe.rest & !Rel::Rw.bit();
+                    graph.shortest_nonadjacent_cycle((a, b), other, &within, &mut budget)
+                } else {
+                    graph.shortest_cycle_through(
+                        (a, b, probe.first),
+                        probe.rest,
+                        &within,
+                        &mut budget,
+                    )
+                };
+                if budget == 0 {
+                    break 'probes;
+                }
+                if let Some(cycle) = cycle {
+                    keep_shortest(&mut best, name(&cycle), cycle);
+                }
+            }
+        }
+    }
+    let exhausted = best.is_empty();
+    if exhausted {
+        if let Some(cycle) = any_cycle(graph, component, &within) {
+            keep_shortest(&mut best, format!("cycle{}", suffix(&cycle)), cycle);
+        }
+    }
+    drop_implied(&mut best);
+    Searched {
+        cycles: best,
+        exhausted,
     }
 }
 
@@ -181,6 +209,11 @@ fn drop_implied(best: &mut Vec<(String, Vec<Step>)>) {
         let base = n.trim_end_matches("-process").trim_end_matches("-realtime");
         base == n || !plain.iter().any(|p| p == base)
     });
+    // A G-single or G-nonadjacent is a G2-item already: the latter adds nothing.
+    let item_cycle = |n: &str| n.starts_with("G-single") || n.starts_with("G-nonadjacent");
+    if best.iter().any(|(n, _)| item_cycle(n)) {
+        best.retain(|(n, _)| !n.starts_with("G2-item"));
+    }
     let process: Vec<String> = best
         .iter()
         .filter_map(|(n, _)| n.strip_suffix("-process").map(str::to_string))
@@ -222,23 +255,16 @@ fn suffix(cycle: &[Step]) -> &'static str {
 }
 
 /// Some cycle through the component: from its first vertex, any path back to it.
-fn any_cycle(
-    out: &Inference<'_>,
-    component: &[u32],
-    within: &FxHashMap<u32, ()>,
-) -> Option<Vec<Step>> {
+fn any_cycle(graph: &Graph, component: &[u32], within: &FxHashMap<u32, ()>) -> Option<Vec<Step>> {
     let a = component[0];
-    for &(b, rels) in out.graph.edges(a) {
+    for (b, rels) in graph.edges(a) {
         if !within.contains_key(&b) {
             continue;
         }
         let first = Rel::ALL.into_iter().find(|r| rels & r.bit() != 0)?;
         let mut budget = u64::MAX;
         let all = DATA | PROCESS | REALTIME;
-        if let Some(cycle) =
-            out.graph
-                .shortest_cycle_through((a, b, first), all, within, &mut budget)
-        {
+        if let Some(cycle) = graph.shortest_cycle_through((a, b, first), all, within, &mut budget) {
             return Some(cycle);
         }
     }
