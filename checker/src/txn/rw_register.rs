@@ -1,6 +1,7 @@
 //! Read-write register inference (Elle §4): written values are unique per key, so a read
 //! names the write it saw (wr edges). Which version came after which is known only in part:
-//! the initial state (nil) precedes every write; and, as the user assumes (Elle's flags), a
+//! the initial state (nil) precedes every write; a transaction's later write of a key follows
+//! its earlier one; and, as the user assumes (Elle's flags), a
 //! transaction that read a key then wrote it wrote the next version (`wfr-keys`), each process
 //! sees a key's versions in order (`sequential-keys`), or writes are ordered by real time
 //! (`linearizable-keys`). Each known pair of versions gives ww and rw edges.
@@ -46,6 +47,10 @@ pub(crate) fn infer(txns: &[Txn], assume: &[Assumption], out: &mut Inference) {
                         if !state.get(key).is_some_and(|s| s.0) {
                             lost.entry((*key, read)).or_default().push(t);
                         }
+                    }
+                    // Within one transaction, a later write of a key follows an earlier one.
+                    if let Some(&(true, Some(earlier))) = state.get(key) {
+                        after.push((*key, Some(earlier), *value));
                     }
                     state.insert(*key, (true, Some(*value)));
                 }
