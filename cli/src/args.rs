@@ -147,6 +147,20 @@ pub(crate) struct RunOptions {
     #[arg(long, default_value_t = 5, env = "FAULTLINE_KEYS")]
     pub(crate) keys: usize,
 
+    /// list-append and rw-register: micro-operations per transaction, N or MIN..MAX.
+    #[arg(long, default_value = "1..4", env = "FAULTLINE_TXN_LEN", value_parser = parse_txn_len)]
+    pub(crate) txn_len: (usize, usize),
+
+    /// list-append and rw-register: writes after which a key retires and a fresh key takes its
+    /// place (keeps reads short).
+    #[arg(long, default_value_t = 256, env = "FAULTLINE_MAX_WRITES_PER_KEY")]
+    pub(crate) max_writes_per_key: u64,
+
+    /// list-append and rw-register: the isolation level the verdict is for (default
+    /// strict-serializable); the report also lists every model the history is not.
+    #[arg(long, value_name = "MODEL", env = "FAULTLINE_CONSISTENCY", value_parser = parse_txn_model)]
+    pub(crate) consistency: Option<faultline_checker::txn::Model>,
+
     /// Causal workload: each session talks to one node (otherwise every operation goes to a
     /// random node). Clients of the other workloads always talk to one node each.
     #[arg(long, env = "FAULTLINE_STICKY")]
@@ -518,6 +532,14 @@ fn parse_consistency(s: &str) -> Result<ConsistencyArg, String> {
             txn.join(", ")
         )
     })
+}
+
+fn parse_txn_len(s: &str) -> Result<(usize, usize), String> {
+    faultline_workloads::TxnShape::parse_len(s)
+}
+
+fn parse_txn_model(s: &str) -> Result<faultline_checker::txn::Model, String> {
+    s.parse()
 }
 
 fn parse_assumption(s: &str) -> Result<faultline_checker::txn::Assumption, String> {

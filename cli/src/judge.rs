@@ -7,6 +7,7 @@ use std::path::Path;
 
 use faultline_checker::raft::{self, NodeNotes};
 use faultline_checker::saga::SagaFacts;
+use faultline_checker::txn::Model;
 use faultline_checker::{Checker, Evidence, History, check_all};
 use faultline_results::Judged;
 use faultline_workloads::Workload;
@@ -51,10 +52,11 @@ impl Kept {
 /// Raft cluster's notes.
 pub(crate) fn judge(history: &History, record: &RunRecord, dir: &Path) -> Result<Judged, String> {
     let kept = Kept::read(dir, record)?;
-    let mut checkers = record.workload.checkers();
-    if kept.raft_notes.is_some() {
-        checkers.push(Checker::RaftSafety);
-    }
+    let consistency = match &record.consistency {
+        Some(name) => Some(name.parse().map_err(|e| format!("run.json: {e}"))?),
+        None => None,
+    };
+    let checkers = checkers_of(record.workload, kept.raft_notes.is_some(), consistency);
     let evidence = Evidence {
         history,
         saga: kept.saga.as_ref(),
@@ -71,9 +73,21 @@ pub(crate) fn judge_with(
     check_all(checkers, evidence).map(|verdicts| Judged { verdicts })
 }
 
-/// The checkers a run of `workload` on a target that keeps Raft notes (or not) is judged by.
-pub(crate) fn checkers_of(workload: Workload, raft_notes: bool) -> Vec<Checker> {
+/// The checkers a run of `workload` on a target that keeps Raft notes (or not) is judged by;
+/// a transactional workload's verdict is for `consistency` (strict-serializable when `None`).
+pub(crate) fn checkers_of(
+    workload: Workload,
+    raft_notes: bool,
+    consistency: Option<Model>,
+) -> Vec<Checker> {
     let mut checkers = workload.checkers();
+    if let Some(model) = consistency {
+        for checker in &mut checkers {
+            if let Checker::Transactional(options) = checker {
+                options.consistency = model;
+            }
+        }
+    }
     if raft_notes {
         checkers.push(Checker::RaftSafety);
     }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use faultline_checker::Checker;
+use faultline_checker::txn::Model;
 use faultline_nemesis::{Backend, CommandBackend, Kind, LocalEtcdBackend, ProxyBackend, Shape};
 use faultline_targets::etcd::Network;
 use faultline_targets::runtime::{CrashPlan, CrashPoint};
@@ -77,7 +78,11 @@ impl RunPlan {
         };
         Ok(RunPlan {
             label,
-            checkers: crate::judge::checkers_of(opts.workload, resolved.writes_notes()),
+            checkers: crate::judge::checkers_of(
+                opts.workload,
+                resolved.writes_notes(),
+                opts.consistency,
+            ),
             target: resolved,
             kinds,
             shapes,
@@ -130,6 +135,13 @@ fn check_options(opts: &RunOptions) -> Result<(), String> {
 /// The checkout systems take the checkout workload and nothing else, and it runs on nothing
 /// else.
 fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<(), String> {
+    if workload.is_transactional() && !target.runs_transactions() {
+        return Err(format!(
+            "--workload {workload}: {label} does not run transactions (bundled:raft, \
+             bundled:quorum and http:// targets with POST /txn do; etcd and databases do not \
+             yet)"
+        ));
+    }
     match (target.takes_orders(), workload == Workload::Checkout) {
         (true, false) => Err(format!(
             "{label} is a checkout system: run it with --workload checkout"
@@ -278,6 +290,14 @@ pub(crate) struct RunRecord {
     pub(crate) quiet_ms: u64,
     #[serde(default)]
     pub(crate) keys: usize,
+    /// Transactional workloads: the isolation level judged, micro-operations per transaction
+    /// and writes per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) consistency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) txn_len: Option<(usize, usize)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_writes_per_key: Option<u64>,
     #[serde(default)]
     pub(crate) sticky: bool,
     /// The fault kinds, their pacing and their choices.
@@ -330,6 +350,17 @@ impl RunRecord {
             retries: opts.retries,
             quiet_ms: millis(opts.quiet),
             keys: opts.keys,
+            consistency: opts.workload.is_transactional().then(|| {
+                opts.consistency
+                    .unwrap_or(Model::StrictSerializable)
+                    .name()
+                    .to_string()
+            }),
+            txn_len: opts.workload.is_transactional().then_some(opts.txn_len),
+            max_writes_per_key: opts
+                .workload
+                .is_transactional()
+                .then_some(opts.max_writes_per_key),
             sticky: plan.sticky(),
             nemesis: plan.kinds.iter().map(|k| k.name().to_string()).collect(),
             nemesis_interval_ms: millis(opts.nemesis_interval),

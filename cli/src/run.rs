@@ -24,7 +24,7 @@ use faultline_targets::etcd::{EtcdClient, EtcdCluster};
 use faultline_targets::systems::kv::node_name;
 use faultline_targets::target::Target;
 use faultline_workloads::checkout::{self, CheckoutConfig, Initial, Placed};
-use faultline_workloads::{EventLine, Recorder, RunConfig, RunSummary, Who, Workload};
+use faultline_workloads::{EventLine, Recorder, RunConfig, RunSummary, TxnShape, Who, Workload};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -395,6 +395,10 @@ fn run_config(plan: &RunPlan, live: &Live) -> RunConfig {
         seed: plan.seed,
         nodes: live.started.nodes.clone(),
         sticky: plan.sticky(),
+        txn: TxnShape {
+            len: opts.txn_len,
+            max_writes_per_key: opts.max_writes_per_key,
+        },
     }
 }
 

@@ -8,7 +8,8 @@
 //! | info | timeout, reset, other 5xx, a 200 with an unreadable body | timeout, reset, 504, other 5xx | as PUT |
 //!
 //! A refused connection is `fail` because nothing was sent; anything that can go wrong after
-//! the request left is `info`: it may have been applied.
+//! the request left is `info`: it may have been applied. A transaction (`POST /txn`) completes
+//! ok with the 200's `{"ops": [...]}`, fail on 409 (aborted) or 503, info otherwise.
 
 use std::time::Duration;
 
@@ -37,6 +38,13 @@ pub enum Op {
         expect: Value,
         /// The value to write.
         value: Value,
+    },
+    /// A transaction: micro-operations `["r", k, null]`, `["append", k, v]`, `["w", k, v]`,
+    /// run atomically (or as the target's isolation allows). Completes `ok` with the
+    /// micro-operations, reads filled in.
+    Txn {
+        /// The micro-operations.
+        ops: Vec<Value>,
     },
 }
 
@@ -178,6 +186,18 @@ pub fn completion(op: &Op, status: u16, body: &[u8]) -> Completion {
             .unwrap_or_else(|| format!("HTTP {status}"))
     };
     match (op, status) {
+        (Op::Txn { .. }, 200) => match parsed {
+            Some(body) if body.get("ops").is_some_and(Value::is_array) => Completion::Ok {
+                value: body["ops"].clone(),
+                meta: body.get("meta").cloned(),
+            },
+            _ => Completion::Info {
+                error: "200 with a body that is not {\"ops\": [...]}".into(),
+            },
+        },
+        (Op::Txn { .. }, 409) => Completion::Fail {
+            error: format!("aborted: {}", error_of(&parsed)),
+        },
         (Op::Read { .. }, 200) => match parsed {
             Some(body) if body.get("value").is_some() => Completion::Ok {
                 value: body["value"].clone(),
@@ -234,6 +254,10 @@ impl Client for HttpClient {
                 .http
                 .post(format!("{base}/kv/{}/cas", encode_key(key)))
                 .json(&json!({ "expect": expect, "value": value })),
+            Op::Txn { ops } => self
+                .http
+                .post(format!("{base}/txn"))
+                .json(&json!({ "ops": ops })),
         };
         let mut request = request.timeout(timeout);
         if let Some(token) = &self.token {
@@ -256,7 +280,7 @@ impl Client for HttpClient {
         match response.bytes().await {
             Ok(body) => completion(op, status, &body),
             // The answer was cut off: the status alone still tells a write was applied.
-            Err(e) if status == 200 && !matches!(op, Op::Read { .. }) => {
+            Err(e) if status == 200 && !matches!(op, Op::Read { .. } | Op::Txn { .. }) => {
                 let _ = e;
                 completion(op, status, b"")
             }

@@ -106,6 +106,12 @@ impl Target {
         self.system().is_some_and(|s| s.takes_orders)
     }
 
+    /// Whether the target runs transactions (`POST /txn`): a bundled system whose table row
+    /// says so, or a URL target (trusted to speak the protocol).
+    pub fn runs_transactions(&self) -> bool {
+        matches!(self, Target::Http(_)) || self.system().is_some_and(|s| s.runs_transactions)
+    }
+
     /// Whether the target's nodes keep notes of their own invariants for a safety checker.
     pub fn writes_notes(&self) -> bool {
         self.system().is_some_and(|s| s.writes_notes)

@@ -4,8 +4,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use faultline_checker::causal::Consistency;
+use faultline_checker::txn::{TxnKind, TxnOptions};
 use faultline_checker::{Checker, ModelKind, Options};
 use faultline_targets::client::Op;
+
+use crate::txn::{TxnKeys, TxnShape};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -27,17 +30,30 @@ pub enum Workload {
     /// Orders placed on a checkout system, retried with their idempotency key; checked by the
     /// saga checker on the final state ([`crate::checkout`]).
     Checkout,
+    /// Transactions appending unique values to lists and reading them whole. Checked by the
+    /// transactional checker.
+    ListAppend,
+    /// Transactions writing unique values to registers and reading them. Checked by the
+    /// transactional checker.
+    RwRegister,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Register,
         Workload::Cas,
         Workload::Set,
         Workload::Causal,
         Workload::Checkout,
+        Workload::ListAppend,
+        Workload::RwRegister,
     ];
+
+    /// Whether its operations are transactions.
+    pub fn is_transactional(self) -> bool {
+        matches!(self, Workload::ListAppend | Workload::RwRegister)
+    }
 
     /// The name on the command line and in `run.json`.
     pub fn name(self) -> &'static str {
@@ -47,6 +63,8 @@ impl Workload {
             Workload::Set => "set",
             Workload::Causal => "causal",
             Workload::Checkout => "checkout",
+            Workload::ListAppend => "list-append",
+            Workload::RwRegister => "rw-register",
         }
     }
 
@@ -60,6 +78,16 @@ impl Workload {
             Workload::Set => vec![Checker::Set],
             Workload::Causal => vec![Checker::Causal(Consistency::All)],
             Workload::Checkout => vec![Checker::Saga],
+            Workload::ListAppend | Workload::RwRegister => {
+                vec![Checker::Transactional(TxnOptions {
+                    kind: Some(if self == Workload::ListAppend {
+                        TxnKind::ListAppend
+                    } else {
+                        TxnKind::RwRegister
+                    }),
+                    ..TxnOptions::default()
+                })]
+            }
         }
     }
 }
@@ -72,7 +100,10 @@ impl FromStr for Workload {
             .into_iter()
             .find(|w| w.name() == s)
             .ok_or_else(|| {
-                format!("unknown workload `{s}`; expected register, cas, set, causal or checkout")
+                format!(
+                    "unknown workload `{s}`; expected register, cas, set, causal, checkout, \
+                     list-append or rw-register"
+                )
             })
     }
 }
@@ -106,6 +137,7 @@ pub struct Generator {
     next_value: Vec<u64>,
     last_written: Vec<Option<u64>>,
     next_element: u64,
+    txn_keys: TxnKeys,
 }
 
 /// The key a set element is stored under.
@@ -124,7 +156,14 @@ impl Generator {
             next_value: vec![1; keys],
             last_written: vec![None; keys],
             next_element: 0,
+            txn_keys: TxnKeys::new(keys, TxnShape::default()),
         }
+    }
+
+    /// The same generator, making transactions of `shape` (list-append, rw-register).
+    pub fn with_txn_shape(mut self, shape: TxnShape) -> Self {
+        self.txn_keys = TxnKeys::new(self.keys, shape);
+        self
     }
 
     /// A node for the next operation of a client that is not bound to one.
@@ -139,6 +178,20 @@ impl Generator {
 
     /// The next operation.
     pub fn next_op(&mut self) -> WorkloadOp {
+        if self.workload.is_transactional() {
+            let write = if self.workload == Workload::ListAppend {
+                "append"
+            } else {
+                "w"
+            };
+            let ops = self.txn_keys.next(&mut self.rng, write);
+            return WorkloadOp {
+                f: "txn",
+                key: String::new(),
+                value: Value::Array(ops.clone()),
+                op: Op::Txn { ops },
+            };
+        }
         if self.workload == Workload::Set {
             let e = self.next_element;
             self.next_element += 1;

@@ -16,7 +16,9 @@ pub mod checkout;
 mod generator;
 mod recorder;
 mod runner;
+mod txn;
 
 pub use generator::{Generator, Workload, WorkloadOp};
 pub use recorder::{Counts, EventLine, Recorder, Who};
 pub use runner::{RunConfig, RunSummary, final_reads, run};
+pub use txn::TxnShape;

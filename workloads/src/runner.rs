@@ -44,6 +44,8 @@ pub struct RunConfig {
     /// Whether each client talks to one node (round-robin); otherwise every operation goes to
     /// a random node.
     pub sticky: bool,
+    /// How transactions are made (list-append, rw-register).
+    pub txn: crate::txn::TxnShape,
 }
 
 /// How a run went.
@@ -89,7 +91,9 @@ pub async fn run<C: Client + 'static>(
         ));
     }
     let shared = Arc::new(Shared {
-        generator: Mutex::new(Generator::new(config.workload, config.keys, config.seed)),
+        generator: Mutex::new(
+            Generator::new(config.workload, config.keys, config.seed).with_txn_shape(config.txn),
+        ),
         issued: AtomicU64::new(0),
         next_process: AtomicU64::new(config.clients as u64),
         config,
@@ -231,7 +235,7 @@ async fn client_loop<C: Client>(
             process: Who::Client(process),
             kind: "invoke",
             f: op.f,
-            key: Some(&op.key),
+            key: (!op.key.is_empty()).then_some(op.key.as_str()),
             value: &op.value,
             node: node_name.as_deref(),
             error: None,
@@ -247,10 +251,11 @@ async fn client_loop<C: Client>(
             _ = stop_fired(stop.clone()) => return Ok(()),
         };
         let (kind, value, error, meta) = match &completion {
-            // A read completes with the value read; other operations repeat their input.
+            // A read completes with the value read, a transaction with its reads filled in;
+            // other operations repeat their input.
             Completion::Ok { value, meta } => (
                 "ok",
-                if matches!(op.op, Op::Read { .. }) {
+                if matches!(op.op, Op::Read { .. } | Op::Txn { .. }) {
                     value
                 } else {
                     &op.value
@@ -265,7 +270,7 @@ async fn client_loop<C: Client>(
             process: Who::Client(process),
             kind,
             f: op.f,
-            key: Some(&op.key),
+            key: (!op.key.is_empty()).then_some(op.key.as_str()),
             value,
             node: node_name.as_deref(),
             error,

@@ -251,10 +251,25 @@ impl Inference<'_> {
         self.interner.name(id)
     }
 
-    /// A list as `[1 2 3]`.
+    /// A list as `[1 2 3]`; a long one as its first and last few elements.
     pub(crate) fn list(&self, list: &[Id]) -> String {
-        let items: Vec<&str> = list.iter().map(|&v| self.name(v)).collect();
-        format!("[{}]", items.join(" "))
+        const SHOWN: usize = 4;
+        let names = |part: &[Id]| {
+            part.iter()
+                .map(|&v| self.name(v))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if list.len() <= 3 * SHOWN {
+            format!("[{}]", names(list))
+        } else {
+            format!(
+                "[{} … {}] ({} elements)",
+                names(&list[..SHOWN]),
+                names(&list[list.len() - SHOWN..]),
+                list.len()
+            )
+        }
     }
 }
 

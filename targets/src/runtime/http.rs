@@ -5,6 +5,7 @@
 //! | `GET /kv/{key}` | 200 `{"value": v, "meta": ...}`, 404 absent, 503 |
 //! | `PUT /kv/{key}` `{"value": v, "context"?: c}` | 200, 503 nothing applied, 504 indeterminate |
 //! | `POST /kv/{key}/cas` `{"expect": a, "value": b}` | 200, 412 mismatch, 503, 504 |
+//! | `POST /txn` `{"ops": [["r", k, null], ["append", k, v], ["w", k, v]]}` | 200 `{"ops": [...reads filled...]}`, 409 aborted, 400 refused (a system that runs none), 503, 504 |
 //! | `POST /orders` `{"order", "sku", "qty", "account", "amount"}` | checkout systems: 200 with the order's status (a saga answers `pending` for one accepted and still running), 504 in doubt, 400 |
 //! | `GET /orders/{id}` | 200 the order's status, 404 unknown |
 //! | `GET /state` | the system's whole state (a checkout service's totals and orders) |
@@ -140,6 +141,7 @@ pub(super) async fn serve(
         .route("/health", get(health))
         .route("/kv/{key}", get(read).put(write))
         .route("/kv/{key}/cas", post(cas))
+        .route("/txn", post(txn))
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
         .route("/state", get(bare_state))
@@ -224,24 +226,27 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
 /// Runs a mutation once per `Idempotency-Key` on this node (systems that replicate their
 /// dedup table, like Raft, also get the key and honour it across nodes).
 async fn mutate(app: &App, headers: &HeaderMap, request: ClientRequest) -> Response {
+    let (status, body) = mutate_once(app, headers, request).await;
+    respond(status, body)
+}
+
+/// The status and body of a mutation, run once per `Idempotency-Key`.
+async fn mutate_once(app: &App, headers: &HeaderMap, request: ClientRequest) -> (u16, Value) {
     let key = idempotency_key(headers);
     let Some(key) = key else {
-        let (status, body) = ask(app, request).await;
-        return respond(status, body);
+        return ask(app, request).await;
     };
     let running = match app.idempotency.begin(key) {
         Begin::Run(running) => running,
-        Begin::Repeat(status, body) => return respond(status, body),
+        Begin::Repeat(status, body) => return (status, body),
         Begin::StillRunning => {
-            return error(
-                StatusCode::CONFLICT,
-                "a request with this Idempotency-Key is still running",
-            );
+            let why = "a request with this Idempotency-Key is still running";
+            return (409, json!({ "error": why }));
         }
     };
     let (status, body) = ask(app, request).await;
     running.finish(status, &body);
-    respond(status, body)
+    (status, body)
 }
 
 async fn read(State(app): State<App>, Path(key): Path<String>) -> Result<Response, Refusal> {
@@ -297,6 +302,32 @@ async fn cas(
         idempotency_key: idempotency_key(&headers),
     };
     Ok(mutate(&app, &headers, request).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxnBody {
+    ops: Vec<Value>,
+}
+
+/// `POST /txn`: 200 `{"ops": [...reads filled...]}`, 409 aborted, else as a write.
+async fn txn(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Response, Refusal> {
+    let body: TxnBody = json_body(body).await?;
+    if body.ops.is_empty() {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "a transaction needs at least one micro-operation".into(),
+        ));
+    }
+    let request = ClientRequest::Txn {
+        ops: body.ops,
+        idempotency_key: idempotency_key(&headers),
+    };
+    let (status, mut body) = mutate_once(&app, &headers, request).await;
+    if status == 200 {
+        body = json!({ "ops": body["value"].take() });
+    }
+    Ok(respond(status, body))
 }
 
 async fn ask_order(app: &App, request: OrderRequest) -> Response {

@@ -54,6 +54,13 @@ pub enum ClientRequest {
         /// The request's `Idempotency-Key`.
         idempotency_key: Option<String>,
     },
+    /// `POST /txn`: micro-operations `["r", k, null]`, `["append", k, v]`, `["w", k, v]`.
+    Txn {
+        /// The micro-operations, reads with null values.
+        ops: Vec<Value>,
+        /// The request's `Idempotency-Key`.
+        idempotency_key: Option<String>,
+    },
 }
 
 /// The answer to a client request, mapped onto HTTP by the runtime.
@@ -79,6 +86,8 @@ pub enum ClientReply {
     Timeout(String),
     /// 400: the request makes no sense to this system; nothing was applied.
     Refused(String),
+    /// 409: the transaction was aborted; nothing of it was applied.
+    Aborted(String),
 }
 
 impl ClientReply {
@@ -91,6 +100,7 @@ impl ClientReply {
             ClientReply::Unavailable(_) => 503,
             ClientReply::Timeout(_) => 504,
             ClientReply::Refused(_) => 400,
+            ClientReply::Aborted(_) => 409,
         }
     }
 
@@ -114,9 +124,63 @@ impl ClientReply {
             ClientReply::Mismatch => serde_json::json!({ "error": "mismatch" }),
             ClientReply::Unavailable(why)
             | ClientReply::Timeout(why)
-            | ClientReply::Refused(why) => {
+            | ClientReply::Refused(why)
+            | ClientReply::Aborted(why) => {
                 serde_json::json!({ "error": why })
             }
         }
     }
+}
+
+/// The state a transaction reads and writes: a key's value (a list for appends; `null` when
+/// absent).
+pub trait TxnState {
+    /// The value of `key`.
+    fn get(&self, key: &str) -> Value;
+    /// Sets `key`.
+    fn set(&mut self, key: &str, value: Value);
+}
+
+/// Runs a transaction's micro-operations, in order, on `state`: fills each read with what it
+/// saw. Whether the whole runs atomically is the caller's business. `Err` names a
+/// micro-operation that is not one.
+pub fn run_txn(ops: &[Value], state: &mut impl TxnState) -> Result<Vec<Value>, String> {
+    let mut done = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        let parts = op.as_array().filter(|p| p.len() == 3);
+        let (Some(p), Some(f)) = (parts, parts.and_then(|p| p[0].as_str())) else {
+            return Err(format!(
+                "micro-operation {i} is {op}; expected [f, key, value]"
+            ));
+        };
+        let key = match &p[1] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match f {
+            "r" => done.push(serde_json::json!(["r", p[1], state.get(&key)])),
+            "w" => {
+                state.set(&key, p[2].clone());
+                done.push(op.clone());
+            }
+            "append" => {
+                let mut list = match state.get(&key) {
+                    Value::Array(list) => list,
+                    Value::Null => Vec::new(),
+                    other => {
+                        return Err(format!("key {key} holds {other}, not a list to append to"));
+                    }
+                };
+                list.push(p[2].clone());
+                state.set(&key, Value::Array(list));
+                done.push(op.clone());
+            }
+            other => {
+                return Err(format!(
+                    "micro-operation {i}: unknown `{other}`; expected r, w or append"
+                ));
+            }
+        }
+    }
+    Ok(done)
 }

@@ -18,7 +18,7 @@ pub mod raft;
 pub mod saga;
 pub mod twopc;
 
-pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId};
+pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId, TxnState, run_txn};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,6 +55,8 @@ pub struct SystemInfo {
     pub names_leader: bool,
     /// Whether it takes checkout orders (`POST /orders`) rather than the KV protocol.
     pub takes_orders: bool,
+    /// Whether it runs transactions (`POST /txn`).
+    pub runs_transactions: bool,
     /// Whether its nodes write notes of their own invariants (who led, what was applied) for
     /// a checker of the system's own safety.
     pub writes_notes: bool,
@@ -68,6 +70,7 @@ pub struct SystemInfo {
 pub const SYSTEMS: &[SystemInfo] = &[
     SystemInfo {
         name: "quorum",
+        runs_transactions: true,
         message_kinds: <quorum::Message as Kinded>::KINDS,
         record_kinds: <quorum::Record as Kinded>::KINDS,
         fixed_nodes: None,
@@ -77,6 +80,7 @@ pub const SYSTEMS: &[SystemInfo] = &[
     },
     SystemInfo {
         name: "raft",
+        runs_transactions: true,
         message_kinds: <raft::Message as Kinded>::KINDS,
         record_kinds: <raft::Record as Kinded>::KINDS,
         fixed_nodes: None,
@@ -86,6 +90,7 @@ pub const SYSTEMS: &[SystemInfo] = &[
     },
     SystemInfo {
         name: "saga",
+        runs_transactions: false,
         message_kinds: <saga::Message as Kinded>::KINDS,
         record_kinds: <saga::Record as Kinded>::KINDS,
         fixed_nodes: Some(4),
@@ -95,6 +100,7 @@ pub const SYSTEMS: &[SystemInfo] = &[
     },
     SystemInfo {
         name: "twopc",
+        runs_transactions: false,
         message_kinds: <twopc::Message as Kinded>::KINDS,
         record_kinds: <twopc::Record as Kinded>::KINDS,
         fixed_nodes: Some(4),

@@ -11,6 +11,9 @@
 //! write. It is **not atomic** — two coordinators can both see the expected value and both
 //! write — and the linearizability checker shows it.
 //!
+//! Transactions (`POST /txn`) run with no isolation: their micro-operations one after another
+//! as ordinary quorum operations ([`txn`]).
+//!
 //! Failure handling: a coordinator that waits past `timeout-ms` answers 504 if it sent a write
 //! (some replicas may hold it) and 503 otherwise. A peer that has not answered for a whole
 //! timeout is suspected down; while fewer than R (or W) replicas are up, the coordinator sends
@@ -21,6 +24,7 @@
 
 mod ring;
 mod settings;
+mod txn;
 mod version;
 
 pub use ring::{Ring, position};
@@ -225,6 +229,9 @@ pub struct QuorumNode {
     next_op: u64,
     peers: Vec<Liveness>,
     outbox: VecDeque<Output<Message, Record>>,
+    /// Transactions in progress, by the id of their current sub-request.
+    txns: HashMap<RequestId, txn::TxnRun>,
+    next_txn_request: RequestId,
     local: VecDeque<Message>,
     now: Now,
     next_retry: u64,
@@ -245,6 +252,8 @@ impl QuorumNode {
             coordinating: HashMap::new(),
             next_op: 1,
             outbox: VecDeque::new(),
+            txns: HashMap::new(),
+            next_txn_request: txn::TXN_BASE,
             local: VecDeque::new(),
             now: Now::default(),
             next_retry: 0,
@@ -294,7 +303,26 @@ impl QuorumNode {
     }
 
     fn reply(&mut self, client: RequestId, reply: ClientReply) {
-        self.outbox.push_back(Output::Reply { id: client, reply });
+        match self.txns.remove(&client) {
+            Some(mut run) => {
+                let next = run.on_reply(reply);
+                self.txn_step(run, next);
+            }
+            None => self.outbox.push_back(Output::Reply { id: client, reply }),
+        }
+    }
+
+    /// Starts a transaction's next sub-request, or answers its client.
+    fn txn_step(&mut self, run: txn::TxnRun, next: txn::Next) {
+        match next {
+            txn::Next::Done(reply) => self.reply(run.client, reply),
+            txn::Next::Send(request) => {
+                let id = self.next_txn_request;
+                self.next_txn_request += 1;
+                self.txns.insert(id, run);
+                self.start(id, request);
+            }
+        }
     }
 
     /// Whether `peer` is suspected down: asked something a whole timeout ago, silent since.
@@ -324,6 +352,12 @@ impl QuorumNode {
 
     fn start(&mut self, client: RequestId, request: ClientRequest) {
         let (key, request) = match request {
+            ClientRequest::Txn { ops, .. } => {
+                let mut run = txn::TxnRun::new(client, ops);
+                let next = run.next();
+                self.txn_step(run, next);
+                return;
+            }
             ClientRequest::Get { key } => (key, Request::Get),
             ClientRequest::Put {
                 key,

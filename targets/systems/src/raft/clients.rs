@@ -152,6 +152,15 @@ impl RaftNode {
                 value,
                 idempotency_key,
             },
+            // A transaction, reads and all, goes through the log: it applies atomically at
+            // its index, so its reads are of that point (strict serializable).
+            ClientRequest::Txn {
+                ops,
+                idempotency_key,
+            } => Command::Txn {
+                ops,
+                idempotency_key,
+            },
             ClientRequest::Cas {
                 key,
                 expect,

@@ -21,6 +21,14 @@ pub enum Command {
         #[serde(default)]
         idempotency_key: Option<String>,
     },
+    /// A transaction, applied atomically: its micro-operations in order.
+    Txn {
+        /// The micro-operations (reads with null values).
+        ops: Vec<Value>,
+        /// The client's `Idempotency-Key`.
+        #[serde(default)]
+        idempotency_key: Option<String>,
+    },
     /// Set a key if it holds `expect`.
     Cas {
         /// The key.

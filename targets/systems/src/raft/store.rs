@@ -31,6 +31,27 @@ impl KvStore {
                 kv.insert(key, value);
                 write_ok()
             })),
+            Command::Txn {
+                ops,
+                idempotency_key,
+            } => Some(self.once(idempotency_key, |kv| {
+                let mut staged = Staged {
+                    kv,
+                    staged: BTreeMap::new(),
+                };
+                match crate::run_txn(&ops, &mut staged) {
+                    // All of it, or (a malformed micro-operation) none of it.
+                    Ok(done) => {
+                        let writes = staged.staged;
+                        kv.extend(writes);
+                        ClientReply::Ok {
+                            value: Value::Array(done),
+                            meta: Value::Null,
+                        }
+                    }
+                    Err(why) => ClientReply::Refused(why),
+                }
+            })),
             Command::Cas {
                 key,
                 expect,
@@ -85,5 +106,25 @@ fn write_ok() -> ClientReply {
     ClientReply::Ok {
         value: Value::Null,
         meta: Value::Null,
+    }
+}
+
+/// A transaction's writes, staged over the store until the whole transaction has run.
+struct Staged<'a> {
+    kv: &'a BTreeMap<String, Value>,
+    staged: BTreeMap<String, Value>,
+}
+
+impl crate::TxnState for Staged<'_> {
+    fn get(&self, key: &str) -> Value {
+        self.staged
+            .get(key)
+            .or_else(|| self.kv.get(key))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.staged.insert(key.to_string(), value);
     }
 }
