@@ -202,6 +202,11 @@ pub(crate) struct RunOptions {
     #[arg(long, value_name = "PATH", env = "FAULTLINE_ETCD_BIN")]
     pub(crate) etcd_bin: Option<PathBuf>,
 
+    /// The directory of PostgreSQL's server binaries (initdb, postgres) for local:postgres
+    /// (default: the newest /usr/lib/postgresql/<v>/bin, else initdb on PATH).
+    #[arg(long, value_name = "DIR", env = "FAULTLINE_PG_BIN")]
+    pub(crate) pg_bin: Option<PathBuf>,
+
     /// Mean time between nemesis actions: each fault starts after a random wait in
     /// [0, 2×interval) and is healed after another.
     #[arg(long, default_value = "3s", env = "FAULTLINE_NEMESIS_INTERVAL", value_parser = parse_duration)]

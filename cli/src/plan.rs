@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use faultline_checker::Checker;
 use faultline_checker::txn::Model;
-use faultline_nemesis::{Backend, CommandBackend, Kind, LocalEtcdBackend, ProxyBackend, Shape};
+use faultline_nemesis::{
+    Backend, CommandBackend, Kind, LocalEtcdBackend, LocalPostgresBackend, ProxyBackend, Shape,
+};
 use faultline_targets::etcd::Network;
 use faultline_targets::runtime::{CrashPlan, CrashPoint};
 use faultline_targets::systems::system_info;
@@ -55,6 +57,7 @@ impl RunPlan {
         let cx = TargetContext {
             nodes: opts.nodes,
             etcd_bin: opts.etcd_bin.clone(),
+            pg_bin: opts.pg_bin.clone(),
             exe: std::env::current_exe()
                 .map_err(|e| format!("cannot find my own executable to start nodes: {e}"))?,
         };
@@ -81,7 +84,7 @@ impl RunPlan {
             checkers: crate::judge::checkers_of(
                 opts.workload,
                 resolved.writes_notes(),
-                opts.consistency,
+                consistency(opts, &resolved),
             ),
             target: resolved,
             kinds,
@@ -115,6 +118,13 @@ pub(crate) fn run_seed(opts: &RunOptions) -> u64 {
     })
 }
 
+/// The model a transactional run is judged for: --consistency, else the model the target
+/// claims (a database's isolation level), else strict-serializable.
+pub(crate) fn consistency(opts: &RunOptions, target: &Target) -> Option<Model> {
+    opts.consistency
+        .or_else(|| target.claimed_model().and_then(|name| name.parse().ok()))
+}
+
 /// Checks the options every run shares.
 fn check_options(opts: &RunOptions) -> Result<(), String> {
     if opts.clients == 0 {
@@ -135,6 +145,11 @@ fn check_options(opts: &RunOptions) -> Result<(), String> {
 /// The checkout systems take the checkout workload and nothing else, and it runs on nothing
 /// else.
 fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<(), String> {
+    if target.is_database() && !workload.is_transactional() {
+        return Err(format!(
+            "{label} is a database: run it with --workload list-append or rw-register"
+        ));
+    }
     if workload.is_transactional() && !target.runs_transactions() {
         return Err(format!(
             "--workload {workload}: {label} does not run transactions (bundled:raft, \
@@ -190,6 +205,7 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
         }
         (None, Target::LocalEtcd(_)) => vec![Kind::Partition, Kind::Kill, Kind::Pause],
         (None, Target::Http(_) | Target::Etcd(..)) => Vec::new(),
+        (None, Target::LocalPostgres(_) | Target::Postgres(..)) => Vec::new(),
     };
     if !opts.nemesis_cmd.is_empty() && target.started_by_faultline() {
         return Err(
@@ -212,6 +228,16 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
             missing
         }
         Target::Http(_) | Target::Etcd(..) => ProxyBackend::unsupported_kinds(&kinds),
+        Target::LocalPostgres(_) => LocalPostgresBackend::unsupported_kinds(&kinds),
+        Target::Postgres(..) => kinds
+            .iter()
+            .map(|&k| {
+                (
+                    k,
+                    "a server faultline does not run takes no faults yet".to_string(),
+                )
+            })
+            .collect(),
     };
     if let Some((kind, why)) = unsupported.first() {
         return Err(format!(
@@ -351,7 +377,7 @@ impl RunRecord {
             quiet_ms: millis(opts.quiet),
             keys: opts.keys,
             consistency: opts.workload.is_transactional().then(|| {
-                opts.consistency
+                consistency(opts, &plan.target)
                     .unwrap_or(Model::StrictSerializable)
                     .name()
                     .to_string()

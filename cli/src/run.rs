@@ -14,13 +14,14 @@ use std::time::Duration;
 use faultline_checker::stats::Stats;
 use faultline_checker::{Validity, format, stats};
 use faultline_nemesis::{
-    AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend, ProxyBackend,
-    Schedule,
+    AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend,
+    LocalPostgresBackend, ProxyBackend, Schedule,
 };
 use faultline_results::{Judged, RunDir, explanation, period_table, stats_table, verdict_table};
 use faultline_targets::client::{AnyClient, HttpClient};
 use faultline_targets::cluster::Cluster;
 use faultline_targets::etcd::{EtcdClient, EtcdCluster};
+use faultline_targets::postgres::{PgClient, PgServer, PgSpec};
 use faultline_targets::systems::kv::node_name;
 use faultline_targets::target::Target;
 use faultline_workloads::checkout::{self, CheckoutConfig, Initial, Placed};
@@ -208,22 +209,32 @@ fn in_dir(dir: &RunDir, e: std::io::Error) -> String {
 /// A target that is up: whatever faultline started, how the runner reaches it, and how the
 /// nemesis breaks it. Dropping it stops every node and member it started.
 struct Live {
-    cluster: Arc<Mutex<Option<Cluster>>>,
-    etcd: Arc<Mutex<Option<EtcdCluster>>>,
+    held: Held,
     started: Started,
     /// The nemesis backend, until the nemesis task takes it (none without faults).
     backend: Option<AnyBackend>,
     client: Arc<AnyClient>,
 }
 
-impl Drop for Live {
+/// Whatever faultline started for a run: a bundled cluster, a local etcd cluster or a local
+/// PostgreSQL server. Dropped — on every path out of a run, error or panic — it stops them.
+#[derive(Default)]
+struct Held {
+    cluster: Arc<Mutex<Option<Cluster>>>,
+    etcd: Arc<Mutex<Option<EtcdCluster>>>,
+    postgres: Arc<Mutex<Option<PgServer>>>,
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
-        // On every path out of a run, error or panic, every node and member stops.
         if let Ok(mut cluster) = self.cluster.lock() {
             cluster.take();
         }
         if let Ok(mut etcd) = self.etcd.lock() {
             etcd.take();
+        }
+        if let Ok(mut postgres) = self.postgres.lock() {
+            postgres.take();
         }
     }
 }
@@ -232,13 +243,14 @@ impl Live {
     /// Step 5, stop: every node (keeping the notes of a system whose nodes write them) and
     /// every member.
     fn stop(&mut self, dir: &RunDir, notes: bool) -> Result<(), String> {
-        if let Some(mut stopped) = self.cluster.lock().expect("not poisoned").take() {
+        if let Some(mut stopped) = self.held.cluster.lock().expect("not poisoned").take() {
             stopped.stop();
             if notes {
                 keep_notes(&stopped, dir)?;
             }
         }
-        self.etcd.lock().expect("not poisoned").take();
+        self.held.etcd.lock().expect("not poisoned").take();
+        self.held.postgres.lock().expect("not poisoned").take();
         Ok(())
     }
 }
@@ -247,14 +259,12 @@ impl Live {
 /// every node.
 async fn start(plan: &RunPlan, show: bool) -> Result<Live, String> {
     // Whatever starts is held here from the first moment: dropped, it stops.
-    let cluster = Arc::default();
-    let etcd = Arc::default();
-    let started = start_target(plan, &cluster, &etcd, show).await?;
-    let (backend, client_urls) = backend(plan, &cluster, &etcd, &started.urls).await?;
+    let held = Held::default();
+    let started = start_target(plan, &held, show).await?;
+    let (backend, client_urls) = backend(plan, &held, &started.urls).await?;
     let live = Live {
         client: Arc::new(client(plan, client_urls)?),
-        cluster,
-        etcd,
+        held,
         started,
         backend,
     };
@@ -267,12 +277,7 @@ async fn start(plan: &RunPlan, show: bool) -> Result<Live, String> {
 
 /// Starts the bundled cluster or the local etcd cluster a plan names (nothing for URL
 /// targets); what answers where.
-async fn start_target(
-    plan: &RunPlan,
-    cluster: &Mutex<Option<Cluster>>,
-    etcd: &Mutex<Option<EtcdCluster>>,
-    show: bool,
-) -> Result<Started, String> {
+async fn start_target(plan: &RunPlan, held: &Held, show: bool) -> Result<Started, String> {
     let (urls, settings) = match plan.target.clone() {
         Target::Bundled(mut spec) => {
             spec.seed = plan.seed;
@@ -286,7 +291,7 @@ async fn start_target(
                 .await
                 .map_err(|e| format!("the bundled cluster did not start: {e}"))?;
             let found = (started.urls(), json!(started.settings()));
-            *cluster.lock().expect("not poisoned") = Some(started);
+            *held.cluster.lock().expect("not poisoned") = Some(started);
             found
         }
         Target::LocalEtcd(spec) => {
@@ -304,9 +309,26 @@ async fn start_target(
                 );
             }
             let urls = started.direct_urls();
-            *etcd.lock().expect("not poisoned") = Some(started);
+            *held.etcd.lock().expect("not poisoned") = Some(started);
             (urls, settings)
         }
+        Target::LocalPostgres(spec) => {
+            let settings = json!(spec.settings);
+            let started = PgServer::start(spec)
+                .await
+                .map_err(|e| format!("the local PostgreSQL server did not start: {e}"))?;
+            if show {
+                eprintln!(
+                    "faultline: PostgreSQL ready at {} (data in {})",
+                    started.url(),
+                    started.data_dir().display()
+                );
+            }
+            let url = started.url();
+            *held.postgres.lock().expect("not poisoned") = Some(started);
+            (vec![url], settings)
+        }
+        Target::Postgres(url, settings) => (vec![url], json!(settings)),
         Target::Etcd(urls, settings) => (urls, json!(settings)),
         Target::Http(urls) => (urls, Value::Null),
     };
@@ -330,6 +352,11 @@ fn client(plan: &RunPlan, urls: Vec<String>) -> Result<AnyClient, String> {
         Target::Bundled(_) | Target::Http(_) => AnyClient::Http(
             HttpClient::new(urls, plan.opts.auth_token.clone()).map_err(|e| e.to_string())?,
         ),
+        Target::LocalPostgres(PgSpec { settings, .. }) | Target::Postgres(_, settings) => {
+            let registers = plan.opts.workload == Workload::RwRegister;
+            let url = urls.into_iter().next().unwrap_or_default();
+            AnyClient::Postgres(Arc::new(PgClient::new(url, settings.isolation, registers)))
+        }
     })
 }
 
@@ -551,8 +578,7 @@ fn judge_run(
 /// faults through proxies.
 async fn backend(
     plan: &RunPlan,
-    cluster: &Arc<Mutex<Option<Cluster>>>,
-    etcd: &Arc<Mutex<Option<EtcdCluster>>>,
+    held: &Held,
     urls: &[String],
 ) -> Result<(Option<AnyBackend>, Vec<String>), String> {
     let opts = &plan.opts;
@@ -560,8 +586,12 @@ async fn backend(
         return Ok((None, urls.to_vec()));
     }
     let backend = match &plan.target {
-        Target::Bundled(_) => AnyBackend::Bundled(BundledBackend::new(cluster.clone())?),
-        Target::LocalEtcd(_) => AnyBackend::LocalEtcd(LocalEtcdBackend::new(etcd.clone())?),
+        Target::Bundled(_) => AnyBackend::Bundled(BundledBackend::new(held.cluster.clone())?),
+        Target::LocalEtcd(_) => AnyBackend::LocalEtcd(LocalEtcdBackend::new(held.etcd.clone())?),
+        Target::LocalPostgres(_) => {
+            AnyBackend::LocalPostgres(LocalPostgresBackend::new(held.postgres.clone())?)
+        }
+        Target::Postgres(..) => unreachable!("nemesis_kinds refused faults on a PostgreSQL URL"),
         Target::Http(_) | Target::Etcd(..) => {
             let hosts: Vec<String> = urls
                 .iter()

@@ -14,9 +14,8 @@ fn run(args: &[&str]) -> (Option<i32>, Value) {
         .args(args)
         .output()
         .unwrap();
-    let verdict = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr))
-    });
+    let verdict = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
     (output.status.code(), verdict)
 }
 
@@ -78,7 +77,13 @@ fn quorum_transactions_have_no_isolation_and_are_caught() {
 #[test]
 fn targets_without_transactions_are_refused_before_the_run() {
     let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["run", "--target", "bundled:saga", "--workload", "list-append"])
+        .args([
+            "run",
+            "--target",
+            "bundled:saga",
+            "--workload",
+            "list-append",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use faultline_targets::cluster::Cluster;
 use faultline_targets::etcd::EtcdCluster;
+use faultline_targets::postgres::PgServer;
 use nix::sys::signal::Signal;
 
 use crate::desired::Process;
@@ -45,6 +46,18 @@ impl LocalProcesses for EtcdCluster {
     }
     fn respawn(&mut self, i: NodeId) -> io::Result<()> {
         EtcdCluster::respawn(self, i)
+    }
+}
+
+impl LocalProcesses for PgServer {
+    fn kill(&mut self, i: NodeId) -> io::Result<()> {
+        PgServer::kill(self, i)
+    }
+    fn signal(&self, i: NodeId, signal: Signal) -> io::Result<()> {
+        PgServer::signal(self, i, signal)
+    }
+    fn respawn(&mut self, i: NodeId) -> io::Result<()> {
+        PgServer::respawn(self, i)
     }
 }
 

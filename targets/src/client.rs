@@ -302,6 +302,8 @@ pub enum AnyClient {
     Http(HttpClient),
     /// etcd's v3 JSON gateway.
     Etcd(crate::etcd::EtcdClient),
+    /// A PostgreSQL server.
+    Postgres(std::sync::Arc<crate::postgres::PgClient>),
 }
 
 impl AnyClient {
@@ -310,6 +312,7 @@ impl AnyClient {
         match self {
             AnyClient::Http(c) => c.check_reachable(timeout).await,
             AnyClient::Etcd(c) => c.check_reachable(timeout).await,
+            AnyClient::Postgres(c) => c.check_reachable(timeout).await,
         }
     }
 }
@@ -319,6 +322,7 @@ impl Client for AnyClient {
         match self {
             AnyClient::Http(c) => c.invoke(node, op, timeout).await,
             AnyClient::Etcd(c) => c.invoke(node, op, timeout).await,
+            AnyClient::Postgres(c) => c.invoke(node, op, timeout).await,
         }
     }
 
@@ -326,6 +330,7 @@ impl Client for AnyClient {
         match self {
             AnyClient::Http(c) => c.nodes(),
             AnyClient::Etcd(c) => c.nodes(),
+            AnyClient::Postgres(c) => c.nodes(),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`cluster::Cluster`]: starts a cluster of node processes and stops every one of them on
 //!   drop, Ctrl-C or panic.
 //! - [`etcd`]: real etcd, as a URL target (`etcd://`) or a local cluster (`local:etcd`).
+//! - [`postgres`]: real PostgreSQL, a server faultline starts (`local:postgres`) or a URL.
 //! - [`proxy::Proxy`]: a TCP proxy with delay, loss, bandwidth, reset and blackhole toxics.
 //! - [`target::Target`]: what `--target` names, parsed and checked, and what it can do.
 
@@ -21,6 +22,7 @@ pub mod client;
 pub mod cluster;
 pub mod etcd;
 mod leftovers;
+pub mod postgres;
 pub mod proxy;
 pub mod runtime;
 pub mod target;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::cluster::{ClusterSpec, check_spec};
 use crate::etcd::{EtcdSettings, EtcdSpec, Network, find_etcd, resolve_network};
+use crate::postgres::{PgSettings, PgSpec, find_bin_dir};
 use crate::systems::{SystemInfo, system_info};
 
 /// Where the operations go.
@@ -23,6 +24,10 @@ pub enum Target {
     Etcd(Vec<String>, EtcdSettings),
     /// A real etcd cluster faultline starts (its network resolved).
     LocalEtcd(EtcdSpec),
+    /// A PostgreSQL server faultline starts.
+    LocalPostgres(PgSpec),
+    /// A PostgreSQL server someone else runs, at this URL.
+    Postgres(String, PgSettings),
 }
 
 /// What parsing a target needs besides its text.
@@ -34,6 +39,8 @@ pub struct TargetContext {
     pub etcd_bin: Option<PathBuf>,
     /// The `faultline` executable that runs bundled nodes.
     pub exe: PathBuf,
+    /// `--pg-bin`: the directory of PostgreSQL's server binaries for `local:postgres`.
+    pub pg_bin: Option<PathBuf>,
 }
 
 /// A parsed target, and a notice for the user when a choice was made for them.
@@ -61,6 +68,22 @@ impl Target {
         if target == "local:etcd" {
             return local_etcd(settings, cx).map_err(|e| format!("{target}: {e}"));
         }
+        if target == "local:postgres" {
+            let settings = PgSettings::default()
+                .apply(settings.iter().map(String::as_str), true)
+                .map_err(|e| format!("{target}: {e}"))?;
+            find_bin_dir(cx.pg_bin.as_deref()).map_err(|e| format!("{target}: {e}"))?;
+            return plain(Target::LocalPostgres(PgSpec {
+                bin_dir: cx.pg_bin.clone(),
+                settings,
+            }));
+        }
+        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+            let settings = PgSettings::default()
+                .apply(settings.iter().map(String::as_str), false)
+                .map_err(|e| format!("{target}: {e}"))?;
+            return plain(Target::Postgres(target.to_string(), settings));
+        }
         if let Some(rest) = target.strip_prefix("etcd://") {
             let settings = EtcdSettings::default()
                 .apply(settings.iter().map(String::as_str), false)
@@ -79,7 +102,8 @@ impl Target {
         }
         Err(format!(
             "--target {target}: expected bundled:quorum, bundled:raft, bundled:saga, bundled:twopc, \
-             local:etcd, etcd://host:port[,host:port...] or http://host:port[,host:port...]"
+             local:etcd, etcd://host:port[,host:port...], http://host:port[,host:port...], \
+             local:postgres or postgres://user:pass@host:port/db"
         ))
     }
 
@@ -87,13 +111,16 @@ impl Target {
     fn system(&self) -> Option<&'static SystemInfo> {
         match self {
             Target::Bundled(spec) => system_info(&spec.system).ok(),
-            Target::Http(_) | Target::Etcd(..) | Target::LocalEtcd(_) => None,
+            _ => None,
         }
     }
 
     /// Whether faultline starts the target itself (and so can break it from inside).
     pub fn started_by_faultline(&self) -> bool {
-        matches!(self, Target::Bundled(_) | Target::LocalEtcd(_))
+        matches!(
+            self,
+            Target::Bundled(_) | Target::LocalEtcd(_) | Target::LocalPostgres(_)
+        )
     }
 
     /// Whether faultline can ask the target who leads (for the `leader` partition shape).
@@ -109,7 +136,25 @@ impl Target {
     /// Whether the target runs transactions (`POST /txn`): a bundled system whose table row
     /// says so, or a URL target (trusted to speak the protocol).
     pub fn runs_transactions(&self) -> bool {
-        matches!(self, Target::Http(_)) || self.system().is_some_and(|s| s.runs_transactions)
+        matches!(
+            self,
+            Target::Http(_) | Target::LocalPostgres(_) | Target::Postgres(..)
+        ) || self.system().is_some_and(|s| s.runs_transactions)
+    }
+
+    /// Whether the target is a database that runs transactions and nothing else.
+    pub fn is_database(&self) -> bool {
+        matches!(self, Target::LocalPostgres(_) | Target::Postgres(..))
+    }
+
+    /// The transactional model the target promises, by the checker's name: a database's
+    /// configured isolation level; `None` for targets that promise one per workload.
+    pub fn claimed_model(&self) -> Option<&'static str> {
+        match self {
+            Target::LocalPostgres(spec) => Some(spec.settings.isolation.model()),
+            Target::Postgres(_, settings) => Some(settings.isolation.model()),
+            _ => None,
+        }
     }
 
     /// Whether the target's nodes keep notes of their own invariants for a safety checker.
@@ -121,7 +166,7 @@ impl Target {
     pub fn etcd_network(&self) -> Option<Network> {
         match self {
             Target::LocalEtcd(spec) => Some(spec.settings.network.unwrap_or(Network::Loopback)),
-            Target::Bundled(_) | Target::Http(_) | Target::Etcd(..) => None,
+            _ => None,
         }
     }
 }
@@ -203,6 +248,7 @@ mod tests {
             nodes: 5,
             etcd_bin: None,
             exe: PathBuf::from("faultline"),
+            pg_bin: None,
         }
     }
 

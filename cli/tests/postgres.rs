@@ -1,0 +1,189 @@
+//! Real PostgreSQL, started by faultline (`local:postgres`): its isolation levels as the
+//! transactional checker sees them, and nothing left behind. Needs PostgreSQL's server
+//! (Debian: postgresql); without it these tests say why and pass, except under `CI=true`,
+//! where a missing server is a failure.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn postgres_present() -> bool {
+    match faultline_targets::postgres::find_bin_dir(None) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but PostgreSQL is missing: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+/// `faultline run --target local:postgres ARGS`, its temporary files under `tmp`.
+fn run(tmp: &std::path::Path, args: &[&str]) -> (Option<i32>, Value) {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            "--target",
+            "local:postgres",
+            "--format",
+            "json",
+            "--out",
+        ])
+        .arg(out.path())
+        .args(args)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    let verdict = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code(), verdict)
+}
+
+/// A temporary directory the `postgres` account can enter (the server runs as it when the
+/// tests run as root).
+fn reachable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
+}
+
+/// What a run with its temporary files under `tmp` left: processes whose command line names
+/// a directory there, and the directories themselves.
+fn leftovers(tmp: &std::path::Path) -> Vec<String> {
+    let tmp = tmp.display().to_string();
+    let processes = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&tmp));
+    let dirs = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().display().to_string());
+    processes.chain(dirs).collect()
+}
+
+#[test]
+fn serializable_passes_and_repeatable_read_shows_write_skew() {
+    if !postgres_present() {
+        return;
+    }
+    let tmp = reachable_tempdir();
+    let (code, verdict) = run(
+        tmp.path(),
+        &[
+            "--workload",
+            "list-append",
+            "--set",
+            "isolation=serializable",
+            "--time-limit",
+            "5s",
+            "--seed",
+            "1",
+        ],
+    );
+    let txn = &verdict["checkers"][0];
+    assert_eq!(txn["valid"], "PASS", "{txn}");
+    assert_eq!(
+        txn["details"]["consistency"], "serializable",
+        "the level set is the one judged"
+    );
+    assert_eq!(code, Some(0));
+    assert!(txn["details"]["committed"].as_u64().unwrap() > 50, "{txn}");
+    let (code, verdict) = run(
+        tmp.path(),
+        &[
+            "--workload",
+            "list-append",
+            "--set",
+            "isolation=repeatable-read",
+            "--time-limit",
+            "8s",
+            "--seed",
+            "1",
+        ],
+    );
+    let txn = &verdict["checkers"][0];
+    assert_eq!(code, Some(1), "{txn}");
+    let found: Vec<&str> = txn["details"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c[0].as_str())
+        .collect();
+    assert!(
+        found.contains(&"G2-item"),
+        "PostgreSQL's repeatable read is snapshot isolation: {found:?}"
+    );
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        leftovers(tmp.path())
+    );
+}
+
+#[test]
+fn acknowledged_commits_survive_kill_and_pause() {
+    if !postgres_present() {
+        return;
+    }
+    let tmp = reachable_tempdir();
+    let (code, verdict) = run(
+        tmp.path(),
+        &[
+            "--workload",
+            "list-append",
+            "--nemesis",
+            "kill,pause",
+            "--nemesis-interval",
+            "1s",
+            "--time-limit",
+            "8s",
+            "--seed",
+            "2",
+        ],
+    );
+    let txn = &verdict["checkers"][0];
+    assert_eq!(txn["valid"], "PASS", "{txn}");
+    assert_eq!(code, Some(0), "{verdict}");
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        leftovers(tmp.path())
+    );
+}
+
+#[test]
+fn databases_take_transactional_workloads_only() {
+    if !postgres_present() {
+        return;
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--target", "local:postgres", "--workload", "cas"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is a database"));
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            "--target",
+            "local:postgres",
+            "--workload",
+            "list-append",
+            "--set",
+            "isolation=snapshot",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("expected read-committed, repeatable-read or serializable")
+    );
+}
