@@ -161,6 +161,12 @@ pub(crate) struct RunOptions {
     #[arg(long, value_name = "MODEL", env = "FAULTLINE_CONSISTENCY", value_parser = parse_txn_model)]
     pub(crate) consistency: Option<faultline_checker::txn::Model>,
 
+    /// rw-register: what the checker may assume of each key (wfr-keys, sequential-keys,
+    /// linearizable-keys), as `faultline check --assume`. wfr-keys holds on a database that
+    /// prevents lost updates (snapshot isolation, serializable).
+    #[arg(long = "assume", value_name = "ASSUMPTIONS", value_delimiter = ',', env = "FAULTLINE_RUN_ASSUME", value_parser = parse_assumption)]
+    pub(crate) assume: Vec<faultline_checker::txn::Assumption>,
+
     /// Causal workload: each session talks to one node (otherwise every operation goes to a
     /// random node). Clients of the other workloads always talk to one node each.
     #[arg(long, env = "FAULTLINE_STICKY")]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use faultline_checker::raft::{self, NodeNotes};
 use faultline_checker::saga::SagaFacts;
-use faultline_checker::txn::Model;
+use faultline_checker::txn::{Assumption, Model};
 use faultline_checker::{Checker, Evidence, History, check_all};
 use faultline_results::Judged;
 use faultline_workloads::Workload;
@@ -56,7 +56,17 @@ pub(crate) fn judge(history: &History, record: &RunRecord, dir: &Path) -> Result
         Some(name) => Some(name.parse().map_err(|e| format!("run.json: {e}"))?),
         None => None,
     };
-    let checkers = checkers_of(record.workload, kept.raft_notes.is_some(), consistency);
+    let assume = record
+        .assume
+        .iter()
+        .map(|a| a.parse().map_err(|e| format!("run.json: {e}")))
+        .collect::<Result<Vec<Assumption>, String>>()?;
+    let checkers = checkers_of(
+        record.workload,
+        kept.raft_notes.is_some(),
+        consistency,
+        &assume,
+    );
     let evidence = Evidence {
         history,
         saga: kept.saga.as_ref(),
@@ -79,13 +89,15 @@ pub(crate) fn checkers_of(
     workload: Workload,
     raft_notes: bool,
     consistency: Option<Model>,
+    assume: &[Assumption],
 ) -> Vec<Checker> {
     let mut checkers = workload.checkers();
-    if let Some(model) = consistency {
-        for checker in &mut checkers {
-            if let Checker::Transactional(options) = checker {
+    for checker in &mut checkers {
+        if let Checker::Transactional(options) = checker {
+            if let Some(model) = consistency {
                 options.consistency = model;
             }
+            options.assume = assume.to_vec();
         }
     }
     if raft_notes {

@@ -85,6 +85,7 @@ impl RunPlan {
                 opts.workload,
                 resolved.writes_notes(),
                 consistency(opts, &resolved),
+                &opts.assume,
             ),
             target: resolved,
             kinds,
@@ -324,6 +325,8 @@ pub(crate) struct RunRecord {
     pub(crate) txn_len: Option<(usize, usize)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_writes_per_key: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) assume: Vec<String>,
     #[serde(default)]
     pub(crate) sticky: bool,
     /// The fault kinds, their pacing and their choices.
@@ -387,6 +390,16 @@ impl RunRecord {
                 .workload
                 .is_transactional()
                 .then_some(opts.max_writes_per_key),
+            assume: opts
+                .assume
+                .iter()
+                .map(|a| {
+                    serde_json::to_value(a)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                })
+                .collect(),
             sticky: plan.sticky(),
             nemesis: plan.kinds.iter().map(|k| k.name().to_string()).collect(),
             nemesis_interval_ms: millis(opts.nemesis_interval),
