@@ -39,6 +39,21 @@ struct Running {
     start: u64,
 }
 
+/// A transaction's micro-operations as invoked: appends, and reads of null.
+fn invoked(mops: &[(bool, u32, i64)]) -> Value {
+    let ops: Vec<Value> = mops
+        .iter()
+        .map(|&(w, k, v)| {
+            if w {
+                json!(["append", k, v])
+            } else {
+                json!(["r", k, null])
+            }
+        })
+        .collect();
+    json!(ops)
+}
+
 /// A history of `txns` transactions over `keys` keys from `clients` concurrent clients.
 fn simulate(level: Level, seed: u64, txns: usize, keys: u32, clients: u64) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -81,17 +96,7 @@ fn simulate(level: Level, seed: u64, txns: usize, keys: u32, clients: u64) -> St
                         mops.push((false, key, 0));
                     }
                 }
-                let invoke: Vec<Value> = mops
-                    .iter()
-                    .map(|&(w, k, v)| {
-                        if w {
-                            json!(["append", k, v])
-                        } else {
-                            json!(["r", k, null])
-                        }
-                    })
-                    .collect();
-                event(c as u64, "invoke", json!(invoke), &mut time);
+                event(c as u64, "invoke", invoked(&mops), &mut time);
                 running[c] = Some(Running {
                     process: c as u64,
                     mops,
@@ -137,18 +142,7 @@ fn simulate(level: Level, seed: u64, txns: usize, keys: u32, clients: u64) -> St
                 };
                 let process = t.process;
                 if abort {
-                    let invoked: Vec<Value> = t
-                        .mops
-                        .iter()
-                        .map(|&(w, k, v)| {
-                            if w {
-                                json!(["append", k, v])
-                            } else {
-                                json!(["r", k, null])
-                            }
-                        })
-                        .collect();
-                    event(process, "fail", json!(invoked), &mut time);
+                    event(process, "fail", invoked(&t.mops), &mut time);
                 } else {
                     clock += 1;
                     for (key, values) in std::mem::take(&mut t.buffer) {

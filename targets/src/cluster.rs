@@ -342,6 +342,17 @@ impl Cluster {
 
 /// Stops child processes that lead their own process groups: SIGCONT (a paused process cannot
 /// act on SIGTERM) and SIGTERM to each group, a grace period, then SIGKILL to what is left.
+/// Makes `command`'s process die with faultline (SIGKILL when its parent dies), even if
+/// faultline is killed with SIGKILL and cannot stop it.
+pub(crate) fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command
+            .pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+    }
+}
+
 pub(crate) fn stop_groups(children: Vec<Child>) {
     for child in &children {
         let group = Pid::from_raw(child.id() as i32);

@@ -334,12 +334,7 @@ impl PgServer {
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
-            });
-        }
+        crate::cluster::die_with_parent(&mut command);
         self.child = Some(command.spawn()?);
         Ok(())
     }
