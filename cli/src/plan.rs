@@ -154,8 +154,7 @@ fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<()
     if workload.is_transactional() && !target.runs_transactions() {
         return Err(format!(
             "--workload {workload}: {label} does not run transactions (bundled:raft, \
-             bundled:quorum and http:// targets with POST /txn do; etcd and databases do not \
-             yet)"
+             bundled:quorum, etcd, PostgreSQL and http:// targets with POST /txn do)"
         ));
     }
     match (target.takes_orders(), workload == Workload::Checkout) {

@@ -354,3 +354,39 @@ fn faults_a_target_cannot_take_are_refused_before_the_run() {
         "faultline does not run",
     );
 }
+
+/// Transactions on etcd (a read, then one txn guarded by every key's mod_revision) are strict
+/// serializable under partitions, kills and pauses. See: issue 17.
+#[test]
+fn etcd_transactions_are_strict_serializable_under_faults() {
+    if !etcd_present() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let nemesis = if root() {
+        "partition,kill,pause"
+    } else {
+        "kill,pause"
+    };
+    let output = faultline()
+        .args(["run", "--target", "local:etcd", "--workload", "list-append"])
+        .args([
+            "--nemesis",
+            nemesis,
+            "--nemesis-interval",
+            "1s",
+            "--time-limit",
+            "6s",
+        ])
+        .args(["--seed", "3", "--format", "json", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    let txn = &verdict["checkers"][0];
+    assert_eq!(txn["checker"], "transactional");
+    assert_eq!(txn["valid"], "PASS", "{txn}");
+    assert!(txn["details"]["committed"].as_u64().unwrap() > 50, "{txn}");
+    assert_eq!(output.status.code(), Some(0));
+}

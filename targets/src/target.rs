@@ -138,7 +138,11 @@ impl Target {
     pub fn runs_transactions(&self) -> bool {
         matches!(
             self,
-            Target::Http(_) | Target::LocalPostgres(_) | Target::Postgres(..)
+            Target::Http(_)
+                | Target::LocalPostgres(_)
+                | Target::Postgres(..)
+                | Target::Etcd(..)
+                | Target::LocalEtcd(_)
         ) || self.system().is_some_and(|s| s.runs_transactions)
     }
 

@@ -5,6 +5,7 @@
 //! | read | `POST /v3/kv/range {key}` (`serializable` when asked) | 200: `kvs[0].value`, or null when there is no `kvs` | any error answer, refused | timeout, a 200 that is not a range answer |
 //! | write | `POST /v3/kv/put {key, value}` | 200 | refused; errors that prove nothing was proposed (bad request, too many requests, no leader) | timeout, `request timed out`, `leader changed`, other 5xx |
 //! | cas | `POST /v3/kv/txn` comparing the VALUE (or `create_revision` 0 for null) | 200 with `succeeded: true` | 200 without `succeeded` (mismatch), as write | as write |
+//! | txn | a read-only `txn` of ranges over every key it touches; then, if it writes, one `txn` whose compares guard each key's `mod_revision` (or absence) and whose success branch puts the new values | the write `txn` succeeded (or a read-only transaction read) | the read failed; a compare failed (a key changed since it was read: aborted); as write | as write |
 //!
 //! Keys and values travel base64-encoded; a value is stored as its JSON text, so `5` is the
 //! bytes `5` and a read of bytes that are not JSON yields them as a string. Revisions are JSON
@@ -77,7 +78,8 @@ impl EtcdClient {
     }
 }
 
-/// The gateway path and JSON body that carry `op` (transactions are not carried yet).
+/// The gateway path and JSON body that carry `op` (a transaction takes two requests of its
+/// own: see `EtcdClient::txn`).
 pub fn request(op: &Op, serializable: bool) -> (&'static str, Value) {
     match op {
         Op::Txn { .. } => ("/v3/kv/txn", json!({})),
@@ -200,8 +202,8 @@ pub fn completion(op: &Op, status: u16, body: &[u8]) -> Completion {
             value: Value::Null,
             meta: Some(json!({ "revision": revision })),
         },
-        Op::Txn { .. } => Completion::Fail {
-            error: TXN_UNSUPPORTED.into(),
+        Op::Txn { .. } => Completion::Info {
+            error: "a transaction's answer is read by the transaction itself".into(),
         },
         Op::Cas { .. } => {
             if body["succeeded"].as_bool() == Some(true) {
@@ -218,53 +220,204 @@ pub fn completion(op: &Op, status: u16, body: &[u8]) -> Completion {
     }
 }
 
-/// Why an etcd target refuses a transaction: the list-append and rw-register workloads do not
-/// reach etcd yet (faultline's run plan refuses them before a run starts).
-const TXN_UNSUPPORTED: &str = "transactions on etcd are not supported yet";
-
-impl Client for EtcdClient {
-    async fn invoke(&self, node: usize, op: &Op, timeout: Duration) -> Completion {
-        if let Op::Txn { .. } = op {
-            return Completion::Fail {
-                error: TXN_UNSUPPORTED.into(),
-            };
-        }
+impl EtcdClient {
+    /// Posts `body` to member `node`'s `path`: the status and body, or the completion a
+    /// transport error gives (`fail` when nothing was sent or the request only reads).
+    async fn post(
+        &self,
+        node: usize,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+        read_only: bool,
+    ) -> Result<(u16, Vec<u8>), Completion> {
         let base = &self.urls[node % self.urls.len()];
-        let (path, body) = request(op, self.serializable);
         let sent = self
             .http
             .post(format!("{base}{path}"))
-            .json(&body)
+            .json(body)
             .timeout(timeout)
             .send()
             .await;
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
-                return Completion::Fail {
+                return Err(Completion::Fail {
                     error: format!("not sent: {}", error_text(&e)),
-                };
+                });
             }
-            Err(e) if matches!(op, Op::Read { .. }) => {
-                return Completion::Fail {
+            Err(e) if read_only => {
+                return Err(Completion::Fail {
                     error: error_text(&e),
-                };
+                });
             }
             Err(e) => {
-                return Completion::Info {
+                return Err(Completion::Info {
                     error: error_text(&e),
-                };
+                });
             }
         };
         let status = response.status().as_u16();
         match response.bytes().await {
-            Ok(body) => completion(op, status, &body),
-            Err(e) if matches!(op, Op::Read { .. }) => Completion::Fail {
-                error: format!("{status} with a body cut short: {}", error_text(&e)),
+            Ok(body) => Ok((status, body.to_vec())),
+            Err(e) => {
+                let error = format!("{status} with a body cut short: {}", error_text(&e));
+                Err(if read_only {
+                    Completion::Fail { error }
+                } else {
+                    Completion::Info { error }
+                })
+            }
+        }
+    }
+
+    /// A transaction: read every key it touches in one read-only `txn`, run it on what was
+    /// read, then write in one `txn` guarded by every key's `mod_revision` — optimistic
+    /// concurrency control, serializable and, as etcd's reads are linearizable, strict.
+    async fn txn(&self, node: usize, ops: &[Value], timeout: Duration) -> Completion {
+        let mut keys: Vec<String> = ops.iter().map(|op| key_text(&op[1])).collect();
+        keys.sort();
+        keys.dedup();
+        let ranges: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"requestRange": {"key": B64.encode(k)}}))
+            .collect();
+        let read = json!({ "success": ranges });
+        let (status, body) = match self.post(node, "/v3/kv/txn", &read, timeout, true).await {
+            Ok(answer) => answer,
+            Err(completion) => return completion,
+        };
+        let Some(mut state) = read_state(&keys, status, &body) else {
+            let text = String::from_utf8_lossy(&body);
+            return Completion::Fail {
+                error: format!(
+                    "the reads failed: {status} {}",
+                    text.chars().take(200).collect::<String>()
+                ),
+            };
+        };
+        let done = match crate::systems::run_txn(ops, &mut state) {
+            Ok(done) => done,
+            Err(why) => return Completion::Fail { error: why },
+        };
+        if state.written.is_empty() {
+            return Completion::Ok {
+                value: Value::Array(done),
+                meta: None,
+            };
+        }
+        let write = state.guarded_write();
+        match self.post(node, "/v3/kv/txn", &write, timeout, false).await {
+            Err(completion) => completion,
+            // The write is a compare-and-set of many keys: answered as one.
+            Ok((status, body)) => match completion(&WRITE_AS_CAS, status, &body) {
+                Completion::Ok { meta, .. } => Completion::Ok {
+                    value: Value::Array(done),
+                    meta,
+                },
+                Completion::Fail { error } if error == "mismatch" => Completion::Fail {
+                    error: "aborted: a key changed since the transaction read it".into(),
+                },
+                other => other,
             },
-            Err(e) => Completion::Info {
-                error: format!("{status} with a body cut short: {}", error_text(&e)),
-            },
+        }
+    }
+}
+
+/// The operation whose answers a transaction's guarded write is read as.
+const WRITE_AS_CAS: Op = Op::Cas {
+    key: String::new(),
+    expect: Value::Null,
+    value: Value::Null,
+};
+
+/// A micro-operation's key as etcd's key text.
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What a transaction read: each key's value and `mod_revision` (none: absent), and what it
+/// wrote.
+struct ReadState {
+    keys: Vec<(String, Option<String>, Value)>,
+    written: std::collections::BTreeMap<String, Value>,
+}
+
+impl ReadState {
+    /// One `txn` comparing every key read with what was read, putting every key written.
+    fn guarded_write(&self) -> Value {
+        let compare: Vec<Value> = self
+            .keys
+            .iter()
+            .map(|(k, revision, _)| match revision {
+                Some(rev) => json!({"key": B64.encode(k), "target": "MOD", "result": "EQUAL", "mod_revision": rev}),
+                None => json!({"key": B64.encode(k), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}),
+            })
+            .collect();
+        let puts: Vec<Value> = self
+            .written
+            .iter()
+            .map(|(k, v)| json!({"requestPut": {"key": B64.encode(k), "value": encode_value(v)}}))
+            .collect();
+        json!({ "compare": compare, "success": puts })
+    }
+}
+
+impl crate::systems::TxnState for ReadState {
+    fn get(&self, key: &str) -> Value {
+        self.written.get(key).cloned().unwrap_or_else(|| {
+            self.keys
+                .iter()
+                .find(|(k, _, _)| k == key)
+                .map_or(Value::Null, |(_, _, v)| v.clone())
+        })
+    }
+
+    fn set(&mut self, key: &str, value: Value) {
+        self.written.insert(key.to_string(), value);
+    }
+}
+
+/// The keys' values and revisions from a read-only `txn`'s answer; `None` if it is not one.
+fn read_state(keys: &[String], status: u16, body: &[u8]) -> Option<ReadState> {
+    if status != 200 {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(body).ok()?;
+    let responses = body["responses"].as_array()?;
+    let mut read = Vec::with_capacity(keys.len());
+    for (key, response) in keys.iter().zip(responses) {
+        let range = response
+            .get("response_range")
+            .or_else(|| response.get("responseRange"))?;
+        let (revision, value) = match range["kvs"].as_array().and_then(|kvs| kvs.first()) {
+            Some(kv) => (
+                Some(kv["mod_revision"].as_str().unwrap_or("0").to_string()),
+                decode_value(kv["value"].as_str().unwrap_or(""))?,
+            ),
+            None => (None, Value::Null),
+        };
+        read.push((key.clone(), revision, value));
+    }
+    (read.len() == keys.len()).then_some(ReadState {
+        keys: read,
+        written: Default::default(),
+    })
+}
+
+impl Client for EtcdClient {
+    async fn invoke(&self, node: usize, op: &Op, timeout: Duration) -> Completion {
+        if let Op::Txn { ops } = op {
+            return self.txn(node, ops, timeout).await;
+        }
+        let (path, body) = request(op, self.serializable);
+        let read_only = matches!(op, Op::Read { .. });
+        match self.post(node, path, &body, timeout, read_only).await {
+            Ok((status, body)) => completion(op, status, &body),
+            Err(completion) => completion,
         }
     }
 
