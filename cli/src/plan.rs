@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use faultline_checker::Checker;
 use faultline_checker::txn::Model;
 use faultline_nemesis::{
-    Backend, CommandBackend, Kind, LocalEtcdBackend, LocalPostgresBackend, ProxyBackend, Shape,
+    Backend, CommandBackend, Kind, LocalEtcdBackend, LocalMariadbBackend, LocalPostgresBackend,
+    ProxyBackend, Shape,
 };
 use faultline_targets::etcd::Network;
 use faultline_targets::runtime::{CrashPlan, CrashPoint};
@@ -206,6 +207,7 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
         (None, Target::LocalEtcd(_)) => vec![Kind::Partition, Kind::Kill, Kind::Pause],
         (None, Target::Http(_) | Target::Etcd(..)) => Vec::new(),
         (None, Target::LocalPostgres(_) | Target::Postgres(..)) => Vec::new(),
+        (None, Target::LocalMariadb(_) | Target::Mysql(..)) => Vec::new(),
     };
     if !opts.nemesis_cmd.is_empty() && target.started_by_faultline() {
         return Err(
@@ -229,7 +231,8 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
         }
         Target::Http(_) | Target::Etcd(..) => ProxyBackend::unsupported_kinds(&kinds),
         Target::LocalPostgres(_) => LocalPostgresBackend::unsupported_kinds(&kinds),
-        Target::Postgres(..) => kinds
+        Target::LocalMariadb(_) => LocalMariadbBackend::unsupported_kinds(&kinds),
+        Target::Postgres(..) | Target::Mysql(..) => kinds
             .iter()
             .map(|&k| {
                 (

@@ -15,12 +15,13 @@ use faultline_checker::stats::Stats;
 use faultline_checker::{Validity, format, stats};
 use faultline_nemesis::{
     AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend,
-    LocalPostgresBackend, ProxyBackend, Schedule,
+    LocalMariadbBackend, LocalPostgresBackend, ProxyBackend, Schedule,
 };
 use faultline_results::{Judged, RunDir, explanation, period_table, stats_table, verdict_table};
 use faultline_targets::client::{AnyClient, HttpClient};
 use faultline_targets::cluster::Cluster;
 use faultline_targets::etcd::{EtcdClient, EtcdCluster};
+use faultline_targets::mariadb::{MariaClient, MariaServer};
 use faultline_targets::postgres::{PgClient, PgServer, PgSpec};
 use faultline_targets::systems::kv::node_name;
 use faultline_targets::target::Target;
@@ -223,6 +224,7 @@ struct Held {
     cluster: Arc<Mutex<Option<Cluster>>>,
     etcd: Arc<Mutex<Option<EtcdCluster>>>,
     postgres: Arc<Mutex<Option<PgServer>>>,
+    mariadb: Arc<Mutex<Option<MariaServer>>>,
 }
 
 impl Drop for Held {
@@ -235,6 +237,9 @@ impl Drop for Held {
         }
         if let Ok(mut postgres) = self.postgres.lock() {
             postgres.take();
+        }
+        if let Ok(mut mariadb) = self.mariadb.lock() {
+            mariadb.take();
         }
     }
 }
@@ -251,6 +256,7 @@ impl Live {
         }
         self.held.etcd.lock().expect("not poisoned").take();
         self.held.postgres.lock().expect("not poisoned").take();
+        self.held.mariadb.lock().expect("not poisoned").take();
         Ok(())
     }
 }
@@ -329,6 +335,22 @@ async fn start_target(plan: &RunPlan, held: &Held, show: bool) -> Result<Started
             (vec![url], settings)
         }
         Target::Postgres(url, settings) => (vec![url], json!(settings)),
+        Target::LocalMariadb(settings) => {
+            let started = MariaServer::start()
+                .await
+                .map_err(|e| format!("the local MariaDB server did not start: {e}"))?;
+            if show {
+                eprintln!(
+                    "faultline: MariaDB ready at {} (data in {})",
+                    started.url(),
+                    started.data_dir().display()
+                );
+            }
+            let url = started.url();
+            *held.mariadb.lock().expect("not poisoned") = Some(started);
+            (vec![url], json!(settings))
+        }
+        Target::Mysql(url, settings) => (vec![url], json!(settings)),
         Target::Etcd(urls, settings) => (urls, json!(settings)),
         Target::Http(urls) => (urls, Value::Null),
     };
@@ -352,6 +374,13 @@ fn client(plan: &RunPlan, urls: Vec<String>) -> Result<AnyClient, String> {
         Target::Bundled(_) | Target::Http(_) => AnyClient::Http(
             HttpClient::new(urls, plan.opts.auth_token.clone()).map_err(|e| e.to_string())?,
         ),
+        Target::LocalMariadb(settings) | Target::Mysql(_, settings) => {
+            let registers = plan.opts.workload == Workload::RwRegister;
+            let url = urls.into_iter().next().unwrap_or_default();
+            let client =
+                MariaClient::new(url, settings.isolation, registers).map_err(|e| e.to_string())?;
+            AnyClient::Mariadb(Arc::new(client))
+        }
         Target::LocalPostgres(PgSpec { settings, .. }) | Target::Postgres(_, settings) => {
             let registers = plan.opts.workload == Workload::RwRegister;
             let url = urls.into_iter().next().unwrap_or_default();
@@ -591,7 +620,12 @@ async fn backend(
         Target::LocalPostgres(_) => {
             AnyBackend::LocalPostgres(LocalPostgresBackend::new(held.postgres.clone())?)
         }
-        Target::Postgres(..) => unreachable!("nemesis_kinds refused faults on a PostgreSQL URL"),
+        Target::LocalMariadb(_) => {
+            AnyBackend::LocalMariadb(LocalMariadbBackend::new(held.mariadb.clone())?)
+        }
+        Target::Postgres(..) | Target::Mysql(..) => {
+            unreachable!("nemesis_kinds refused faults on a database URL")
+        }
         Target::Http(_) | Target::Etcd(..) => {
             let hosts: Vec<String> = urls
                 .iter()

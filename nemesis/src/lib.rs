@@ -12,7 +12,7 @@
 //! - [`Schedule`]: seed → wait, fault, hold, heal, and again.
 //! - [`BundledBackend`]: faultline's reference clusters (admin endpoint and signals).
 //! - [`LocalEtcdBackend`]: a local etcd cluster (namespaces and nftables, proxies, signals).
-//! - [`LocalPostgresBackend`]: a local PostgreSQL server (signals).
+//! - [`ServerBackend`]: a local database server, PostgreSQL or MariaDB (signals).
 //! - [`ProxyBackend`]: TCP proxies in front of a URL target's nodes (packet faults).
 //! - [`CommandBackend`]: the user's own shell commands, for clusters on other machines.
 //! - [`AnyBackend`]: whichever of these a run uses.
@@ -22,18 +22,18 @@ mod command;
 mod desired;
 mod fault;
 mod local_etcd;
-mod postgres;
 mod processes;
 mod proxy;
 mod schedule;
+mod server;
 
 pub use bundled::BundledBackend;
 pub use command::{CommandBackend, ENVIRONMENT};
 pub use fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
 pub use local_etcd::LocalEtcdBackend;
-pub use postgres::LocalPostgresBackend;
 pub use proxy::ProxyBackend;
 pub use schedule::{Schedule, Step};
+pub use server::{LocalMariadbBackend, LocalPostgresBackend, LocalServer, ServerBackend};
 
 use std::future::Future;
 
@@ -65,6 +65,8 @@ pub enum AnyBackend {
     LocalEtcd(LocalEtcdBackend),
     /// A local PostgreSQL server.
     LocalPostgres(LocalPostgresBackend),
+    /// A local MariaDB server.
+    LocalMariadb(LocalMariadbBackend),
     /// Proxies in front of a URL target.
     Proxy(ProxyBackend),
     /// The user's commands (packet faults through proxies when no packet command is given).
@@ -77,6 +79,7 @@ impl Backend for AnyBackend {
             AnyBackend::Bundled(b) => b.unsupported(kinds),
             AnyBackend::LocalEtcd(b) => b.unsupported(kinds),
             AnyBackend::LocalPostgres(b) => b.unsupported(kinds),
+            AnyBackend::LocalMariadb(b) => b.unsupported(kinds),
             AnyBackend::Proxy(b) => b.unsupported(kinds),
             AnyBackend::Command(b, proxies) => b
                 .unsupported(kinds)
@@ -91,6 +94,7 @@ impl Backend for AnyBackend {
             AnyBackend::Bundled(b) => b.apply(fault).await,
             AnyBackend::LocalEtcd(b) => b.apply(fault).await,
             AnyBackend::LocalPostgres(b) => b.apply(fault).await,
+            AnyBackend::LocalMariadb(b) => b.apply(fault).await,
             AnyBackend::Proxy(b) => b.apply(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.apply(fault).await,
             AnyBackend::Command(b, _) => b.apply(fault).await,
@@ -102,6 +106,7 @@ impl Backend for AnyBackend {
             AnyBackend::Bundled(b) => b.heal(fault).await,
             AnyBackend::LocalEtcd(b) => b.heal(fault).await,
             AnyBackend::LocalPostgres(b) => b.heal(fault).await,
+            AnyBackend::LocalMariadb(b) => b.heal(fault).await,
             AnyBackend::Proxy(b) => b.heal(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.heal(fault).await,
             AnyBackend::Command(b, _) => b.heal(fault).await,
@@ -113,6 +118,7 @@ impl Backend for AnyBackend {
             AnyBackend::Bundled(b) => b.heal_all().await,
             AnyBackend::LocalEtcd(b) => b.heal_all().await,
             AnyBackend::LocalPostgres(b) => b.heal_all().await,
+            AnyBackend::LocalMariadb(b) => b.heal_all().await,
             AnyBackend::Proxy(b) => b.heal_all().await,
             AnyBackend::Command(b, proxies) => {
                 let commands = b.heal_all().await;

@@ -16,7 +16,7 @@ use crate::desired::Process;
 use crate::fault::NodeId;
 
 /// A cluster whose nodes are local processes.
-pub(crate) trait LocalProcesses: Send {
+pub trait LocalProcesses: Send {
     /// SIGKILLs node `i` and reaps it.
     fn kill(&mut self, i: NodeId) -> io::Result<()>;
     /// Sends `signal` to node `i`'s process group.
@@ -46,6 +46,18 @@ impl LocalProcesses for EtcdCluster {
     }
     fn respawn(&mut self, i: NodeId) -> io::Result<()> {
         EtcdCluster::respawn(self, i)
+    }
+}
+
+impl LocalProcesses for faultline_targets::mariadb::MariaServer {
+    fn kill(&mut self, i: NodeId) -> io::Result<()> {
+        faultline_targets::mariadb::MariaServer::kill(self, i)
+    }
+    fn signal(&self, i: NodeId, signal: Signal) -> io::Result<()> {
+        faultline_targets::mariadb::MariaServer::signal(self, i, signal)
+    }
+    fn respawn(&mut self, i: NodeId) -> io::Result<()> {
+        faultline_targets::mariadb::MariaServer::respawn(self, i)
     }
 }
 

@@ -304,6 +304,8 @@ pub enum AnyClient {
     Etcd(crate::etcd::EtcdClient),
     /// A PostgreSQL server.
     Postgres(std::sync::Arc<crate::postgres::PgClient>),
+    /// A MariaDB server.
+    Mariadb(std::sync::Arc<crate::mariadb::MariaClient>),
 }
 
 impl AnyClient {
@@ -313,6 +315,7 @@ impl AnyClient {
             AnyClient::Http(c) => c.check_reachable(timeout).await,
             AnyClient::Etcd(c) => c.check_reachable(timeout).await,
             AnyClient::Postgres(c) => c.check_reachable(timeout).await,
+            AnyClient::Mariadb(c) => c.check_reachable(timeout).await,
         }
     }
 }
@@ -323,6 +326,7 @@ impl Client for AnyClient {
             AnyClient::Http(c) => c.invoke(node, op, timeout).await,
             AnyClient::Etcd(c) => c.invoke(node, op, timeout).await,
             AnyClient::Postgres(c) => c.invoke(node, op, timeout).await,
+            AnyClient::Mariadb(c) => c.invoke(node, op, timeout).await,
         }
     }
 
@@ -331,6 +335,7 @@ impl Client for AnyClient {
             AnyClient::Http(c) => c.nodes(),
             AnyClient::Etcd(c) => c.nodes(),
             AnyClient::Postgres(c) => c.nodes(),
+            AnyClient::Mariadb(c) => c.nodes(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //!   drop, Ctrl-C or panic.
 //! - [`etcd`]: real etcd, as a URL target (`etcd://`) or a local cluster (`local:etcd`).
 //! - [`postgres`]: real PostgreSQL, a server faultline starts (`local:postgres`) or a URL.
+//! - [`mariadb`]: real MariaDB, a server faultline starts (`local:mariadb`) or a URL.
 //! - [`proxy::Proxy`]: a TCP proxy with delay, loss, bandwidth, reset and blackhole toxics.
 //! - [`target::Target`]: what `--target` names, parsed and checked, and what it can do.
 
@@ -22,6 +23,7 @@ pub mod client;
 pub mod cluster;
 pub mod etcd;
 mod leftovers;
+pub mod mariadb;
 pub mod postgres;
 pub mod proxy;
 pub mod runtime;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::cluster::{ClusterSpec, check_spec};
 use crate::etcd::{EtcdSettings, EtcdSpec, Network, find_etcd, resolve_network};
+use crate::mariadb::{MariaSettings, find_binaries};
 use crate::postgres::{PgSettings, PgSpec, find_bin_dir};
 use crate::systems::{SystemInfo, system_info};
 
@@ -28,6 +29,10 @@ pub enum Target {
     LocalPostgres(PgSpec),
     /// A PostgreSQL server someone else runs, at this URL.
     Postgres(String, PgSettings),
+    /// A MariaDB server faultline starts.
+    LocalMariadb(MariaSettings),
+    /// A MariaDB (or MySQL) server someone else runs, at this URL.
+    Mysql(String, MariaSettings),
 }
 
 /// What parsing a target needs besides its text.
@@ -78,6 +83,16 @@ impl Target {
                 settings,
             }));
         }
+        if target == "local:mariadb" || target.starts_with("mysql://") {
+            let settings = MariaSettings::default()
+                .apply(settings.iter().map(String::as_str))
+                .map_err(|e| format!("{target}: {e}"))?;
+            if target == "local:mariadb" {
+                find_binaries().map_err(|e| format!("{target}: {e}"))?;
+                return plain(Target::LocalMariadb(settings));
+            }
+            return plain(Target::Mysql(target.to_string(), settings));
+        }
         if target.starts_with("postgres://") || target.starts_with("postgresql://") {
             let settings = PgSettings::default()
                 .apply(settings.iter().map(String::as_str), false)
@@ -103,7 +118,8 @@ impl Target {
         Err(format!(
             "--target {target}: expected bundled:quorum, bundled:raft, bundled:saga, bundled:twopc, \
              local:etcd, etcd://host:port[,host:port...], http://host:port[,host:port...], \
-             local:postgres or postgres://user:pass@host:port/db"
+             local:postgres, postgres://user:pass@host:port/db, local:mariadb or \
+             mysql://user:pass@host:port/db"
         ))
     }
 
@@ -119,7 +135,10 @@ impl Target {
     pub fn started_by_faultline(&self) -> bool {
         matches!(
             self,
-            Target::Bundled(_) | Target::LocalEtcd(_) | Target::LocalPostgres(_)
+            Target::Bundled(_)
+                | Target::LocalEtcd(_)
+                | Target::LocalPostgres(_)
+                | Target::LocalMariadb(_)
         )
     }
 
@@ -143,12 +162,20 @@ impl Target {
                 | Target::Postgres(..)
                 | Target::Etcd(..)
                 | Target::LocalEtcd(_)
+                | Target::LocalMariadb(_)
+                | Target::Mysql(..)
         ) || self.system().is_some_and(|s| s.runs_transactions)
     }
 
     /// Whether the target is a database that runs transactions and nothing else.
     pub fn is_database(&self) -> bool {
-        matches!(self, Target::LocalPostgres(_) | Target::Postgres(..))
+        matches!(
+            self,
+            Target::LocalPostgres(_)
+                | Target::Postgres(..)
+                | Target::LocalMariadb(_)
+                | Target::Mysql(..)
+        )
     }
 
     /// The transactional model the target promises, by the checker's name: a database's
@@ -157,6 +184,9 @@ impl Target {
         match self {
             Target::LocalPostgres(spec) => Some(spec.settings.isolation.model()),
             Target::Postgres(_, settings) => Some(settings.isolation.model()),
+            Target::LocalMariadb(settings) | Target::Mysql(_, settings) => {
+                Some(settings.isolation.model())
+            }
             _ => None,
         }
     }

@@ -43,6 +43,18 @@ pub enum Isolation {
 }
 
 impl Isolation {
+    /// Parses `read-committed`, `repeatable-read` or `serializable`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "read-committed" => Ok(Isolation::ReadCommitted),
+            "repeatable-read" => Ok(Isolation::RepeatableRead),
+            "serializable" => Ok(Isolation::Serializable),
+            _ => Err(format!(
+                "isolation={text}: expected read-committed, repeatable-read or serializable"
+            )),
+        }
+    }
+
     /// The SQL words.
     pub fn sql(self) -> &'static str {
         match self {
@@ -102,18 +114,7 @@ impl PgSettings {
         };
         for (k, v) in key_values(pairs, keys)? {
             match (k, local) {
-                ("isolation", _) => {
-                    self.isolation = match v {
-                        "read-committed" => Isolation::ReadCommitted,
-                        "repeatable-read" => Isolation::RepeatableRead,
-                        "serializable" => Isolation::Serializable,
-                        _ => {
-                            return Err(format!(
-                                "isolation={v}: expected read-committed, repeatable-read or serializable"
-                            ));
-                        }
-                    }
-                }
+                ("isolation", _) => self.isolation = Isolation::parse(v)?,
                 ("synchronous-commit", true) => self.synchronous_commit = on_off(k, v)?,
                 ("fsync", true) => self.fsync = on_off(k, v)?,
                 _ => return Err(format!("unknown setting `{k}`; valid keys: {keys}")),
@@ -191,7 +192,7 @@ pub async fn wait_accepting(url: &str, within: Duration) -> Result<(), String> {
 
 /// Whether another account (the server's) can reach `dir`: every directory on the way must
 /// let others through.
-fn reachable_by_others(dir: &Path) -> Result<(), String> {
+pub(crate) fn reachable_by_others(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     for ancestor in dir.ancestors() {
         let mode = std::fs::metadata(ancestor)
@@ -200,7 +201,7 @@ fn reachable_by_others(dir: &Path) -> Result<(), String> {
             .mode();
         if mode & 0o001 == 0 {
             return Err(format!(
-                "PostgreSQL runs as the `postgres` account, which cannot enter {} (mode {:o}); \
+                "the server runs as its own account, which cannot enter {} (mode {:o}); \
                  set TMPDIR to a directory it can reach, such as /tmp",
                 ancestor.display(),
                 mode & 0o777
