@@ -187,3 +187,69 @@ fn databases_take_transactional_workloads_only() {
             .contains("expected read-committed, repeatable-read or serializable")
     );
 }
+
+/// After `kill -9` of faultline, the server dies with it and the next start removes the
+/// killed run's data directory. See: issue 17.
+#[test]
+fn a_killed_run_leaves_no_server_and_the_next_start_removes_its_directory() {
+    if !postgres_present() {
+        return;
+    }
+    let tmp = reachable_tempdir();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            "--target",
+            "local:postgres",
+            "--workload",
+            "list-append",
+        ])
+        .args(["--time-limit", "60s", "--out"])
+        .arg(out.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let history = out.path().join("latest/history.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::metadata(&history).is_ok_and(|m| m.len() > 1000) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started recording"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let servers: Vec<String> = leftovers(tmp.path())
+            .into_iter()
+            .filter(|l| l.contains("postgres -D"))
+            .collect();
+        if servers.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "servers outlived faultline: {servers:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !leftovers(tmp.path()).is_empty(),
+        "the killed run's directory is still there"
+    );
+    let (code, _) = run(
+        tmp.path(),
+        &["--workload", "list-append", "--time-limit", "1s"],
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        leftovers(tmp.path())
+    );
+}
