@@ -82,8 +82,11 @@ pub(crate) struct RunArgs {
     /// What to test: bundled:quorum, bundled:raft, bundled:saga or bundled:twopc (started and
     /// stopped by faultline; the last two take --workload checkout);
     /// local:etcd (a real etcd cluster faultline starts: in network namespaces as root);
-    /// etcd://host:port[,host:port...] for an etcd cluster you run; or
-    /// http://host:port[,host:port...] for any server speaking the faultline KV protocol.
+    /// etcd://host:port[,host:port...] for an etcd cluster you run;
+    /// http://host:port[,host:port...] for any server speaking the faultline KV protocol;
+    /// local:postgres or local:mariadb (a real database faultline starts: --set
+    /// isolation=read-committed|repeatable-read|serializable; they take list-append and
+    /// rw-register); postgres://user:pass@host:port/db or mysql://... for a database you run.
     #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
     pub(crate) target: String,
 
@@ -104,8 +107,10 @@ pub(crate) struct RunArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RunOptions {
     /// The workload: register (read/write), cas (read/write/cas), set (adds, final reads),
-    /// causal (sessions writing unique values and reading across keys) or checkout (orders on
-    /// bundled:saga, retried with idempotency keys, judged by the saga checker).
+    /// causal (sessions writing unique values and reading across keys), checkout (orders on
+    /// bundled:saga, retried with idempotency keys, judged by the saga checker), or
+    /// list-append and rw-register (transactions, judged by the transactional checker at
+    /// --consistency: on bundled:raft, bundled:quorum, etcd, PostgreSQL and MariaDB).
     #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
     pub(crate) workload: faultline_workloads::Workload,
 
