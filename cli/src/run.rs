@@ -618,10 +618,14 @@ async fn backend(
         Target::Bundled(_) => AnyBackend::Bundled(BundledBackend::new(held.cluster.clone())?),
         Target::LocalEtcd(_) => AnyBackend::LocalEtcd(LocalEtcdBackend::new(held.etcd.clone())?),
         Target::LocalPostgres(_) => {
-            AnyBackend::LocalPostgres(LocalPostgresBackend::new(held.postgres.clone())?)
+            let proxied = plan.kinds.contains(&Kind::Packet);
+            let (b, url) = LocalPostgresBackend::new(held.postgres.clone(), proxied).await?;
+            return Ok((Some(AnyBackend::LocalPostgres(b)), vec![url]));
         }
         Target::LocalMariadb(_) => {
-            AnyBackend::LocalMariadb(LocalMariadbBackend::new(held.mariadb.clone())?)
+            let proxied = plan.kinds.contains(&Kind::Packet);
+            let (b, url) = LocalMariadbBackend::new(held.mariadb.clone(), proxied).await?;
+            return Ok((Some(AnyBackend::LocalMariadb(b)), vec![url]));
         }
         Target::Postgres(..) | Target::Mysql(..) => {
             unreachable!("nemesis_kinds refused faults on a database URL")

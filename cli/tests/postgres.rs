@@ -128,7 +128,7 @@ fn serializable_passes_and_repeatable_read_shows_write_skew() {
 }
 
 #[test]
-fn acknowledged_commits_survive_kill_and_pause() {
+fn acknowledged_commits_survive_kill_pause_and_packet_faults() {
     if !postgres_present() {
         return;
     }
@@ -139,7 +139,7 @@ fn acknowledged_commits_survive_kill_and_pause() {
             "--workload",
             "list-append",
             "--nemesis",
-            "kill,pause",
+            "kill,pause,packet",
             "--nemesis-interval",
             "1s",
             "--time-limit",
