@@ -253,3 +253,48 @@ fn a_killed_run_leaves_no_server_and_the_next_start_removes_its_directory() {
         leftovers(tmp.path())
     );
 }
+
+/// Ctrl-C stops the run (exit 130) and the server with it, and removes its directory.
+#[test]
+fn ctrl_c_stops_the_server_and_removes_its_directory() {
+    if !postgres_present() {
+        return;
+    }
+    let tmp = reachable_tempdir();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            "--target",
+            "local:postgres",
+            "--workload",
+            "list-append",
+        ])
+        .args(["--time-limit", "60s", "--out"])
+        .arg(out.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let history = out.path().join("latest/history.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::fs::metadata(&history).is_ok_and(|m| m.len() > 1000) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started recording"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        leftovers(tmp.path())
+    );
+}

@@ -1,0 +1,112 @@
+//! The PostgreSQL client's completions on recorded error cases, against a real local server:
+//! a transaction that loses a write conflict (40001) is a definite abort, and so is one whose
+//! time runs out before COMMIT was sent; a committed transaction reads what it wrote.
+//!
+//! Needs PostgreSQL's server (Debian: postgresql); skipped with a notice where it is absent, a
+//! failure when `CI=true`.
+
+use std::time::Duration;
+
+use faultline_targets::client::{Client, Completion, Op};
+use faultline_targets::postgres::{Isolation, PgClient, PgServer, PgSettings, PgSpec};
+use serde_json::json;
+use tokio_postgres::NoTls;
+
+fn postgres_present() -> bool {
+    match faultline_targets::postgres::find_bin_dir(None) {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but PostgreSQL is missing: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+fn append(key: i64, value: i64) -> Op {
+    Op::Txn {
+        ops: vec![json!(["append", key, value]), json!(["r", key, null])],
+    }
+}
+
+#[tokio::test]
+async fn conflicts_and_late_commits_are_definite_aborts() {
+    if !postgres_present() {
+        return;
+    }
+    let server = PgServer::start(PgSpec {
+        bin_dir: None,
+        settings: PgSettings::default(),
+    })
+    .await
+    .expect("the server starts");
+    let client = PgClient::new(server.url(), Isolation::Serializable, false);
+    client
+        .check_reachable(Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Committed: the transaction reads its own append.
+    let ok = client
+        .invoke(0, &append(1, 1), Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        ok,
+        Completion::Ok {
+            value: json!([["append", 1, 1], ["r", 1, [1]]]),
+            meta: None
+        }
+    );
+    // Another transaction holds the row while ours waits for it.
+    let (other, connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    other
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL SERIALIZABLE; \
+             UPDATE lists SET v = v || ',9' WHERE k = 1",
+        )
+        .await
+        .unwrap();
+    // Out of time before COMMIT was sent: nothing committed, a definite abort.
+    let late = client
+        .invoke(0, &append(1, 2), Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(&late, Completion::Fail { error } if error.contains("before COMMIT")),
+        "{late:?}"
+    );
+    // The other commits while ours waits: ours loses the conflict (40001).
+    let waiting = tokio::spawn({
+        let client = PgClient::new(server.url(), Isolation::Serializable, false);
+        async move {
+            client
+                .invoke(0, &append(1, 3), Duration::from_secs(10))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.batch_execute("COMMIT").await.unwrap();
+    let lost = waiting.await.unwrap();
+    assert!(
+        matches!(&lost, Completion::Fail { error } if error.starts_with("40001")),
+        "{lost:?}"
+    );
+    // What committed is exactly the first append and the other's.
+    let read = client
+        .invoke(
+            0,
+            &Op::Txn {
+                ops: vec![json!(["r", 1, null])],
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        read,
+        Completion::Ok {
+            value: json!([["r", 1, [1, 9]]]),
+            meta: None
+        }
+    );
+}
