@@ -27,6 +27,7 @@ pub mod mariadb;
 pub mod postgres;
 pub mod proxy;
 pub mod runtime;
+mod server;
 pub mod target;
 
 /// The bundled reference systems (the `faultline-systems` crate), re-exported.

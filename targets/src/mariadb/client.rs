@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::client::{Client, Completion, Op, TargetError};
 use crate::postgres::Isolation;
+use crate::postgres::client::list_of;
 
 /// Creates the database and tables the workloads use, if they are not there.
 pub(super) async fn create_tables(url: &str) -> Result<(), String> {
@@ -143,12 +144,7 @@ async fn micro_op(
         "r" => {
             let sql = "SELECT v FROM lists WHERE k = ?";
             let text: Option<String> = step(deadline, conn.exec_first(sql, (key,))).await?;
-            let list: Vec<Value> = text
-                .iter()
-                .flat_map(|t| t.split(','))
-                .map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e)))
-                .collect();
-            Ok(json!(["r", key, list]))
+            Ok(json!(["r", key, list_of(text.as_deref())]))
         }
         other => Err(format!("micro-operation {op}: unknown `{other}`")),
     }

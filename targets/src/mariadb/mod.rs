@@ -17,15 +17,16 @@ use std::net::TcpListener;
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, User};
+use nix::sys::signal::Signal;
+use nix::unistd::User;
 use serde::Serialize;
 
-use crate::cluster::{ClusterError, stop_groups};
+use crate::cluster::ClusterError;
 use crate::postgres::Isolation;
+use crate::server::{ServerProcess, unhealthy};
 use crate::systems::{NodeId, key_values};
 
 /// How long a server may take to accept connections.
@@ -98,7 +99,7 @@ pub struct MariaServer {
     data_dir: PathBuf,
     port: u16,
     user: Option<User>,
-    child: Option<Child>,
+    process: ServerProcess,
     _temp: tempfile::TempDir,
 }
 
@@ -150,7 +151,7 @@ impl MariaServer {
             data_dir,
             port,
             user,
-            child: None,
+            process: ServerProcess::default(),
             _temp: temp,
         };
         started.spawn()?;
@@ -190,7 +191,7 @@ impl MariaServer {
             command.arg(format!("--user={}", user.name));
         }
         crate::cluster::die_with_parent(&mut command);
-        self.child = Some(command.spawn()?);
+        self.process.started(command.spawn()?);
         Ok(())
     }
 
@@ -199,11 +200,7 @@ impl MariaServer {
         let started = Instant::now();
         let mut last = String::from("no answer yet");
         while started.elapsed() < READY_WITHIN {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.process.exited() {
                 last = format!("the server exited ({status})");
                 break;
             }
@@ -213,15 +210,7 @@ impl MariaServer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
-        Err(ClusterError::Unhealthy {
-            node: "mariadb".into(),
-            seconds: READY_WITHIN.as_secs(),
-            why: last,
-            log: self.log_path().display().to_string(),
-            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        })
+        Err(unhealthy("mariadb", READY_WITHIN, last, &self.log_path()))
     }
 
     /// The server's URL for clients.
@@ -236,24 +225,18 @@ impl MariaServer {
 
     /// Sends `signal` to the server's process group.
     pub fn signal(&self, _node: NodeId, signal: Signal) -> io::Result<()> {
-        let Some(child) = &self.child else {
-            return Ok(());
-        };
-        killpg(Pid::from_raw(child.id() as i32), signal).map_err(io::Error::from)
+        self.process.signal(signal)
     }
 
     /// Kills the server with SIGKILL (a crash) and reaps it.
-    pub fn kill(&mut self, node: NodeId) -> io::Result<()> {
-        self.signal(node, Signal::SIGKILL)?;
-        if let Some(mut child) = self.child.take() {
-            child.wait()?;
-        }
-        Ok(())
+    pub fn kill(&mut self, _node: NodeId) -> io::Result<()> {
+        self.process.kill()
     }
 
-    /// Starts the server again on its data directory (InnoDB recovers from its redo log).
+    /// Starts the server again on its data directory (its crash recovery runs); ready when
+    /// it accepts connections again.
     pub fn respawn(&mut self, node: NodeId) -> io::Result<()> {
-        if self.child.is_some() {
+        if self.process.running() {
             self.kill(node)?;
         }
         self.spawn()
@@ -261,9 +244,7 @@ impl MariaServer {
 
     /// Stops the server: SIGTERM to its group, then SIGKILL after a grace period.
     pub fn stop(&mut self) {
-        if let Some(child) = self.child.take() {
-            stop_groups(vec![child]);
-        }
+        self.process.stop();
     }
 }
 

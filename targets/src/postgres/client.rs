@@ -211,15 +211,18 @@ async fn micro_op(
                 .query_opt("SELECT v FROM lists WHERE k = $1", &[&key])
                 .await?;
             let text: Option<String> = row.map(|r| r.get(0));
-            let list: Vec<Value> = text
-                .iter()
-                .flat_map(|t| t.split(','))
-                .map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e)))
-                .collect();
-            json!(["r", key, list])
+            json!(["r", key, list_of(text.as_deref())])
         }
         other => return Ok(Err(format!("micro-operation {op}: unknown `{other}`"))),
     }))
+}
+
+/// A list as a text column holds it (elements joined by commas; none when absent).
+pub(crate) fn list_of(text: Option<&str>) -> Vec<Value> {
+    text.iter()
+        .flat_map(|t| t.split(','))
+        .map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e)))
+        .collect()
 }
 
 impl Client for PgClient {
