@@ -332,6 +332,9 @@ impl PgServer {
                 ),
             ])
             .args(["-c", "max_connections=200"])
+            // The workloads lock keys in random orders, so deadlocks are common; PostgreSQL's
+            // default of 1 s before it looks for one would hold every client in that wait.
+            .args(["-c", "deadlock_timeout=100ms"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
