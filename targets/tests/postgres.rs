@@ -1,6 +1,7 @@
 //! The PostgreSQL client's completions on recorded error cases, against a real local server:
 //! a transaction that loses a write conflict (40001) is a definite abort, and so is one whose
-//! time runs out before COMMIT was sent; a committed transaction reads what it wrote.
+//! time runs out before COMMIT was sent, and so is the victim of a deadlock (40P01); a committed
+//! transaction reads what it wrote.
 //!
 //! Needs PostgreSQL's server (Debian: postgresql); skipped with a notice where it is absent, a
 //! failure when `CI=true`.
@@ -106,6 +107,105 @@ async fn conflicts_and_late_commits_are_definite_aborts() {
         read,
         Completion::Ok {
             value: json!([["r", 1, [1, 9]]]),
+            meta: None
+        }
+    );
+}
+
+/// Waits until some session of the server is waiting for a row lock.
+async fn until_a_session_waits_for_a_lock(watcher: &tokio_postgres::Client) {
+    for _ in 0..1000 {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no session began to wait for a lock within 2 s");
+}
+
+#[tokio::test]
+async fn a_deadlock_victim_is_a_definite_abort() {
+    if !postgres_present() {
+        return;
+    }
+    let server = PgServer::start(PgSpec {
+        bin_dir: None,
+        settings: PgSettings::default(),
+    })
+    .await
+    .expect("the server starts");
+    let client = PgClient::new(server.url(), Isolation::ReadCommitted, false);
+    client
+        .check_reachable(Duration::from_secs(5))
+        .await
+        .unwrap();
+    for key in [2, 3] {
+        let created = client
+            .invoke(0, &append(key, 1), Duration::from_secs(5))
+            .await;
+        assert!(matches!(created, Completion::Ok { .. }), "{created:?}");
+    }
+    let connect = || async {
+        let (session, connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        session
+    };
+    let (other, watcher) = (connect().await, connect().await);
+    // The other session holds key 2 and, with a long deadlock_timeout, never looks for the
+    // deadlock itself: the server's detector runs in our client's session, which is the victim.
+    other
+        .batch_execute(
+            "BEGIN; SET LOCAL deadlock_timeout = '60s'; \
+             UPDATE lists SET v = v || ',9' WHERE k = 2",
+        )
+        .await
+        .unwrap();
+    let ours = tokio::spawn({
+        let client = PgClient::new(server.url(), Isolation::ReadCommitted, false);
+        async move {
+            let txn = Op::Txn {
+                ops: vec![json!(["append", 3, 2]), json!(["append", 2, 2])],
+            };
+            client.invoke(1, &txn, Duration::from_secs(30)).await
+        }
+    });
+    // Ours holds key 3 and waits for key 2; the other now waits for key 3: a cycle.
+    until_a_session_waits_for_a_lock(&watcher).await;
+    let others_update = tokio::spawn(async move {
+        let result = other
+            .batch_execute("UPDATE lists SET v = v || ',9' WHERE k = 3; COMMIT")
+            .await;
+        (other, result)
+    });
+    let victim = ours.await.unwrap();
+    assert!(
+        matches!(&victim, Completion::Fail { error } if error.starts_with("40P01")),
+        "{victim:?}"
+    );
+    let (_other, result) = others_update.await.unwrap();
+    result.expect("the other transaction commits once ours is rolled back");
+    // Ours left nothing behind: each key holds its first append and the other's.
+    let read = client
+        .invoke(
+            0,
+            &Op::Txn {
+                ops: vec![json!(["r", 2, null]), json!(["r", 3, null])],
+            },
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        read,
+        Completion::Ok {
+            value: json!([["r", 2, [1, 9]], ["r", 3, [1, 9]]]),
             meta: None
         }
     );
