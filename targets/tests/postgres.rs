@@ -1,7 +1,8 @@
 //! The PostgreSQL client's completions on recorded error cases, against a real local server:
 //! a transaction that loses a write conflict (40001) is a definite abort, and so is one whose
 //! time runs out before COMMIT was sent, and so is the victim of a deadlock (40P01); a committed
-//! transaction reads what it wrote.
+//! transaction reads what it wrote; a COMMIT whose answer never comes (the time limit passes, or
+//! the connection is lost while it waits for a synchronous standby that does not exist) is unknown.
 //!
 //! Needs PostgreSQL's server (Debian: postgresql); skipped with a notice where it is absent, a
 //! failure when `CI=true`.
@@ -208,5 +209,85 @@ async fn a_deadlock_victim_is_a_definite_abort() {
             value: json!([["r", 2, [1, 9]], ["r", 3, [1, 9]]]),
             meta: None
         }
+    );
+}
+
+/// The sessions whose COMMIT was sent and waits for a synchronous standby.
+async fn commits_waiting(watcher: &tokio_postgres::Client) -> Vec<i32> {
+    let rows = watcher
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// Waits until a session other than `known` waits in COMMIT; its pid.
+async fn until_a_commit_waits(watcher: &tokio_postgres::Client, known: &[i32]) -> i32 {
+    for _ in 0..1000 {
+        let waiting = commits_waiting(watcher).await;
+        if let Some(pid) = waiting.into_iter().find(|pid| !known.contains(pid)) {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no COMMIT began to wait for a standby within 2 s");
+}
+
+#[tokio::test]
+async fn a_commit_without_an_answer_is_unknown() {
+    if !postgres_present() {
+        return;
+    }
+    let server = PgServer::start(PgSpec {
+        bin_dir: None,
+        settings: PgSettings::default(),
+    })
+    .await
+    .expect("the server starts");
+    let client = PgClient::new(server.url(), Isolation::Serializable, false);
+    client
+        .check_reachable(Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (admin, connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // A synchronous standby that never comes: every COMMIT waits after it was sent.
+    for statement in [
+        "ALTER SYSTEM SET synchronous_standby_names = 'nobody'",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The time limit passes during COMMIT: it may have committed.
+    let late = client
+        .invoke(0, &append(4, 1), Duration::from_millis(500))
+        .await;
+    assert!(
+        matches!(&late, Completion::Info { error } if error.contains("COMMIT")),
+        "{late:?}"
+    );
+    // The connection is lost during COMMIT: it may have committed.
+    let earlier = commits_waiting(&admin).await;
+    let ours = tokio::spawn({
+        let client = PgClient::new(server.url(), Isolation::Serializable, false);
+        async move {
+            client
+                .invoke(1, &append(5, 1), Duration::from_secs(30))
+                .await
+        }
+    });
+    let pid = until_a_commit_waits(&admin, &earlier).await;
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    let lost = ours.await.unwrap();
+    assert!(
+        matches!(&lost, Completion::Info { error } if error.starts_with("during COMMIT")),
+        "{lost:?}"
     );
 }
