@@ -3,44 +3,18 @@
 //! behind. Needs MariaDB's server (Debian: mariadb-server); without it these tests say why and
 //! pass, except under `CI=true`, where a missing server is a failure.
 
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+mod common;
 
+use common::reachable_tempdir;
 use serde_json::Value;
 
 fn mariadb_present() -> bool {
-    match faultline_targets::mariadb::find_binaries() {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but MariaDB is missing: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-    }
+    common::server_present("MariaDB", faultline_targets::mariadb::find_binaries())
 }
 
 /// `faultline run --target local:mariadb ARGS`, its temporary files under `tmp`.
 fn run(tmp: &std::path::Path, args: &[&str]) -> (Option<i32>, Value) {
-    let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args([
-            "run",
-            "--target",
-            "local:mariadb",
-            "--format",
-            "json",
-            "--out",
-        ])
-        .arg(out.path())
-        .args(args)
-        .env("TMPDIR", tmp)
-        .output()
-        .unwrap();
-    let verdict = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
-    (output.status.code(), verdict)
+    common::run_target("local:mariadb", tmp, args)
 }
 
 #[test]
@@ -48,8 +22,7 @@ fn serializable_holds_and_repeatable_read_does_not() {
     if !mariadb_present() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = reachable_tempdir();
     let args = |level: &'static str| {
         [
             "--workload",

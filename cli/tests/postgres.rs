@@ -5,50 +5,21 @@
 
 use std::process::Command;
 
+mod common;
+
+use common::reachable_tempdir;
 use serde_json::Value;
 
 fn postgres_present() -> bool {
-    match faultline_targets::postgres::find_bin_dir(None) {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but PostgreSQL is missing: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-    }
+    common::server_present(
+        "PostgreSQL",
+        faultline_targets::postgres::find_bin_dir(None),
+    )
 }
 
 /// `faultline run --target local:postgres ARGS`, its temporary files under `tmp`.
 fn run(tmp: &std::path::Path, args: &[&str]) -> (Option<i32>, Value) {
-    let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args([
-            "run",
-            "--target",
-            "local:postgres",
-            "--format",
-            "json",
-            "--out",
-        ])
-        .arg(out.path())
-        .args(args)
-        .env("TMPDIR", tmp)
-        .output()
-        .unwrap();
-    let verdict = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
-    (output.status.code(), verdict)
-}
-
-/// A temporary directory the `postgres` account can enter (the server runs as it when the
-/// tests run as root).
-fn reachable_tempdir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    tmp
+    common::run_target("local:postgres", tmp, args)
 }
 
 /// What a run with its temporary files under `tmp` left: processes whose command line names

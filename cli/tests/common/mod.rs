@@ -31,3 +31,46 @@ pub(crate) fn nemesis_events(history: &Path) -> Vec<(String, Value)> {
         .map(|e| (e["f"].as_str().unwrap().to_string(), e["value"].clone()))
         .collect()
 }
+
+/// Whether a server the tests need was found: `found` is the lookup's result. A missing server
+/// is a notice and a skip on a developer's machine, and a failure under `CI=true`.
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub(crate) fn server_present<T>(name: &str, found: Result<T, String>) -> bool {
+    match found {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but {name} is missing: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            false
+        }
+    }
+}
+
+/// `faultline run --target TARGET ARGS --format json`, its temporary files under `tmp`: the
+/// exit code and the verdict.
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub(crate) fn run_target(target: &str, tmp: &Path, args: &[&str]) -> (Option<i32>, Value) {
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--target", target, "--format", "json", "--out"])
+        .arg(out.path())
+        .args(args)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    let verdict = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code(), verdict)
+}
+
+/// A temporary directory a server's unprivileged account can enter (databases run as their
+/// own account when the tests run as root).
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub(crate) fn reachable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
+}
