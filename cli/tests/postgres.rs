@@ -159,16 +159,11 @@ fn databases_take_transactional_workloads_only() {
     );
 }
 
-/// After `kill -9` of faultline, the server dies with it and the next start removes the
-/// killed run's data directory. See: issue 17.
-#[test]
-fn a_killed_run_leaves_no_server_and_the_next_start_removes_its_directory() {
-    if !postgres_present() {
-        return;
-    }
-    let tmp = reachable_tempdir();
+/// Starts a 60 s list-append run on `local:postgres` with its temporary files under `tmp`, and
+/// returns once it has recorded some history: the running faultline and its results directory.
+fn start_recording(tmp: &std::path::Path) -> (std::process::Child, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args([
             "run",
             "--target",
@@ -178,7 +173,7 @@ fn a_killed_run_leaves_no_server_and_the_next_start_removes_its_directory() {
         ])
         .args(["--time-limit", "60s", "--out"])
         .arg(out.path())
-        .env("TMPDIR", tmp.path())
+        .env("TMPDIR", tmp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -192,6 +187,18 @@ fn a_killed_run_leaves_no_server_and_the_next_start_removes_its_directory() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    (child, out)
+}
+
+/// After `kill -9` of faultline, the server dies with it and the next start removes the
+/// killed run's data directory. See: issue 17.
+#[test]
+fn a_killed_run_leaves_no_server_and_the_next_start_removes_its_directory() {
+    if !postgres_present() {
+        return;
+    }
+    let tmp = reachable_tempdir();
+    let (mut child, _out) = start_recording(tmp.path());
     child.kill().unwrap();
     child.wait().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -232,31 +239,7 @@ fn ctrl_c_stops_the_server_and_removes_its_directory() {
         return;
     }
     let tmp = reachable_tempdir();
-    let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args([
-            "run",
-            "--target",
-            "local:postgres",
-            "--workload",
-            "list-append",
-        ])
-        .args(["--time-limit", "60s", "--out"])
-        .arg(out.path())
-        .env("TMPDIR", tmp.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let history = out.path().join("latest/history.jsonl");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !std::fs::metadata(&history).is_ok_and(|m| m.len() > 1000) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never started recording"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (mut child, _out) = start_recording(tmp.path());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

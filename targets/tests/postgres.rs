@@ -33,22 +33,35 @@ fn append(key: i64, value: i64) -> Op {
     }
 }
 
-#[tokio::test]
-async fn conflicts_and_late_commits_are_definite_aborts() {
-    if !postgres_present() {
-        return;
-    }
+/// A fresh local server and a client at `isolation` that reached it.
+async fn start(isolation: Isolation) -> (PgServer, PgClient) {
     let server = PgServer::start(PgSpec {
         bin_dir: None,
         settings: PgSettings::default(),
     })
     .await
     .expect("the server starts");
-    let client = PgClient::new(server.url(), Isolation::Serializable, false);
+    let client = PgClient::new(server.url(), isolation, false);
     client
         .check_reachable(Duration::from_secs(5))
         .await
         .unwrap();
+    (server, client)
+}
+
+/// A plain session on the server, for the other side of a conflict.
+async fn session(server: &PgServer) -> tokio_postgres::Client {
+    let (session, connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    session
+}
+
+#[tokio::test]
+async fn conflicts_and_late_commits_are_definite_aborts() {
+    if !postgres_present() {
+        return;
+    }
+    let (server, client) = start(Isolation::Serializable).await;
     // Committed: the transaction reads its own append.
     let ok = client
         .invoke(0, &append(1, 1), Duration::from_secs(5))
@@ -61,8 +74,7 @@ async fn conflicts_and_late_commits_are_definite_aborts() {
         }
     );
     // Another transaction holds the row while ours waits for it.
-    let (other, connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let other = session(&server).await;
     other
         .batch_execute(
             "BEGIN ISOLATION LEVEL SERIALIZABLE; \
@@ -137,29 +149,14 @@ async fn a_deadlock_victim_is_a_definite_abort() {
     if !postgres_present() {
         return;
     }
-    let server = PgServer::start(PgSpec {
-        bin_dir: None,
-        settings: PgSettings::default(),
-    })
-    .await
-    .expect("the server starts");
-    let client = PgClient::new(server.url(), Isolation::ReadCommitted, false);
-    client
-        .check_reachable(Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (server, client) = start(Isolation::ReadCommitted).await;
     for key in [2, 3] {
         let created = client
             .invoke(0, &append(key, 1), Duration::from_secs(5))
             .await;
         assert!(matches!(created, Completion::Ok { .. }), "{created:?}");
     }
-    let connect = || async {
-        let (session, connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        session
-    };
-    let (other, watcher) = (connect().await, connect().await);
+    let (other, watcher) = (session(&server).await, session(&server).await);
     // The other session holds key 2 and, with a long deadlock_timeout, never looks for the
     // deadlock itself: the server's detector runs in our client's session, which is the victim.
     other
@@ -241,19 +238,8 @@ async fn a_commit_without_an_answer_is_unknown() {
     if !postgres_present() {
         return;
     }
-    let server = PgServer::start(PgSpec {
-        bin_dir: None,
-        settings: PgSettings::default(),
-    })
-    .await
-    .expect("the server starts");
-    let client = PgClient::new(server.url(), Isolation::Serializable, false);
-    client
-        .check_reachable(Duration::from_secs(5))
-        .await
-        .unwrap();
-    let (admin, connection) = tokio_postgres::connect(&server.url(), NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let (server, client) = start(Isolation::Serializable).await;
+    let admin = session(&server).await;
     // A synchronous standby that never comes: every COMMIT waits after it was sent.
     for statement in [
         "ALTER SYSTEM SET synchronous_standby_names = 'nobody'",
