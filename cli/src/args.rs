@@ -167,10 +167,11 @@ pub(crate) struct RunOptions {
     pub(crate) consistency: Option<faultline_checker::txn::Model>,
 
     /// rw-register: what the checker may assume of each key (wfr-keys, sequential-keys,
-    /// linearizable-keys), as `faultline check --assume`. wfr-keys holds on a database that
-    /// prevents lost updates (snapshot isolation, serializable).
-    #[arg(long = "assume", value_name = "ASSUMPTIONS", value_delimiter = ',', env = "FAULTLINE_RUN_ASSUME", value_parser = parse_assumption)]
-    pub(crate) assume: Vec<faultline_checker::txn::Assumption>,
+    /// linearizable-keys), as `faultline check --assume`, or `none`. Default on a SQL database:
+    /// wfr-keys (its row locks put a transaction's write after the version it read, as Jepsen's
+    /// SQL tests assume); elsewhere nothing.
+    #[arg(long = "assume", value_name = "ASSUMPTIONS", value_delimiter = ',', env = "FAULTLINE_RUN_ASSUME", value_parser = parse_run_assumption)]
+    pub(crate) assume: Vec<RunAssumption>,
 
     /// Causal workload: each session talks to one node (otherwise every operation goes to a
     /// random node). Clients of the other workloads always talk to one node each.
@@ -560,6 +561,24 @@ fn parse_txn_model(s: &str) -> Result<faultline_checker::txn::Model, String> {
 
 fn parse_assumption(s: &str) -> Result<faultline_checker::txn::Assumption, String> {
     s.parse()
+}
+
+/// `run --assume`: an assumption about each key, or `none` (not even the target's default).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum RunAssumption {
+    /// Assume nothing.
+    Nothing,
+    /// Assume this.
+    Key(faultline_checker::txn::Assumption),
+}
+
+fn parse_run_assumption(s: &str) -> Result<RunAssumption, String> {
+    if s == "none" {
+        return Ok(RunAssumption::Nothing);
+    }
+    s.parse()
+        .map(RunAssumption::Key)
+        .map_err(|e: String| format!("{e}, or none"))
 }
 
 /// `--model`: a sequential model for linearizability, or a transactional data type.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use faultline_checker::Checker;
-use faultline_checker::txn::Model;
+use faultline_checker::txn::{Assumption, Model};
 use faultline_nemesis::{
     Backend, CommandBackend, Kind, LocalEtcdBackend, LocalMariadbBackend, LocalPostgresBackend,
     ProxyBackend, Shape,
@@ -24,7 +24,7 @@ use faultline_workloads::Workload;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::args::RunOptions;
+use crate::args::{RunAssumption, RunOptions};
 
 /// A run with every choice resolved and checked, nothing started yet.
 #[derive(Clone)]
@@ -86,7 +86,7 @@ impl RunPlan {
                 opts.workload,
                 resolved.writes_notes(),
                 consistency(opts, &resolved),
-                &opts.assume,
+                &assumptions(opts, &resolved),
             ),
             target: resolved,
             kinds,
@@ -125,6 +125,28 @@ pub(crate) fn run_seed(opts: &RunOptions) -> u64 {
 pub(crate) fn consistency(opts: &RunOptions, target: &Target) -> Option<Model> {
     opts.consistency
         .or_else(|| target.claimed_model().and_then(|name| name.parse().ok()))
+}
+
+/// What rw-register inference assumes of each key: `--assume` when given (`none`: nothing);
+/// on a SQL database, wfr-keys — a row lock puts a transaction's write after the version it
+/// read, at every isolation level, so a read followed by a write of the same key orders the
+/// two versions (Jepsen's SQL tests assume the same); elsewhere nothing.
+pub(crate) fn assumptions(opts: &RunOptions, target: &Target) -> Vec<Assumption> {
+    if opts.assume.is_empty() {
+        let sql = target.is_database() && opts.workload == Workload::RwRegister;
+        return if sql {
+            vec![Assumption::WfrKeys]
+        } else {
+            Vec::new()
+        };
+    }
+    opts.assume
+        .iter()
+        .filter_map(|a| match a {
+            RunAssumption::Key(a) => Some(*a),
+            RunAssumption::Nothing => None,
+        })
+        .collect()
 }
 
 /// Checks the options every run shares.
@@ -392,15 +414,9 @@ impl RunRecord {
                 .workload
                 .is_transactional()
                 .then_some(opts.max_writes_per_key),
-            assume: opts
-                .assume
+            assume: assumptions(opts, &plan.target)
                 .iter()
-                .map(|a| {
-                    serde_json::to_value(a)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                })
+                .map(|a| a.name().to_string())
                 .collect(),
             sticky: plan.sticky(),
             nemesis: plan.kinds.iter().map(|k| k.name().to_string()).collect(),

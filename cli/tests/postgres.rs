@@ -99,6 +99,50 @@ fn serializable_passes_and_repeatable_read_shows_write_skew() {
 }
 
 #[test]
+fn rw_register_shows_write_skew_at_repeatable_read_assuming_wfr_keys() {
+    if !postgres_present() {
+        return;
+    }
+    let tmp = reachable_tempdir();
+    let (code, verdict) = run(
+        tmp.path(),
+        &[
+            "--workload",
+            "rw-register",
+            "--set",
+            "isolation=repeatable-read",
+            "--rate",
+            "2000",
+            "--time-limit",
+            "10s",
+            "--seed",
+            "1",
+        ],
+    );
+    let txn = &verdict["checkers"][0];
+    assert_eq!(
+        txn["details"]["assumed"],
+        serde_json::json!(["wfr-keys"]),
+        "a database's rw-register run assumes wfr-keys unless told otherwise: {txn}"
+    );
+    assert_eq!(code, Some(1), "{txn}");
+    let found: Vec<&str> = txn["details"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c[0].as_str())
+        .collect();
+    assert!(found.contains(&"G2-item"), "write skew: {found:?}");
+    assert!(
+        txn["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("assuming: wfr-keys"),
+        "{txn}"
+    );
+}
+
+#[test]
 fn acknowledged_commits_survive_kill_pause_and_packet_faults() {
     if !postgres_present() {
         return;

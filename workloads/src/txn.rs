@@ -71,24 +71,33 @@ impl TxnKeys {
     }
 
     /// A transaction's micro-operations (reads with null values), `write` naming the write
-    /// micro-operation (`append` or `w`).
+    /// micro-operation (`append` or `w`). For rw-register (`w`), half the writes of a key the
+    /// transaction has not read yet come right after a read of it (read-modify-write, when the
+    /// length allows): a register's versions are ordered only where a transaction read one and
+    /// wrote the next, so without such pairs a checker sees little of the version order.
     pub(crate) fn next(&mut self, rng: &mut ChaCha8Rng, write: &str) -> Vec<Value> {
         let (min, max) = self.shape.len;
         let n = rng.random_range(min..=max);
         let mut ops = Vec::with_capacity(n);
-        for _ in 0..n {
+        let mut read = Vec::new();
+        while ops.len() < n {
             let slot = self.pick(rng);
             let (key, writes) = self.slots[slot];
             if rng.random_bool(0.5) {
                 ops.push(json!(["r", key, null]));
-            } else {
-                // Values are unique per key: a key's n-th write writes n.
-                ops.push(json!([write, key, writes + 1]));
-                self.slots[slot].1 += 1;
-                if self.slots[slot].1 >= self.shape.max_writes_per_key {
-                    self.slots[slot] = (self.next_key, 0);
-                    self.next_key += 1;
-                }
+                read.push(key);
+                continue;
+            }
+            if write == "w" && ops.len() + 2 <= n && !read.contains(&key) && rng.random_bool(0.5) {
+                ops.push(json!(["r", key, null]));
+                read.push(key);
+            }
+            // Values are unique per key: a key's n-th write writes n.
+            ops.push(json!([write, key, writes + 1]));
+            self.slots[slot].1 += 1;
+            if self.slots[slot].1 >= self.shape.max_writes_per_key {
+                self.slots[slot] = (self.next_key, 0);
+                self.next_key += 1;
             }
         }
         ops
@@ -132,6 +141,30 @@ mod tests {
         );
         assert!(per_key.len() > 4, "fresh keys replaced retired ones");
         assert!(hot[0] > hot[3], "low slots are hotter: {hot:?}");
+    }
+
+    #[test]
+    fn register_writes_often_follow_a_read_of_their_key() {
+        let mut keys = TxnKeys::new(8, TxnShape::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let (mut writes, mut read_first) = (0, 0);
+        for _ in 0..2000 {
+            let txn = keys.next(&mut rng, "w");
+            assert!((1..=4).contains(&txn.len()), "{txn:?}");
+            for (i, op) in txn.iter().enumerate() {
+                if op[0] == "w" {
+                    writes += 1;
+                    if i > 0 && txn[i - 1][0] == "r" && txn[i - 1][1] == op[1] {
+                        read_first += 1;
+                    }
+                }
+            }
+        }
+        // Half the writes that fit after a read of their key get one: well over a fifth.
+        assert!(
+            read_first * 5 > writes,
+            "{read_first} of {writes} writes follow a read of their key"
+        );
     }
 
     #[test]

@@ -81,18 +81,33 @@ pub enum Assumption {
     WfrKeys,
 }
 
+impl Assumption {
+    /// The assumption's name, as `--assume` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Assumption::LinearizableKeys => "linearizable-keys",
+            Assumption::SequentialKeys => "sequential-keys",
+            Assumption::WfrKeys => "wfr-keys",
+        }
+    }
+}
+
 impl std::str::FromStr for Assumption {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "linearizable-keys" => Ok(Assumption::LinearizableKeys),
-            "sequential-keys" => Ok(Assumption::SequentialKeys),
-            "wfr-keys" => Ok(Assumption::WfrKeys),
-            other => Err(format!(
-                "unknown assumption `{other}`; expected linearizable-keys, sequential-keys or wfr-keys"
-            )),
-        }
+        [
+            Assumption::LinearizableKeys,
+            Assumption::SequentialKeys,
+            Assumption::WfrKeys,
+        ]
+        .into_iter()
+        .find(|a| a.name() == s)
+        .ok_or_else(|| {
+            format!(
+                "unknown assumption `{s}`; expected linearizable-keys, sequential-keys or wfr-keys"
+            )
+        })
     }
 }
 
@@ -173,6 +188,8 @@ pub struct TxnReport {
     pub kind: TxnKind,
     /// The model checked.
     pub consistency: Model,
+    /// What rw-register inference assumed of each key (empty for list-append).
+    pub assumed: Vec<Assumption>,
     /// Transactions, and how many committed.
     pub transactions: usize,
     /// Committed transactions.
@@ -295,7 +312,11 @@ pub fn check(history: &History, options: &TxnOptions) -> Result<TxnReport, Model
     order_edges(&txns, &mut inference.graph);
     let deadline = options.timeout.map(|t| started + t);
     search::cycles(&mut inference, deadline);
-    Ok(report(kind, options.consistency, &txns, inference))
+    let assumed = match kind {
+        TxnKind::RwRegister => options.assume.clone(),
+        TxnKind::ListAppend => Vec::new(),
+    };
+    Ok(report(kind, options.consistency, assumed, &txns, inference))
 }
 
 /// list-append if any micro-operation appends or reads a list, else rw-register.
@@ -367,7 +388,13 @@ fn order_edges(txns: &[Txn], graph: &mut Graph) {
     }
 }
 
-fn report(kind: TxnKind, consistency: Model, txns: &[Txn], inference: Inference<'_>) -> TxnReport {
+fn report(
+    kind: TxnKind,
+    consistency: Model,
+    assumed: Vec<Assumption>,
+    txns: &[Txn],
+    inference: Inference<'_>,
+) -> TxnReport {
     let names: Vec<&str> = inference.counts.iter().map(|(n, _)| n.as_str()).collect();
     let not = models::ruled_out(&names);
     let possible = models::strongest_possible(&names);
@@ -387,6 +414,7 @@ fn report(kind: TxnKind, consistency: Model, txns: &[Txn], inference: Inference<
         validity,
         kind,
         consistency,
+        assumed,
         transactions: txns.len(),
         committed: txns
             .iter()
@@ -451,6 +479,10 @@ impl TxnReport {
             self.committed,
             self.consistency
         );
+        if !self.assumed.is_empty() {
+            let assumed: Vec<&str> = self.assumed.iter().map(|a| a.name()).collect();
+            text.push_str(&format!("  assuming: {}\n", assumed.join(", ")));
+        }
         if !self.not.is_empty() {
             text.push_str(&format!("  not: {}\n", names(&self.not)));
         }

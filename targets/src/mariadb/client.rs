@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, Pool};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -18,7 +18,7 @@ use crate::postgres::client::list_of;
 /// Creates the database and tables the workloads use, if they are not there.
 pub(super) async fn create_tables(url: &str) -> Result<(), String> {
     let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    let opts = Opts::from_url(base).map_err(|e| e.to_string())?;
+    let opts = tcp_only(Opts::from_url(base).map_err(|e| e.to_string())?);
     let mut conn = Conn::new(opts).await.map_err(|e| e.to_string())?;
     conn.query_drop(
         "CREATE DATABASE IF NOT EXISTS faultline;
@@ -29,6 +29,13 @@ pub(super) async fn create_tables(url: &str) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let _ = conn.disconnect().await;
     Ok(())
+}
+
+/// `opts` without the driver's switch to the server's Unix socket after a TCP connection to
+/// a loopback address: faultline tests the path it was given, which is where its proxy (packet
+/// faults) sits.
+fn tcp_only(opts: Opts) -> Opts {
+    OptsBuilder::from_opts(opts).prefer_socket(false).into()
 }
 
 /// A client of one MariaDB server: a pool of connections.
@@ -51,6 +58,7 @@ impl MariaClient {
     /// of registers when `registers`, else of lists.
     pub fn new(url: String, isolation: Isolation, registers: bool) -> Result<Self, TargetError> {
         let opts = Opts::from_url(&url).map_err(|e| TargetError(format!("{url}: {e}")))?;
+        let opts = tcp_only(opts);
         Ok(MariaClient {
             pool: Pool::new(opts),
             url,
