@@ -277,3 +277,83 @@ async fn a_commit_without_an_answer_is_unknown() {
         "{lost:?}"
     );
 }
+
+/// Gives the server a self-signed certificate for 127.0.0.1 and turns TLS on; the
+/// certificate's path.
+async fn serve_tls(server: &PgServer) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let dir = server.data_dir();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        // A server's certificate, not an authority's (rustls refuses a CA as the end entity).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-keyout", "server.key", "-out", "server.crt"])
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    // The server reads its key only if its own account owns it and nobody else may read it.
+    let owner = std::fs::metadata(dir).unwrap();
+    for file in ["server.key", "server.crt"] {
+        let path = dir.join(file);
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    let admin = session(server).await;
+    for statement in ["ALTER SYSTEM SET ssl = on", "SELECT pg_reload_conf()"] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dir.join("server.crt")
+}
+
+#[tokio::test]
+async fn a_url_asking_for_tls_gets_it_with_the_certificate_verified() {
+    if !postgres_present() {
+        return;
+    }
+    let (server, _) = start(Isolation::Serializable).await;
+    let cert = serve_tls(&server).await;
+    // Trusting the server's certificate: the transactions run over TLS.
+    let url = format!(
+        "{}?sslmode=require&sslrootcert={}",
+        server.url(),
+        cert.display()
+    );
+    let client = PgClient::new(url, Isolation::Serializable, false);
+    client
+        .check_reachable(Duration::from_secs(5))
+        .await
+        .expect("a TLS connection to a server whose certificate is trusted");
+    let ok = client
+        .invoke(0, &append(7, 1), Duration::from_secs(5))
+        .await;
+    assert!(matches!(ok, Completion::Ok { .. }), "{ok:?}");
+    let admin = session(&server).await;
+    let encrypted: i64 = admin
+        .query_one("SELECT count(*) FROM pg_stat_ssl WHERE ssl", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "a client connection uses TLS");
+    // Not trusting it: the connection is refused, and the error says why.
+    let untrusted = PgClient::new(
+        format!("{}?sslmode=require", server.url()),
+        Isolation::Serializable,
+        false,
+    );
+    let refused = untrusted
+        .check_reachable(Duration::from_secs(5))
+        .await
+        .expect_err("a self-signed certificate nobody trusts");
+    assert!(refused.0.contains("certificate"), "{refused}");
+}

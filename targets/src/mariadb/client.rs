@@ -58,6 +58,11 @@ impl MariaClient {
     /// of registers when `registers`, else of lists.
     pub fn new(url: String, isolation: Isolation, registers: bool) -> Result<Self, TargetError> {
         let opts = Opts::from_url(&url).map_err(|e| TargetError(format!("{url}: {e}")))?;
+        if opts.ssl_opts().is_some() && !cfg!(feature = "https") {
+            return Err(TargetError(format!(
+                "{url} asks for TLS: build faultline with `--features https`"
+            )));
+        }
         let opts = tcp_only(opts);
         Ok(MariaClient {
             pool: Pool::new(opts),

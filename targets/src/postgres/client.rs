@@ -17,21 +17,85 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tokio_postgres::Client as Connection;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client as Connection, NoTls};
 
 use super::Isolation;
 use crate::client::{Client, Completion, Op, TargetError};
 
-/// Connects to `url`, driving the connection on its own task.
+/// Connects to `url` (over TLS when its `sslmode` asks and faultline has the `https` feature;
+/// `sslrootcert=PATH` in its query names certificates to trust, as libpq's does), driving the
+/// connection on its own task.
 pub(super) async fn connect(url: &str) -> Result<Connection, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (url, root_cert) = split_root_cert(url);
+    #[cfg(feature = "https")]
+    let (client, connection) = {
+        let tls = super::tls::connector(root_cert.as_deref())?;
+        tokio_postgres::connect(&url, tls)
+            .await
+            .map_err(|e| with_causes(&e))?
+    };
+    #[cfg(not(feature = "https"))]
+    let (client, connection) = {
+        let needs_tls = |e: String| format!("{e}: build faultline with `--features https` for TLS");
+        if root_cert.is_some() {
+            return Err(needs_tls("sslrootcert is for TLS".into()));
+        }
+        tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("TLS") {
+                    needs_tls(text)
+                } else {
+                    text
+                }
+            })?
+    };
     tokio::spawn(async move {
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// An error and what caused it, outermost first: "error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer".
+#[cfg(feature = "https")]
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `url` without its `sslrootcert=PATH` query parameter (tokio-postgres does not take it),
+/// and the path.
+fn split_root_cert(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut root_cert = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+            Some(path) => {
+                root_cert = Some(path.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_string(), root_cert)
+    } else {
+        (format!("{base}?{}", kept.join("&")), root_cert)
+    }
 }
 
 /// Creates the tables the workloads use, if they are not there.
@@ -263,5 +327,27 @@ impl Client for PgClient {
 
     fn nodes(&self) -> usize {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_root_cert;
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_the_url() {
+        let base = "postgres://u@h:5432/db";
+        assert_eq!(split_root_cert(base), (base.to_string(), None));
+        assert_eq!(
+            split_root_cert(&format!("{base}?sslrootcert=/ca.pem")),
+            (base.to_string(), Some("/ca.pem".to_string()))
+        );
+        assert_eq!(
+            split_root_cert(&format!("{base}?sslmode=require&sslrootcert=/ca.pem&x=1")),
+            (
+                format!("{base}?sslmode=require&x=1"),
+                Some("/ca.pem".to_string())
+            )
+        );
     }
 }

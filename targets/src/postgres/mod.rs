@@ -8,6 +8,8 @@
 //! the Debian package creates. Transactions run at the configured isolation level ([`client`]).
 
 pub(crate) mod client;
+#[cfg(feature = "https")]
+mod tls;
 
 pub use client::PgClient;
 
