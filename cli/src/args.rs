@@ -214,6 +214,17 @@ pub(crate) struct RunOptions {
     #[arg(long, value_name = "PATH", env = "FAULTLINE_ETCD_BIN")]
     pub(crate) etcd_bin: Option<PathBuf>,
 
+    /// exec: targets: the cluster's nodes, host:port,... — passed to the client programs
+    /// (FAULTLINE_HOSTS), and where faults go: packet faults through faultline's proxies (the
+    /// programs are then given the proxies' addresses), other kinds through --nemesis-cmd.
+    #[arg(
+        long,
+        value_name = "HOST:PORT,...",
+        value_delimiter = ',',
+        env = "FAULTLINE_NODES_ADDR"
+    )]
+    pub(crate) nodes_addr: Vec<String>,
+
     /// The directory of PostgreSQL's server binaries (initdb, postgres) for local:postgres
     /// (default: the newest /usr/lib/postgresql/<v>/bin, else initdb on PATH).
     #[arg(long, value_name = "DIR", env = "FAULTLINE_PG_BIN")]

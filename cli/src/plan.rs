@@ -59,6 +59,7 @@ impl RunPlan {
             nodes: opts.nodes,
             etcd_bin: opts.etcd_bin.clone(),
             pg_bin: opts.pg_bin.clone(),
+            nodes_addr: opts.nodes_addr.clone(),
             exe: std::env::current_exe()
                 .map_err(|e| format!("cannot find my own executable to start nodes: {e}"))?,
         };
@@ -177,7 +178,8 @@ fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<()
     if workload.is_transactional() && !target.runs_transactions() {
         return Err(format!(
             "--workload {workload}: {label} does not run transactions (bundled:raft, \
-             bundled:quorum, etcd, PostgreSQL and http:// targets with POST /txn do)"
+             bundled:quorum, etcd, PostgreSQL, MariaDB, exec: programs and http:// targets with \
+             POST /txn do)"
         ));
     }
     match (target.takes_orders(), workload == Workload::Checkout) {
@@ -227,7 +229,7 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
             vec![Kind::Kill, Kind::Pause]
         }
         (None, Target::LocalEtcd(_)) => vec![Kind::Partition, Kind::Kill, Kind::Pause],
-        (None, Target::Http(_) | Target::Etcd(..)) => Vec::new(),
+        (None, Target::Http(_) | Target::Etcd(..) | Target::Exec(_)) => Vec::new(),
         (None, Target::LocalPostgres(_) | Target::Postgres(..)) => Vec::new(),
         (None, Target::LocalMariadb(_) | Target::Mysql(..)) => Vec::new(),
     };
@@ -251,7 +253,23 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
             missing.retain(|(k, _)| *k != Kind::Packet || commands.handles(Kind::Packet));
             missing
         }
-        Target::Http(_) | Target::Etcd(..) => ProxyBackend::unsupported_kinds(&kinds),
+        Target::Exec(exec) if exec.nodes.is_empty() && !kinds.is_empty() => {
+            return Err(format!(
+                "--nemesis {}: an exec: target takes faults on the nodes --nodes-addr names; \
+                 give them (host:port,...)",
+                kinds[0]
+            ));
+        }
+        Target::Exec(exec) if !opts.nemesis_cmd.is_empty() => {
+            let hosts = exec.nodes.clone();
+            let commands = CommandBackend::new(&opts.nemesis_cmd, hosts, opts.nemesis_cmd_timeout)?;
+            let mut missing = commands.unsupported(&kinds);
+            missing.retain(|(k, _)| *k != Kind::Packet || commands.handles(Kind::Packet));
+            missing
+        }
+        Target::Http(_) | Target::Etcd(..) | Target::Exec(_) => {
+            ProxyBackend::unsupported_kinds(&kinds)
+        }
         Target::LocalPostgres(_) => LocalPostgresBackend::unsupported_kinds(&kinds),
         Target::LocalMariadb(_) => LocalMariadbBackend::unsupported_kinds(&kinds),
         Target::Postgres(..) | Target::Mysql(..) => kinds

@@ -21,6 +21,7 @@ use faultline_results::{Judged, RunDir, explanation, period_table, stats_table, 
 use faultline_targets::client::{AnyClient, HttpClient};
 use faultline_targets::cluster::Cluster;
 use faultline_targets::etcd::{EtcdClient, EtcdCluster};
+use faultline_targets::exec::{ExecClient, ExecSpec};
 use faultline_targets::mariadb::{MariaClient, MariaServer};
 use faultline_targets::postgres::{PgClient, PgServer, PgSpec};
 use faultline_targets::systems::kv::node_name;
@@ -166,7 +167,7 @@ pub(crate) async fn execute(
     stop: watch::Receiver<bool>,
     show: bool,
 ) -> Result<Finished, String> {
-    let mut live = start(plan, show).await?;
+    let mut live = start(plan, &dir, show).await?;
     dir.write_json("run.json", &RunRecord::new(plan, &live.started))
         .map_err(|e| in_dir(&dir, e))?;
     let recorder = Arc::new(Recorder::create(&dir.history()).map_err(|e| in_dir(&dir, e))?);
@@ -185,6 +186,15 @@ pub(crate) async fn execute(
         None => None,
     };
     let summary = after(plan, &live, &recorder, &dir, recorded, stop, show).await;
+    if let AnyClient::Exec(programs) = &*live.client
+        && programs.restarts() > 0
+    {
+        eprintln!(
+            "faultline: exec clients were restarted {} times (why: in {}/clients/<n>.log)",
+            programs.restarts(),
+            dir.path.display()
+        );
+    }
     if let Some(progress) = progress {
         progress.abort();
         let _ = progress.await;
@@ -263,13 +273,13 @@ impl Live {
 
 /// Step 1, start: the target if faultline runs it, the nemesis backend, a client that reaches
 /// every node.
-async fn start(plan: &RunPlan, show: bool) -> Result<Live, String> {
+async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String> {
     // Whatever starts is held here from the first moment: dropped, it stops.
     let held = Held::default();
     let started = start_target(plan, &held, show).await?;
     let (backend, client_urls) = backend(plan, &held, &started.urls).await?;
     let live = Live {
-        client: Arc::new(client(plan, client_urls)?),
+        client: Arc::new(client(plan, client_urls, &started.nodes, dir)?),
         held,
         started,
         backend,
@@ -353,6 +363,13 @@ async fn start_target(plan: &RunPlan, held: &Held, show: bool) -> Result<Started
         Target::Mysql(url, settings) => (vec![url], json!(settings)),
         Target::Etcd(urls, settings) => (urls, json!(settings)),
         Target::Http(urls) => (urls, Value::Null),
+        Target::Exec(exec) => {
+            let settings: serde_json::Map<String, Value> = (exec.settings.iter())
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let urls = exec.nodes.iter().map(|hp| format!("tcp://{hp}")).collect();
+            (urls, Value::Object(settings))
+        }
     };
     let nodes = (0..urls.len() as u32).map(node_name).collect();
     Ok(Started {
@@ -362,9 +379,37 @@ async fn start_target(plan: &RunPlan, held: &Held, show: bool) -> Result<Started
     })
 }
 
-/// The client the workload drives the target through, at `urls` (the nodes', or proxies').
-fn client(plan: &RunPlan, urls: Vec<String>) -> Result<AnyClient, String> {
+/// The client the workload drives the target through, at `urls` (the nodes', or proxies');
+/// client programs write their logs under `dir`.
+fn client(
+    plan: &RunPlan,
+    urls: Vec<String>,
+    nodes: &[String],
+    dir: &RunDir,
+) -> Result<AnyClient, String> {
     Ok(match &plan.target {
+        Target::Exec(target) => AnyClient::Exec(Arc::new(
+            ExecClient::new(ExecSpec {
+                target: target.clone(),
+                hosts: urls
+                    .iter()
+                    .map(|u| {
+                        u.split_once("://")
+                            .map_or(u.as_str(), |(_, hp)| hp)
+                            .to_string()
+                    })
+                    .collect(),
+                names: nodes.to_vec(),
+                seed: plan.seed,
+                run: (dir.path.file_name())
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                op_timeout: plan.opts.op_timeout,
+                log_dir: dir.path.join("clients"),
+                clients: plan.opts.clients,
+                needs: plan.opts.workload.ops_needed().to_vec(),
+            })
+            .map_err(|e| e.to_string())?,
+        )),
         Target::Etcd(_, s) => {
             AnyClient::Etcd(EtcdClient::new(urls, s.serializable).map_err(|e| e.to_string())?)
         }
@@ -630,7 +675,7 @@ async fn backend(
         Target::Postgres(..) | Target::Mysql(..) => {
             unreachable!("nemesis_kinds refused faults on a database URL")
         }
-        Target::Http(_) | Target::Etcd(..) => {
+        Target::Http(_) | Target::Etcd(..) | Target::Exec(_) => {
             let hosts: Vec<String> = urls
                 .iter()
                 .map(|u| {

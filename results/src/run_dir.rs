@@ -16,17 +16,23 @@ pub struct RunDir {
     pub path: PathBuf,
 }
 
-/// A name safe in a path: letters, digits, `.`, `-` and `_`; anything else becomes `_`.
+/// A name safe in a path: letters, digits, `.`, `-` and `_`; a run of anything else becomes one
+/// `_`; at most 60 characters.
 fn path_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+            c
+        } else {
+            '_'
+        };
+        // One `_` for a run of unsafe characters, and a name that stays readable in a listing
+        // (an exec: command line can be long).
+        if !(c == '_' && safe.ends_with('_')) && safe.len() < 60 {
+            safe.push(c);
+        }
+    }
+    safe
 }
 
 impl RunDir {
@@ -146,6 +152,16 @@ mod tests {
         assert!(xml.contains(r#"failures="1""#), "{xml}");
         assert!(xml.contains(r#"<skipped message="c summary""#), "{xml}");
         assert!(xml.contains("why b &lt;failed&gt;"), "{xml}");
+    }
+
+    #[test]
+    fn names_are_safe_and_short() {
+        assert_eq!(path_safe("bundled:quorum"), "bundled_quorum");
+        assert_eq!(
+            path_safe("exec:python3 /x/redis_client.py"),
+            "exec_python3_x_redis_client.py"
+        );
+        assert_eq!(path_safe(&"a".repeat(100)).len(), 60);
     }
 
     #[test]

@@ -81,6 +81,19 @@ pub trait Client: Send + Sync {
         timeout: Duration,
     ) -> impl std::future::Future<Output = Completion> + Send;
 
+    /// Runs one operation for runner client `client` (its number): a target whose clients
+    /// keep state of their own (exec programs) keeps each to its own; others ignore it.
+    fn invoke_as(
+        &self,
+        client: usize,
+        node: usize,
+        op: &Op,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Completion> + Send {
+        let _ = client;
+        self.invoke(node, op, timeout)
+    }
+
     /// How many nodes the target has.
     fn nodes(&self) -> usize;
 }
@@ -306,6 +319,8 @@ pub enum AnyClient {
     Postgres(std::sync::Arc<crate::postgres::PgClient>),
     /// A MariaDB server.
     Mariadb(std::sync::Arc<crate::mariadb::MariaClient>),
+    /// The user's client programs.
+    Exec(std::sync::Arc<crate::exec::ExecClient>),
 }
 
 impl AnyClient {
@@ -316,6 +331,7 @@ impl AnyClient {
             AnyClient::Etcd(c) => c.check_reachable(timeout).await,
             AnyClient::Postgres(c) => c.check_reachable(timeout).await,
             AnyClient::Mariadb(c) => c.check_reachable(timeout).await,
+            AnyClient::Exec(c) => c.check_reachable(timeout).await,
         }
     }
 }
@@ -327,6 +343,20 @@ impl Client for AnyClient {
             AnyClient::Etcd(c) => c.invoke(node, op, timeout).await,
             AnyClient::Postgres(c) => c.invoke(node, op, timeout).await,
             AnyClient::Mariadb(c) => c.invoke(node, op, timeout).await,
+            AnyClient::Exec(c) => c.invoke(node, op, timeout).await,
+        }
+    }
+
+    async fn invoke_as(
+        &self,
+        client: usize,
+        node: usize,
+        op: &Op,
+        timeout: Duration,
+    ) -> Completion {
+        match self {
+            AnyClient::Exec(c) => c.invoke_as(client, node, op, timeout).await,
+            other => other.invoke(node, op, timeout).await,
         }
     }
 
@@ -336,6 +366,7 @@ impl Client for AnyClient {
             AnyClient::Etcd(c) => c.nodes(),
             AnyClient::Postgres(c) => c.nodes(),
             AnyClient::Mariadb(c) => c.nodes(),
+            AnyClient::Exec(c) => c.nodes(),
         }
     }
 }

@@ -22,6 +22,7 @@
 pub mod client;
 pub mod cluster;
 pub mod etcd;
+pub mod exec;
 mod leftovers;
 pub mod mariadb;
 pub mod postgres;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::cluster::{ClusterSpec, check_spec};
 use crate::etcd::{EtcdSettings, EtcdSpec, Network, find_etcd, resolve_network};
+use crate::exec::ExecTarget;
 use crate::mariadb::{MariaSettings, find_binaries};
 use crate::postgres::{PgSettings, PgSpec, find_bin_dir};
 use crate::systems::{SystemInfo, system_info};
@@ -33,6 +34,8 @@ pub enum Target {
     LocalMariadb(MariaSettings),
     /// A MariaDB (or MySQL) server someone else runs, at this URL.
     Mysql(String, MariaSettings),
+    /// The user's client program, speaking the exec protocol, for a system anywhere.
+    Exec(ExecTarget),
 }
 
 /// What parsing a target needs besides its text.
@@ -46,6 +49,8 @@ pub struct TargetContext {
     pub exe: PathBuf,
     /// `--pg-bin`: the directory of PostgreSQL's server binaries for `local:postgres`.
     pub pg_bin: Option<PathBuf>,
+    /// `--nodes-addr`: the nodes of the cluster an `exec:` client program talks to.
+    pub nodes_addr: Vec<String>,
 }
 
 /// A parsed target, and a notice for the user when a choice was made for them.
@@ -67,6 +72,18 @@ impl Target {
                 notice: None,
             })
         };
+        if let Some(command) = target.strip_prefix("exec:") {
+            return plain(Target::Exec(ExecTarget::parse(
+                command,
+                settings,
+                &cx.nodes_addr,
+            )?));
+        }
+        if !cx.nodes_addr.is_empty() {
+            return Err(format!(
+                "--nodes-addr names the nodes of an exec: target; {target} is not one"
+            ));
+        }
         if let Some(system) = target.strip_prefix("bundled:") {
             return plain(Target::Bundled(bundled(target, system, settings, cx)?));
         }
@@ -118,8 +135,8 @@ impl Target {
         Err(format!(
             "--target {target}: expected bundled:quorum, bundled:raft, bundled:saga, bundled:twopc, \
              local:etcd, etcd://host:port[,host:port...], http://host:port[,host:port...], \
-             local:postgres, postgres://user:pass@host:port/db, local:mariadb or \
-             mysql://user:pass@host:port/db"
+             local:postgres, postgres://user:pass@host:port/db, local:mariadb, \
+             mysql://user:pass@host:port/db or 'exec:COMMAND ARGS...'"
         ))
     }
 
@@ -153,11 +170,13 @@ impl Target {
     }
 
     /// Whether the target runs transactions (`POST /txn`): a bundled system whose table row
-    /// says so, or a URL target (trusted to speak the protocol).
+    /// says so, or a URL target (trusted to speak the protocol), or a client program (whose
+    /// hello says).
     pub fn runs_transactions(&self) -> bool {
         matches!(
             self,
             Target::Http(_)
+                | Target::Exec(_)
                 | Target::LocalPostgres(_)
                 | Target::Postgres(..)
                 | Target::Etcd(..)
@@ -283,6 +302,7 @@ mod tests {
             etcd_bin: None,
             exe: PathBuf::from("faultline"),
             pg_bin: None,
+            nodes_addr: Vec::new(),
         }
     }
 

@@ -50,6 +50,17 @@ impl Workload {
         Workload::RwRegister,
     ];
 
+    /// The target operations its runs send (exec client programs must offer them): set adds
+    /// are writes of one key per element, read back one by one at the end.
+    pub fn ops_needed(self) -> &'static [&'static str] {
+        match self {
+            Workload::Register | Workload::Causal | Workload::Set => &["read", "write"],
+            Workload::Cas => &["read", "write", "cas"],
+            Workload::ListAppend | Workload::RwRegister => &["txn"],
+            Workload::Checkout => &["checkout"],
+        }
+    }
+
     /// Whether its operations are transactions.
     pub fn is_transactional(self) -> bool {
         matches!(self, Workload::ListAppend | Workload::RwRegister)

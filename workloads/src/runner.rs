@@ -241,7 +241,9 @@ async fn client_loop<C: Client>(
             error: None,
             meta: None,
         })?;
-        let call = shared.client.invoke(node, &op.op, config.op_timeout);
+        let call = shared
+            .client
+            .invoke_as(index, node, &op.op, config.op_timeout);
         let completion = tokio::select! {
             c = tokio::time::timeout(config.op_timeout + Duration::from_millis(20), call) => {
                 c.unwrap_or_else(|_| Completion::Info {

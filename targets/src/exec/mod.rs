@@ -1,0 +1,279 @@
+//! `exec:` targets: the user's own client program, in any language, speaking a JSON-lines
+//! protocol on its stdin and stdout ([`protocol`]). faultline starts one program per client
+//! (`--clients`), each in its own process group, with its stderr in `clients/<n>.log` of the
+//! run directory; a program that exits, breaks the protocol or does not answer in time is
+//! replaced (its operation completes `info`, the message names the line) and the run says so.
+//!
+//! Each program's environment: `FAULTLINE_CLIENT` (its number), `FAULTLINE_NODES` (node names,
+//! space-separated, as `--nemesis-cmd` commands get them) and `FAULTLINE_HOSTS` (their
+//! `host:port`s, or the proxies' in front of them under packet faults), `FAULTLINE_SEED`, `FAULTLINE_OP_TIMEOUT_MS`, and `FAULTLINE_SET_<NAME>`
+//! for each setting.
+
+mod program;
+pub mod protocol;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::client::{Client, Completion, Op, TargetError};
+use program::{Exchange, Program};
+
+/// How long a program has to print its hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+
+/// `exec:COMMAND ARGS…` as given: the program and what it is told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecTarget {
+    /// The command line, split as a shell would (no shell runs it).
+    pub argv: Vec<String>,
+    /// `--set` settings, passed as `FAULTLINE_SET_<NAME>`.
+    pub settings: Vec<(String, String)>,
+    /// `--nodes-addr`: the cluster's nodes, `host:port` each.
+    pub nodes: Vec<String>,
+}
+
+impl ExecTarget {
+    /// Parses `exec:COMMAND ARGS…` (the text after `exec:`), its settings and node addresses.
+    pub fn parse(command: &str, settings: &[String], nodes: &[String]) -> Result<Self, String> {
+        let argv = shell_words::split(command)
+            .map_err(|e| format!("exec:{command}: {e} (quote as a shell would)"))?;
+        if argv.is_empty() {
+            return Err("exec: names no command; e.g. --target 'exec:python3 client.py'".into());
+        }
+        let settings = crate::systems::key_values(settings.iter().map(String::as_str), "any")?
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for node in nodes {
+            let port = node
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok());
+            if port.is_none() {
+                return Err(format!("--nodes-addr {node}: expected host:port"));
+            }
+        }
+        Ok(ExecTarget {
+            argv,
+            settings,
+            nodes: nodes.to_vec(),
+        })
+    }
+
+    /// `FAULTLINE_SET_<NAME>` for a setting's name: upper case, `-` and `.` as `_`.
+    pub fn variable(name: &str) -> String {
+        let name: String = name
+            .chars()
+            .map(|c| match c {
+                '-' | '.' => '_',
+                c => c.to_ascii_uppercase(),
+            })
+            .collect();
+        format!("FAULTLINE_SET_{name}")
+    }
+}
+
+/// Everything the programs of one run are started with.
+#[derive(Clone, Debug)]
+pub struct ExecSpec {
+    /// The target.
+    pub target: ExecTarget,
+    /// What the programs connect to: the nodes' `host:port`s, or the proxies' in front.
+    pub hosts: Vec<String>,
+    /// The nodes' names, in the order of `hosts`.
+    pub names: Vec<String>,
+    /// The run's seed.
+    pub seed: u64,
+    /// The run's name (its directory's), unique: programs prefix their keys with it when the
+    /// system keeps data from run to run.
+    pub run: String,
+    /// `--op-timeout`: how long faultline waits for an answer.
+    pub op_timeout: Duration,
+    /// Where each program's stderr goes (`<n>.log`).
+    pub log_dir: PathBuf,
+    /// How many programs (`--clients`).
+    pub clients: usize,
+    /// The operations the workload needs (a hello that lacks one is refused).
+    pub needs: Vec<&'static str>,
+}
+
+impl ExecSpec {
+    /// Program `client`'s environment.
+    fn env(&self, client: usize) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("FAULTLINE_CLIENT".to_string(), client.to_string()),
+            ("FAULTLINE_NODES".to_string(), self.names.join(" ")),
+            ("FAULTLINE_HOSTS".to_string(), self.hosts.join(" ")),
+            ("FAULTLINE_SEED".to_string(), self.seed.to_string()),
+            ("FAULTLINE_RUN".to_string(), self.run.clone()),
+            (
+                "FAULTLINE_OP_TIMEOUT_MS".to_string(),
+                self.op_timeout.as_millis().to_string(),
+            ),
+        ];
+        for (name, value) in &self.target.settings {
+            env.push((ExecTarget::variable(name), value.clone()));
+        }
+        env
+    }
+}
+
+/// A client that drives the user's programs, one per runner client.
+#[derive(Debug)]
+pub struct ExecClient {
+    spec: ExecSpec,
+    programs: Vec<Mutex<Option<Program>>>,
+    /// For operations with no client of their own (final reads): the next program to use.
+    next: AtomicUsize,
+    restarts: AtomicU64,
+}
+
+impl ExecClient {
+    /// A client of `spec`'s programs; none runs until [`ExecClient::check_reachable`].
+    pub fn new(spec: ExecSpec) -> Result<Self, TargetError> {
+        std::fs::create_dir_all(&spec.log_dir)
+            .map_err(|e| TargetError(format!("cannot create {}: {e}", spec.log_dir.display())))?;
+        let programs = (0..spec.clients.max(1)).map(|_| Mutex::new(None)).collect();
+        Ok(ExecClient {
+            spec,
+            programs,
+            next: AtomicUsize::new(0),
+            restarts: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts every program and checks that its hello offers what the workload needs.
+    pub async fn check_reachable(&self, timeout: Duration) -> Result<(), TargetError> {
+        let deadline = Instant::now() + timeout.max(HELLO_WITHIN);
+        for (n, slot) in self.programs.iter().enumerate() {
+            let program = Program::start(&self.spec, n, deadline)
+                .await
+                .map_err(|e| TargetError(self.failed_to_start(n, &e)))?;
+            let missing: Vec<&str> = (self.spec.needs.iter())
+                .filter(|need| !program.ops.iter().any(|op| op == *need))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                return Err(TargetError(format!(
+                    "exec client {n} offers {} (its hello); the workload needs {} as well",
+                    program.ops.join(", "),
+                    missing.join(", ")
+                )));
+            }
+            *slot.lock().await = Some(program);
+        }
+        Ok(())
+    }
+
+    /// How many programs were replaced during the run.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Appends a line of faultline's to program `n`'s log, between what it wrote.
+    fn note(&self, n: usize, line: &str) {
+        use std::io::Write;
+        let log = self.spec.log_dir.join(format!("{n}.log"));
+        if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(log) {
+            let _ = writeln!(file, "--- faultline: {line}");
+        }
+    }
+
+    fn failed_to_start(&self, n: usize, why: &str) -> String {
+        let log = self.spec.log_dir.join(format!("{n}.log"));
+        format!(
+            "exec client {n} (`{}`): {why}; its stderr is in {}",
+            self.spec.target.argv.join(" "),
+            log.display()
+        )
+    }
+
+    /// Runs `op` on program `n`, starting it first if it is not running.
+    async fn run_on(&self, n: usize, node: usize, op: &Op, timeout: Duration) -> Completion {
+        let deadline = Instant::now() + timeout;
+        let mut slot = self.programs[n % self.programs.len()].lock().await;
+        if slot.is_none() {
+            let start_by = Instant::now() + timeout.max(HELLO_WITHIN);
+            match Program::start(&self.spec, n, start_by).await {
+                Ok(program) => *slot = Some(program),
+                Err(why) => {
+                    let why = self.failed_to_start(n, &why);
+                    eprintln!("faultline: {why}");
+                    return Completion::Fail {
+                        error: format!("not sent: {why}"),
+                    };
+                }
+            }
+        }
+        let program = slot.as_mut().expect("started above");
+        let name = self.spec.names.get(node).map(String::as_str);
+        match program.exchange(op, name, deadline).await {
+            Exchange::Done(completion) => completion,
+            Exchange::Broken(completion, why) => {
+                *slot = None;
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+                let why = format!("exec client {n} is restarted: {why}");
+                eprintln!("faultline: {why}");
+                self.note(n, &why);
+                completion
+            }
+        }
+    }
+
+    /// Runs `op` as runner client `client` (each client keeps to its own program).
+    pub async fn invoke_as(
+        &self,
+        client: usize,
+        node: usize,
+        op: &Op,
+        timeout: Duration,
+    ) -> Completion {
+        self.run_on(client, node, op, timeout).await
+    }
+}
+
+impl Client for ExecClient {
+    async fn invoke(&self, node: usize, op: &Op, timeout: Duration) -> Completion {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.run_on(n % self.programs.len(), node, op, timeout)
+            .await
+    }
+
+    fn nodes(&self) -> usize {
+        self.spec.names.len().max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_as_a_shell_would_split_them() {
+        let target = ExecTarget::parse(
+            "python3 'my client.py' --fast",
+            &["read=replica,wait-ms=5".into()],
+            &["127.0.0.1:6379".into()],
+        )
+        .unwrap();
+        assert_eq!(target.argv, ["python3", "my client.py", "--fast"]);
+        assert_eq!(
+            target.settings,
+            [
+                ("read".to_string(), "replica".to_string()),
+                ("wait-ms".to_string(), "5".to_string())
+            ]
+        );
+        assert_eq!(ExecTarget::variable("wait-ms"), "FAULTLINE_SET_WAIT_MS");
+        assert!(ExecTarget::parse("", &[], &[]).is_err());
+        assert!(ExecTarget::parse("'unclosed", &[], &[]).is_err());
+        assert!(
+            ExecTarget::parse("c", &[], &["nohost".into()])
+                .unwrap_err()
+                .contains("--nodes-addr nohost")
+        );
+    }
+}
