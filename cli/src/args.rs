@@ -86,7 +86,12 @@ pub(crate) struct RunArgs {
     /// http://host:port[,host:port...] for any server speaking the faultline KV protocol;
     /// local:postgres or local:mariadb (a real database faultline starts: --set
     /// isolation=read-committed|repeatable-read|serializable; they take list-append and
-    /// rw-register); postgres://user:pass@host:port/db or mysql://... for a database you run.
+    /// rw-register); postgres://user:pass@host:port/db or mysql://... for a database you run;
+    /// 'exec:COMMAND ARGS...' for your own client program in any language, one per client:
+    /// it prints {"type":"hello","ops":["read","write",...]}, then answers each operation line
+    /// {"id":7,"f":"read","key":"k1","value":null,"node":"n1"} with {"id":7,"type":"ok",
+    /// "value":3} (or "fail"/"info" with "error"); --set name=value reaches it as
+    /// FAULTLINE_SET_NAME, --nodes-addr as FAULTLINE_HOSTS (see the README's "exec:" section).
     #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
     pub(crate) target: String,
 

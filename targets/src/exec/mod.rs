@@ -13,17 +13,19 @@ mod program;
 pub mod protocol;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::{Client, Completion, Op, TargetError};
 use program::{Exchange, Program};
 
 /// How long a program has to print its hello.
-const HELLO_WITHIN: Duration = Duration::from_secs(10);
+const HELLO_WITHIN: Duration = Duration::from_secs(5);
 
 /// `exec:COMMAND ARGS…` as given: the program and what it is told.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,13 +123,24 @@ impl ExecSpec {
     }
 }
 
+/// One program's place: running, being started (on a task of its own, so that a slow start
+/// outlives the operation that began it), or stopped.
+#[derive(Debug)]
+enum Slot {
+    Stopped,
+    Starting(JoinHandle<Result<Program, String>>),
+    Running(Program),
+}
+
 /// A client that drives the user's programs, one per runner client.
 #[derive(Debug)]
 pub struct ExecClient {
-    spec: ExecSpec,
-    programs: Vec<Mutex<Option<Program>>>,
+    spec: Arc<ExecSpec>,
+    programs: Vec<Mutex<Slot>>,
     /// For operations with no client of their own (final reads): the next program to use.
     next: AtomicUsize,
+    /// The last operation id sent: ids are unique in the run, across restarts.
+    last_id: AtomicU64,
     restarts: AtomicU64,
 }
 
@@ -136,11 +149,14 @@ impl ExecClient {
     pub fn new(spec: ExecSpec) -> Result<Self, TargetError> {
         std::fs::create_dir_all(&spec.log_dir)
             .map_err(|e| TargetError(format!("cannot create {}: {e}", spec.log_dir.display())))?;
-        let programs = (0..spec.clients.max(1)).map(|_| Mutex::new(None)).collect();
+        let programs = (0..spec.clients.max(1))
+            .map(|_| Mutex::new(Slot::Stopped))
+            .collect();
         Ok(ExecClient {
-            spec,
+            spec: Arc::new(spec),
             programs,
             next: AtomicUsize::new(0),
+            last_id: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
         })
     }
@@ -163,7 +179,7 @@ impl ExecClient {
                     missing.join(", ")
                 )));
             }
-            *slot.lock().await = Some(program);
+            *slot.lock().await = Slot::Running(program);
         }
         Ok(())
     }
@@ -191,15 +207,33 @@ impl ExecClient {
         )
     }
 
-    /// Runs `op` on program `n`, starting it first if it is not running.
+    /// Runs `op` on program `n`, starting it first if it is not running. Until `timeout`
+    /// passes; an operation whose program is still starting then was not sent.
     async fn run_on(&self, n: usize, node: usize, op: &Op, timeout: Duration) -> Completion {
         let deadline = Instant::now() + timeout;
-        let mut slot = self.programs[n % self.programs.len()].lock().await;
-        if slot.is_none() {
+        let n = n % self.programs.len();
+        let mut slot = self.programs[n].lock().await;
+        if matches!(*slot, Slot::Stopped) {
+            let spec = self.spec.clone();
             let start_by = Instant::now() + timeout.max(HELLO_WITHIN);
-            match Program::start(&self.spec, n, start_by).await {
-                Ok(program) => *slot = Some(program),
+            *slot = Slot::Starting(tokio::spawn(async move {
+                Program::start(&spec, n, start_by).await
+            }));
+        }
+        if let Slot::Starting(start) = &mut *slot {
+            let started = match tokio::time::timeout_at(deadline, start).await {
+                Err(_) => {
+                    return Completion::Fail {
+                        error: format!("not sent: exec client {n} is still starting"),
+                    };
+                }
+                Ok(Ok(started)) => started,
+                Ok(Err(e)) => Err(format!("its start failed: {e}")),
+            };
+            match started {
+                Ok(program) => *slot = Slot::Running(program),
                 Err(why) => {
+                    *slot = Slot::Stopped;
                     let why = self.failed_to_start(n, &why);
                     eprintln!("faultline: {why}");
                     return Completion::Fail {
@@ -208,12 +242,15 @@ impl ExecClient {
                 }
             }
         }
-        let program = slot.as_mut().expect("started above");
+        let Slot::Running(program) = &mut *slot else {
+            unreachable!("started above");
+        };
         let name = self.spec.names.get(node).map(String::as_str);
-        match program.exchange(op, name, deadline).await {
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+        match program.exchange(id, op, name, deadline).await {
             Exchange::Done(completion) => completion,
             Exchange::Broken(completion, why) => {
-                *slot = None;
+                *slot = Slot::Stopped;
                 self.restarts.fetch_add(1, Ordering::Relaxed);
                 let why = format!("exec client {n} is restarted: {why}");
                 eprintln!("faultline: {why}");
@@ -232,6 +269,18 @@ impl ExecClient {
         timeout: Duration,
     ) -> Completion {
         self.run_on(client, node, op, timeout).await
+    }
+}
+
+impl Drop for ExecClient {
+    /// Stops the starts still running (their programs die with them); running programs stop
+    /// as their slots drop.
+    fn drop(&mut self) {
+        for slot in &mut self.programs {
+            if let Slot::Starting(start) = slot.get_mut() {
+                start.abort();
+            }
+        }
     }
 }
 

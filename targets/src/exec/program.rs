@@ -27,7 +27,6 @@ pub(super) struct Program {
     stdout: BufReader<ChildStdout>,
     /// The operations its hello offered.
     pub(super) ops: Vec<String>,
-    next_id: u64,
 }
 
 /// How one operation went.
@@ -75,7 +74,6 @@ impl Program {
             stdin,
             stdout: BufReader::new(stdout),
             ops: Vec::new(),
-            next_id: 0,
         };
         let first = match tokio::time::timeout_at(deadline, program.read_line()).await {
             Ok(Ok(Some(line))) => line,
@@ -87,15 +85,14 @@ impl Program {
         Ok(program)
     }
 
-    /// Sends `op` (for `node`) and reads its answer, until `deadline`.
+    /// Sends `op` as operation `id` (for `node`) and reads its answer, until `deadline`.
     pub(super) async fn exchange(
         &mut self,
+        id: u64,
         op: &Op,
         node: Option<&str>,
         deadline: Instant,
     ) -> Exchange {
-        self.next_id += 1;
-        let id = self.next_id;
         let mut line = protocol::request(id, op, node);
         line.push('\n');
         let sent = async {
@@ -168,7 +165,7 @@ impl Program {
 fn broken_info(why: String) -> Exchange {
     Exchange::Broken(
         Completion::Info {
-            error: format!("{why}; the client was restarted"),
+            error: format!("{why}; the client is restarted"),
         },
         why,
     )
