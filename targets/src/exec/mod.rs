@@ -129,7 +129,7 @@ impl ExecSpec {
 enum Slot {
     Stopped,
     Starting(JoinHandle<Result<Program, String>>),
-    Running(Program),
+    Running(Box<Program>),
 }
 
 /// A client that drives the user's programs, one per runner client.
@@ -179,7 +179,7 @@ impl ExecClient {
                     missing.join(", ")
                 )));
             }
-            *slot.lock().await = Slot::Running(program);
+            *slot.lock().await = Slot::Running(Box::new(program));
         }
         Ok(())
     }
@@ -231,7 +231,7 @@ impl ExecClient {
                 Ok(Err(e)) => Err(format!("its start failed: {e}")),
             };
             match started {
-                Ok(program) => *slot = Slot::Running(program),
+                Ok(program) => *slot = Slot::Running(Box::new(program)),
                 Err(why) => {
                     *slot = Slot::Stopped;
                     let why = self.failed_to_start(n, &why);
