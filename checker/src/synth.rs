@@ -225,6 +225,32 @@ impl Synth {
         }
     }
 
+    /// Makes one read provably stale: a read of key `k` that began after two acknowledged
+    /// writes of `k`, the second invoked after the first returned, now returns the first's
+    /// value. Returns the read's position among the operations (its invocation is the
+    /// history's `2 * position`-th event or so), or `None` if no read qualifies.
+    pub fn plant_stale_read(&mut self) -> Option<usize> {
+        let acknowledged = |op: &SynthOp| op.kind == Kind::Write && !op.info;
+        for r in (0..self.ops.len()).rev() {
+            let read = &self.ops[r];
+            if read.kind != Kind::Read || read.info {
+                continue;
+            }
+            let before: Vec<&SynthOp> = (self.ops.iter())
+                .filter(|w| w.key == read.key && acknowledged(w) && w.ret < read.call)
+                .collect();
+            let pair = before.iter().find_map(|a| {
+                let b = before.iter().find(|b| a.ret < b.call)?;
+                Some((a.value, b.value))
+            });
+            if let Some((old, _newer)) = pair {
+                self.ops[r].read = Some(old);
+                return Some(r);
+            }
+        }
+        None
+    }
+
     /// Writes the history as faultline JSONL.
     pub fn write_jsonl(&self, out: &mut impl Write) -> io::Result<()> {
         write_events(&self.events(), out)

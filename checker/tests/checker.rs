@@ -174,9 +174,9 @@ fn a_queue_is_fifo() {
     assert_eq!(report.validity, Validity::Fail);
 }
 
-/// A key whose search is hopeless: `n` concurrent writes that may or may not have happened,
-/// and a read of a value none wrote, concurrent with all of them. Proving it FAIL means trying
-/// every subset of the writes.
+/// A key whose search is hopeless: `n` concurrent acknowledged writes, and a read of a value
+/// none wrote, concurrent with all of them. Proving it FAIL means trying every subset of the
+/// writes.
 fn hopeless_key(key: &str, n: usize, process_base: usize) -> Vec<String> {
     let mut lines = Vec::new();
     for i in 0..n {
@@ -193,6 +193,13 @@ fn hopeless_key(key: &str, n: usize, process_base: usize) -> Vec<String> {
         r#"{{"process":{},"type":"ok","f":"read","key":"{key}","value":-1}}"#,
         process_base + n
     ));
+    // Acknowledged, so no reduction removes them: every subset of them is a configuration.
+    for i in 0..n {
+        lines.push(format!(
+            r#"{{"process":{},"type":"ok","f":"write","key":"{key}","value":{i}}}"#,
+            process_base + i
+        ));
+    }
     lines
 }
 

@@ -329,8 +329,62 @@ fn agree(model: ModelKind, text: bool, specs: &[Spec]) -> Result<(), TestCaseErr
     Ok(())
 }
 
+/// Register histories as the `register` and `cas` workloads make them — every written value
+/// unique — with many `info` operations and cas mismatches: the cases the `info` reductions
+/// act on (bounding an observed write by its first observer, dropping an unobserved one).
+fn unique_specs(processes: usize) -> impl Strategy<Value = Vec<Spec>> {
+    let one = (
+        0..processes,
+        0..3u8,
+        0..8usize,
+        prop::sample::select(vec![
+            Status::Ok,
+            Status::Ok,
+            Status::Info,
+            Status::Info,
+            Status::Mismatch,
+            Status::Fail,
+        ]),
+        0..4u64,
+        0..6u64,
+    );
+    prop::collection::vec(one, 1..=9).prop_map(|ops| {
+        let written: Vec<i64> = (0..ops.len())
+            .filter(|&i| ops[i].1 != 0)
+            .map(|i| i as i64 + 1)
+            .collect();
+        let pick = |n: usize| {
+            if n == 0 || written.is_empty() {
+                Value::Null
+            } else {
+                json!(written[n % written.len()])
+            }
+        };
+        ops.iter()
+            .enumerate()
+            .map(|(i, &(p, kind, seen, status, gap, dur))| {
+                let (f, input, output) = match kind {
+                    0 => ("read", Value::Null, pick(seen)),
+                    1 => ("write", json!(i as i64 + 1), Value::Null),
+                    _ => ("cas", json!([pick(seen), i as i64 + 1]), Value::Null),
+                };
+                let status = match status {
+                    Status::Mismatch if f != "cas" => Status::Ok,
+                    s => s,
+                };
+                (p, f.to_string(), None, input, output, status, gap, dur)
+            })
+            .collect()
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn unique_value_registers_with_many_info_agree(s in unique_specs(3)) {
+        agree(ModelKind::CasRegister, false, &s)?;
+    }
 
     #[test]
     fn register_agrees(p in 2..=4usize, s in specs(ModelKind::Register, false, 4)) {
@@ -398,4 +452,30 @@ fn generators_produce_both_verdicts() {
             "{model:?}: {pass} pass, {fail} fail"
         );
     }
+}
+
+#[test]
+fn unique_value_histories_exercise_both_reductions_and_both_verdicts() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut pass, mut fail, mut dropped, mut bounded) = (0, 0, 0, 0);
+    for _ in 0..300 {
+        let s = unique_specs(3).new_tree(&mut runner).unwrap().current();
+        let options = Options {
+            model: Some(ModelKind::CasRegister),
+            ..Options::default()
+        };
+        let report = faultline_checker::linearizability::check(&build(&s), &options).unwrap();
+        match report.validity {
+            Validity::Pass => pass += 1,
+            _ => fail += 1,
+        }
+        dropped += (report.info_dropped > 0) as usize;
+        bounded += (report.info_bounded > 0) as usize;
+    }
+    assert!(
+        pass > 20 && fail > 20 && dropped > 20 && bounded > 20,
+        "{pass} pass, {fail} fail; {dropped} with a dropped info, {bounded} with a bounded one"
+    );
 }

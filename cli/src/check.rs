@@ -22,6 +22,7 @@ pub(crate) fn run(args: &CheckArgs) -> ExitCode {
         semantics: args.semantics,
         timeout: args.timeout,
         max_cache_bytes: args.max_cache,
+        ..Options::default()
     };
     let checks: Vec<FileCheck> = args
         .files

@@ -89,6 +89,14 @@ pub(super) fn explain_report(report: &LinearizabilityReport) -> String {
         report.operations,
         report.keys
     );
+    if report.info_dropped + report.info_bounded > 0 {
+        let _ = writeln!(
+            out,
+            "  info writes: {} bounded by their first observer's return, {} dropped (nothing \
+             could have observed them)",
+            report.info_bounded, report.info_dropped
+        );
+    }
     match report.validity {
         Validity::Fail => {
             for failure in &report.failures {

@@ -9,11 +9,14 @@
 //! - `fail` operations did not happen and are dropped, except a `cas` mismatch under strict
 //!   semantics, which is kept as the observation "the value was not the expected one";
 //! - `info` reads are dropped: they had no effect and their result is unknown;
-//! - other `info` operations return at infinity: they may take effect any time after their call.
+//! - other `info` operations return at infinity: they may take effect any time after their call;
+//!   on registers, under strict semantics, those whose value was observed return with their
+//!   first observer and those nothing could have observed are dropped ([`reduce`]).
 
 mod bitset;
 mod entries;
 mod explain;
+mod reduce;
 mod schedule;
 mod search;
 
@@ -48,6 +51,9 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Give UNKNOWN when the search caches of one check hold more than this many bytes.
     pub max_cache_bytes: u64,
+    /// Whether to bound or drop `info` register writes before the search ([`reduce`]);
+    /// off only to measure what they gain.
+    pub reduce_info: bool,
 }
 
 impl Default for Options {
@@ -58,6 +64,7 @@ impl Default for Options {
             semantics: Semantics::Strict,
             timeout: None,
             max_cache_bytes: 2 << 30,
+            reduce_info: true,
         }
     }
 }
@@ -73,8 +80,13 @@ pub struct LinearizabilityReport {
     pub model_inferred: bool,
     /// The semantics used.
     pub semantics: Semantics,
-    /// Operations that took part (after dropping `fail`s and `info` reads).
+    /// Operations that took part (after dropping `fail`s, `info` reads and the `info` writes
+    /// nothing could have observed).
     pub operations: usize,
+    /// `info` writes dropped because no operation could have observed them.
+    pub info_dropped: usize,
+    /// `info` writes given a return: their first observer's.
+    pub info_bounded: usize,
     /// Independent objects (keys) the history split into.
     pub keys: usize,
     /// One explanation per key found not linearizable.
@@ -186,6 +198,8 @@ enum Compiled {
 struct Part<'h> {
     key: Option<String>,
     ops: Vec<&'h Operation>,
+    /// Each operation's (call, return); `None` returns at infinity.
+    intervals: Vec<(u64, Option<u64>)>,
 }
 
 /// What checking one part gave.
@@ -204,7 +218,20 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
     let kind = options
         .model
         .unwrap_or_else(|| ModelKind::infer(&history.ops));
-    let parts = split_by_key(history, options.semantics);
+    let mut parts = split_by_key(history, options.semantics);
+    let (info_dropped, info_bounded) = if options.reduce_info
+        && options.semantics == Semantics::Strict
+        && matches!(
+            kind,
+            ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
+        ) {
+        parts.par_iter_mut().map(|part| reduce_part(part, options)).reduce(
+            || (0, 0),
+            |a, b| (a.0 + b.0, a.1 + b.1),
+        )
+    } else {
+        (0, 0)
+    };
     let operations = parts.iter().map(|p| p.ops.len()).sum();
     let compiled: Vec<Compiled> = parts
         .par_iter()
@@ -270,6 +297,8 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
         model_inferred: options.model.is_none(),
         semantics: options.semantics,
         operations,
+        info_dropped,
+        info_bounded,
         keys: parts.len(),
         failures,
         unknown_reasons,
@@ -293,12 +322,25 @@ fn split_by_key(history: &History, semantics: Semantics) -> Vec<Part<'_>> {
             parts.push(Part {
                 key: op.key.clone(),
                 ops: Vec::new(),
+                intervals: Vec::new(),
             });
             parts.len() - 1
         });
         parts[i].ops.push(op);
+        parts[i].intervals.push((op.call, op.ret));
     }
     parts
+}
+
+/// Applies the register reductions to one part; (dropped, bounded) `info` operations.
+fn reduce_part(part: &mut Part<'_>, options: &Options) -> (usize, usize) {
+    if !reduce::applies(&part.ops) {
+        return (0, 0);
+    }
+    let reduced = reduce::reduce(&part.ops, &options.initial);
+    part.ops = reduced.ops;
+    part.intervals = reduced.intervals;
+    (reduced.dropped, reduced.bounded)
 }
 
 fn compile(kind: ModelKind, ops: &[&Operation], options: &Options) -> Result<Compiled, ModelError> {
@@ -349,7 +391,7 @@ struct PartTask<'a, M: Model> {
 
 impl<'a, M: Model> PartTask<'a, M> {
     fn new(part: &'a Part<'a>, model: &'a M, ops: &'a [M::Op], budget: &'a Budget) -> Self {
-        let search = Search::new(model, ops, &intervals(part), budget);
+        let search = Search::new(model, ops, &part.intervals, budget);
         PartTask {
             part,
             model,
@@ -380,7 +422,7 @@ impl<'a, M: Model> PartTask<'a, M> {
         // A second search that watches the failing operation's return collects the states
         // the model could be in there. It ignores cancellation (this part's own FAIL set
         // it), but not the deadline or the cache bound.
-        let mut watch = Search::new(model, ops, &intervals(part), self.budget)
+        let mut watch = Search::new(model, ops, &part.intervals, self.budget)
             .states_at(failing, MAX_STATES + 1);
         let finished = matches!(watch.run(u64::MAX), Some(Found::NotLinearizable { .. }));
         let states = watch.focus_states();
@@ -414,6 +456,3 @@ where
     }
 }
 
-fn intervals(part: &Part<'_>) -> Vec<(u64, Option<u64>)> {
-    part.ops.iter().map(|op| (op.call, op.ret)).collect()
-}

@@ -7,6 +7,14 @@
 //! last linearized operation, put its entries back, restore the state and try the next
 //! candidate after it. An empty stack at a return entry means not linearizable; an empty list
 //! means linearizable.
+//!
+//! One reduction prunes the candidates: an operation that only observes (a read, a cas
+//! mismatch: wherever it can happen it changes nothing) and can happen now is linearized first
+//! and alone. Any linearization from here can be rearranged to start with it (it is legal now,
+//! every operation that had to precede it already has — its call is before every pending
+//! return — and moving a step that changes nothing leaves the others legal), so
+//! the configuration succeeds exactly when the one after it does: the other candidates need
+//! not be tried, and when that branch fails the search backtracks past it.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,8 +83,9 @@ pub(super) struct Search<'a, M: Model> {
     node: Option<u32>,
     linearized: LinearizedSet,
     state: M::State,
-    /// Linearized operations, with the state before each.
-    stack: Vec<(usize, M::State)>,
+    /// Linearized operations, with the state before each and whether it was forced (changed
+    /// nothing, so its configuration had no other candidate worth trying).
+    stack: Vec<(usize, M::State, bool)>,
     cache: HashTable<Seen<M::State>>,
     /// The words of every cached linearized set, one after another (one allocation, not one
     /// per entry).
@@ -117,7 +126,7 @@ impl<'a, M: Model> Search<'a, M> {
             model,
             ops,
             budget,
-            node: entries.first(),
+            node: None,
             entries,
             linearized: LinearizedSet::new(n),
             state: model.init(),
@@ -134,6 +143,31 @@ impl<'a, M: Model> Search<'a, M> {
             focus_states: Vec::new(),
             focus_cap: 0,
         }
+        .at_first_candidate()
+    }
+
+    /// Starts the walk of the current configuration: at the first callable operation that
+    /// changes nothing, if there is one (it is the only candidate worth trying), else at the
+    /// head of the list.
+    fn at_first_candidate(mut self) -> Self {
+        self.node = self.first_candidate();
+        self
+    }
+
+    fn first_candidate(&self) -> Option<u32> {
+        let first = self.entries.first();
+        let mut node = first;
+        while let Some(at) = node {
+            let Entry::Call(op) = Entries::entry(at) else {
+                break;
+            };
+            let op = &self.ops[op];
+            if self.model.only_observes(op) && self.model.step(&self.state, op).is_some() {
+                return Some(at);
+            }
+            node = self.entries.after(at);
+        }
+        first
     }
 
     /// Makes the search collect, up to `cap` distinct ones, the states the model is in each
@@ -187,6 +221,7 @@ impl<'a, M: Model> Search<'a, M> {
             match Entries::entry(at) {
                 Entry::Call(op) => {
                     if let Some(next_state) = self.model.step(&self.state, &self.ops[op]) {
+                        let forced = self.model.only_observes(&self.ops[op]);
                         self.linearized.insert(op);
                         let hash = self.linearized.hash() ^ hasher.hash_one(&next_state);
                         let words = self.linearized.words();
@@ -211,12 +246,19 @@ impl<'a, M: Model> Search<'a, M> {
                                 state: next_state.clone(),
                             });
                             let previous = std::mem::replace(&mut self.state, next_state);
-                            self.stack.push((op, previous));
+                            self.stack.push((op, previous, forced));
                             self.entries.lift(op);
-                            self.node = self.entries.first();
+                            self.node = self.first_candidate();
                             continue;
                         }
                         self.linearized.remove(op);
+                        if forced {
+                            // The configuration after it failed before, so this one fails.
+                            if let Some(found) = self.backtrack() {
+                                return Some(found);
+                            }
+                            continue;
+                        }
                     }
                     self.node = self.entries.after(at);
                 }
@@ -225,7 +267,7 @@ impl<'a, M: Model> Search<'a, M> {
                     if self.best.is_none_or(|(best, _)| depth > best) {
                         self.best = Some((depth, op));
                         self.best_prefix.clear();
-                        self.best_prefix.extend(self.stack.iter().map(|(i, _)| *i));
+                        self.best_prefix.extend(self.stack.iter().map(|(i, _, _)| *i));
                     }
                     if self.focus == Some(op)
                         && self.focus_states.len() < self.focus_cap
@@ -233,20 +275,34 @@ impl<'a, M: Model> Search<'a, M> {
                     {
                         self.focus_states.push(self.state.clone());
                     }
-                    let Some((last, previous)) = self.stack.pop() else {
-                        let (_, failing) = self.best.expect("set at this return entry");
-                        return Some(Found::NotLinearizable {
-                            prefix: std::mem::take(&mut self.best_prefix),
-                            failing,
-                        });
-                    };
-                    self.state = previous;
-                    self.linearized.remove(last);
-                    self.entries.unlift(last);
-                    self.node = self.entries.after(Entries::call_node(last));
+                    if let Some(found) = self.backtrack() {
+                        return Some(found);
+                    }
                 }
             }
         }
         Some(Found::Linearizable)
+    }
+
+    /// The current configuration failed: undoes linearized operations — past every forced one,
+    /// whose configuration had no other candidate — and resumes at the next candidate of the
+    /// first configuration that has one. `Some` when the stack runs out: not linearizable.
+    fn backtrack(&mut self) -> Option<Found> {
+        loop {
+            let Some((last, previous, forced)) = self.stack.pop() else {
+                let (_, failing) = self.best.expect("set at the first return entry");
+                return Some(Found::NotLinearizable {
+                    prefix: std::mem::take(&mut self.best_prefix),
+                    failing,
+                });
+            };
+            self.state = previous;
+            self.linearized.remove(last);
+            self.entries.unlift(last);
+            if !forced {
+                self.node = self.entries.after(Entries::call_node(last));
+                return None;
+            }
+        }
     }
 }

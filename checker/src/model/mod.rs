@@ -46,6 +46,13 @@ pub(crate) trait Model: Sync {
     /// The state for a person, short enough for one line of a report.
     fn describe(&self, state: &Self::State) -> String;
 
+    /// Whether `op` only observes: wherever it can happen it leaves the state as it was (a
+    /// read, a cas mismatch — not an `info` cas, which changes the state when it matches). The
+    /// search linearizes such an operation as soon as it can.
+    fn only_observes(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// Heap bytes a state holds beyond its own size, for the cache memory bound.
     fn heap_bytes(&self, _state: &Self::State) -> usize {
         0

@@ -94,6 +94,17 @@ impl Model for Register {
         }
     }
 
+    fn only_observes(&self, op: &RegisterOp) -> bool {
+        matches!(
+            op,
+            RegisterOp::Read(_)
+                | RegisterOp::Cas {
+                    outcome: Outcome::Mismatch,
+                    ..
+                }
+        )
+    }
+
     fn describe(&self, &state: &u32) -> String {
         super::shorten(self.values.value(state).to_string(), 80)
     }

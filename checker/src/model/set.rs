@@ -92,6 +92,10 @@ impl Model for Set {
         }
     }
 
+    fn only_observes(&self, op: &SetOp) -> bool {
+        matches!(op, SetOp::Read(_))
+    }
+
     fn describe(&self, state: &Arc<[u32]>) -> String {
         let items: Vec<String> = state
             .iter()

@@ -172,6 +172,17 @@ impl Model for TextRegister {
         }
     }
 
+    fn only_observes(&self, op: &TextOp) -> bool {
+        matches!(
+            op,
+            TextOp::Read(_)
+                | TextOp::Cas {
+                    outcome: Outcome::Mismatch,
+                    ..
+                }
+        )
+    }
+
     fn describe(&self, state: &Text) -> String {
         super::shorten(Value::String(state.text.to_string()).to_string(), 80)
     }

@@ -1,0 +1,219 @@
+//! Sound reductions of one register's operations before the search, for `info` operations
+//! that write (a `write`, or a `cas` whose new value would be written). Such an operation never
+//! returns, so the search must consider it pending until the end — after a few hundred of them
+//! the search space explodes. Two facts about registers remove most of them, under strict
+//! semantics (a null read observes null, not "anything"):
+//!
+//! - **Bounded by its first observer.** If value `v` is written by this operation alone (and
+//!   is not the initial value), an `ok` read of `v`, or an `ok` cas expecting `v`, observed
+//!   its effect: in every linearization it takes effect before that observer's linearization
+//!   point, so before the observer returned. Its return becomes the earliest such observer's
+//!   return. Nothing is lost: every linearization of the original history already places it
+//!   there, and every linearization of the reduced one is one of the original.
+//! - **Dropped when nothing could have observed it.** If no `ok` read returns `v` and no cas
+//!   (of any outcome but mismatch) expects `v`, then taking effect changes nothing any other
+//!   operation saw — *except* a cas mismatch linearized while the register held `v` (a
+//!   mismatch needs the value to differ from its expectation, and `v` may be what differed).
+//!   So it is kept when a mismatch on the key may be linearized after its call (returns at or
+//!   after it); otherwise it is dropped. Dropping is exact: an `info` operation may be placed
+//!   last, where it affects nothing, so a linearization of the rest extends to one with it,
+//!   and removing it from a linearization of the whole leaves every other step legal (no one
+//!   read `v`, no cas needed it, no mismatch needed it).
+//!
+//! An `info` operation whose value is also written by another operation, or is only expected
+//! by `info` cas operations, is left as it is.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::history::{Operation, Status};
+
+/// One key's operations after the reductions.
+pub(super) struct Reduced<'h> {
+    /// The operations kept, in invocation order.
+    pub(super) ops: Vec<&'h Operation>,
+    /// Each kept operation's (call, return); bounded `info` operations return at their first
+    /// observer's return.
+    pub(super) intervals: Vec<(u64, Option<u64>)>,
+    /// `info` operations dropped.
+    pub(super) dropped: usize,
+    /// `info` operations given a return.
+    pub(super) bounded: usize,
+}
+
+/// Whether the reductions apply: every operation is a register read, write or cas.
+pub(super) fn applies(ops: &[&Operation]) -> bool {
+    ops.iter()
+        .all(|op| matches!(op.f.as_str(), "read" | "get" | "write" | "put" | "cas"))
+}
+
+/// The value `op` would write, if it writes: a write's input, a cas's new value.
+fn written(op: &Operation) -> Option<&Value> {
+    match op.f.as_str() {
+        "write" | "put" => Some(&op.input),
+        "cas" if op.status != Status::Mismatch => op.input.get(1),
+        _ => None,
+    }
+}
+
+/// The value a cas compares with.
+fn expected(op: &Operation) -> Option<&Value> {
+    (op.f == "cas").then(|| op.input.get(0)).flatten()
+}
+
+/// Reduces one register key's operations (which must pass [`applies`]), `initial` being its
+/// value before them. Operations are in invocation order.
+pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> {
+    let key = |v: &Value| v.to_string();
+    // How many operations may write each value (the initial value counts as one).
+    let mut writers: HashMap<String, usize> = HashMap::new();
+    *writers.entry(key(initial)).or_default() += 1;
+    // The earliest return of an `ok` operation that observed each value.
+    let mut observed_by: HashMap<String, u64> = HashMap::new();
+    // Values some cas whose outcome is unknown expects.
+    let mut expected_by_unknown: HashMap<String, ()> = HashMap::new();
+    // The latest return of a cas mismatch.
+    let mut last_mismatch: Option<u64> = None;
+    for op in ops {
+        if let Some(v) = written(op) {
+            *writers.entry(key(v)).or_default() += 1;
+        }
+        let observed = match (op.status, op.f.as_str()) {
+            (Status::Ok, "read" | "get") => Some(&op.output),
+            (Status::Ok, "cas") => expected(op),
+            _ => None,
+        };
+        if let (Some(v), Some(ret)) = (observed, op.ret) {
+            let earliest = observed_by.entry(key(v)).or_insert(ret);
+            *earliest = (*earliest).min(ret);
+        }
+        match op.status {
+            Status::Info => {
+                if let Some(v) = expected(op) {
+                    expected_by_unknown.insert(key(v), ());
+                }
+            }
+            Status::Mismatch => {
+                let ret = op.ret.unwrap_or(u64::MAX);
+                last_mismatch = Some(last_mismatch.map_or(ret, |m| m.max(ret)));
+            }
+            Status::Ok | Status::Fail => {}
+        }
+    }
+    let mut reduced = Reduced {
+        ops: Vec::with_capacity(ops.len()),
+        intervals: Vec::with_capacity(ops.len()),
+        dropped: 0,
+        bounded: 0,
+    };
+    for &op in ops {
+        let mut ret = op.ret;
+        if let (Status::Info, Some(v)) = (op.status, written(op)) {
+            let v = key(v);
+            let unique = writers.get(&v) == Some(&1);
+            match observed_by.get(&v) {
+                Some(&first) if unique => {
+                    ret = Some(first.max(op.call));
+                    reduced.bounded += 1;
+                }
+                Some(_) => {}
+                None => {
+                    let needed = expected_by_unknown.contains_key(&v);
+                    let mismatch_after = last_mismatch.is_some_and(|m| m >= op.call);
+                    if !needed && !mismatch_after {
+                        reduced.dropped += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        reduced.ops.push(op);
+        reduced.intervals.push((op.call, ret));
+    }
+    reduced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(f: &str, input: Value, output: Value, status: Status, call: u64, ret: u64) -> Operation {
+        Operation {
+            id: 0,
+            process: 0,
+            f: f.into(),
+            key: None,
+            input,
+            output,
+            call,
+            ret: (status != Status::Info).then_some(ret),
+            status,
+            line: 1,
+        }
+    }
+
+    fn reduce_all(ops: &[Operation]) -> (Vec<(u64, Option<u64>)>, usize, usize) {
+        let refs: Vec<&Operation> = ops.iter().collect();
+        let r = reduce(&refs, &Value::Null);
+        (r.intervals, r.dropped, r.bounded)
+    }
+
+    #[test]
+    fn an_observed_write_returns_when_its_first_observer_does() {
+        let ops = [
+            op("write", json!(1), json!(null), Status::Info, 0, 0),
+            op("read", json!(null), json!(1), Status::Ok, 5, 9),
+            op("read", json!(null), json!(1), Status::Ok, 6, 7),
+        ];
+        assert_eq!(
+            reduce_all(&ops),
+            (vec![(0, Some(7)), (5, Some(9)), (6, Some(7))], 0, 1)
+        );
+    }
+
+    #[test]
+    fn an_unobserved_write_is_dropped() {
+        let ops = [
+            op("write", json!(1), json!(null), Status::Info, 0, 0),
+            op("read", json!(null), json!(null), Status::Ok, 5, 9),
+        ];
+        assert_eq!(reduce_all(&ops), (vec![(5, Some(9))], 1, 0));
+    }
+
+    #[test]
+    fn a_later_mismatch_keeps_an_unobserved_write() {
+        // The mismatch needs the register to differ from 0 (null here): the write may be
+        // what made it differ.
+        let ops = [
+            op("write", json!(1), json!(null), Status::Info, 0, 0),
+            op("cas", json!([null, 2]), json!(null), Status::Mismatch, 5, 9),
+        ];
+        assert_eq!(reduce_all(&ops), (vec![(0, None), (5, Some(9))], 0, 0));
+        // A mismatch that returned before the write was invoked cannot be after it.
+        let ops = [
+            op("cas", json!([3, 2]), json!(null), Status::Mismatch, 0, 1),
+            op("write", json!(1), json!(null), Status::Info, 2, 0),
+        ];
+        assert_eq!(reduce_all(&ops), (vec![(0, Some(1))], 1, 0));
+    }
+
+    #[test]
+    fn a_value_written_twice_or_needed_by_an_unknown_cas_is_kept() {
+        let ops = [
+            op("write", json!(1), json!(null), Status::Info, 0, 0),
+            op("write", json!(1), json!(null), Status::Ok, 1, 2),
+            op("read", json!(null), json!(1), Status::Ok, 5, 9),
+        ];
+        assert_eq!(reduce_all(&ops).1 + reduce_all(&ops).2, 0);
+        let ops = [
+            op("write", json!(1), json!(null), Status::Info, 0, 0),
+            op("cas", json!([1, 2]), json!(null), Status::Info, 1, 0),
+            op("read", json!(null), json!(2), Status::Ok, 5, 9),
+        ];
+        let (intervals, dropped, bounded) = reduce_all(&ops);
+        assert_eq!((dropped, bounded), (0, 1), "the cas is bounded by the read of 2");
+        assert_eq!(intervals[0], (0, None), "the write of 1 is needed by the cas");
+    }
+}
