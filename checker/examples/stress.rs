@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use faultline_checker::history::pair;
-use faultline_checker::synth::{SynthConfig, generate};
 use faultline_checker::linearizability::check as check_linearizability;
+use faultline_checker::synth::{SynthConfig, generate};
 use faultline_checker::{Options, Validity};
 
 fn main() {
@@ -33,16 +33,30 @@ fn main() {
             }
             "--stale" => stale = true,
             "--no-reductions" => reduce_info = false,
-            other => panic!("unknown flag {other}; use --timeout SECONDS, --stale, --no-reductions"),
+            other => {
+                panic!("unknown flag {other}; use --timeout SECONDS, --stale, --no-reductions")
+            }
         }
     }
     let mut cases = Vec::new();
     for (i, ops) in [200, 500, 1000, 2000].into_iter().enumerate() {
         for info in [0.05, 0.1, 0.2] {
-            cases.push((format!("3 processes, {:>2}% info", info * 100.0), ops, 3, info, i));
+            cases.push((
+                format!("3 processes, {:>2}% info", info * 100.0),
+                ops,
+                3,
+                info,
+                i,
+            ));
         }
         for clients in [20, 30] {
-            cases.push((format!("{clients} processes, 1% info"), ops, clients, 0.01, i));
+            cases.push((
+                format!("{clients} processes, 1% info"),
+                ops,
+                clients,
+                0.01,
+                i,
+            ));
         }
     }
     let (mut decided, mut total, mut wrong) = (0, 0, 0);
@@ -73,24 +87,41 @@ fn main() {
         let report = check_linearizability(&history, &options).expect("the model fits");
         let took = started.elapsed();
         total += 1;
-        let expected = if stale { Validity::Fail } else { Validity::Pass };
+        let expected = if stale {
+            Validity::Fail
+        } else {
+            Validity::Pass
+        };
         if report.validity != Validity::Unknown {
             decided += 1;
         }
         if report.validity != expected && report.validity != Validity::Unknown {
             wrong += 1;
         }
-        let named = planted.map(|_| {
-            report
-                .failures
-                .first()
-                .map(|f| format!(" failing: {} line {}", f.op.f, f.op.line))
-                .unwrap_or_default()
+        let named = planted.map(|at| {
+            let (process, call) = synth.who_and_when(at);
+            match report.failures.first() {
+                Some(f) if f.op.process == process && f.op.call == call => {
+                    format!(" names the stale read (line {})", f.op.line)
+                }
+                Some(f) => {
+                    wrong += 1;
+                    format!(" names line {}, not the stale read", f.op.line)
+                }
+                None => String::new(),
+            }
         });
+        let info = history
+            .ops
+            .iter()
+            .filter(|o| o.status == faultline_checker::Status::Info && !o.is_read())
+            .count();
         println!(
-            "{name:<26} {ops:>5} ops: {:<7} {:>9.3}s{}",
+            "{name:<26} {ops:>5} ops: {:<7} {:>9.3}s  info writes {info}: {} bounded, {} dropped{}",
             report.validity.as_str(),
             took.as_secs_f64(),
+            report.info_bounded,
+            report.info_dropped,
             named.unwrap_or_default()
         );
     }

@@ -251,6 +251,11 @@ impl Synth {
         None
     }
 
+    /// Operation `i`'s process and invocation time, to find it in the history.
+    pub fn who_and_when(&self, i: usize) -> (u64, u64) {
+        (self.ops[i].process, self.ops[i].call)
+    }
+
     /// Writes the history as faultline JSONL.
     pub fn write_jsonl(&self, out: &mut impl Write) -> io::Result<()> {
         write_events(&self.events(), out)

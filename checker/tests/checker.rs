@@ -232,6 +232,12 @@ fn a_timeout_gives_unknown_with_the_reason() {
         "{:?}",
         report.unknown_reasons
     );
+    assert!(
+        report.unknown_reasons[1].contains("the search had linearized at most")
+            && report.unknown_reasons[1].contains("of the 41 operations of key \"k\""),
+        "how far it got: {:?}",
+        report.unknown_reasons
+    );
 }
 
 #[test]

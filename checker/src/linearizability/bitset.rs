@@ -31,6 +31,11 @@ impl LinearizedSet {
         self.hash ^= key(i);
     }
 
+    /// Whether `i` is in the set.
+    pub(super) fn contains(&self, i: usize) -> bool {
+        self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+
     /// Removes `i`, which must be in the set.
     pub(super) fn remove(&mut self, i: usize) {
         self.words[i / 64] &= !(1 << (i % 64));

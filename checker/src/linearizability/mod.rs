@@ -200,13 +200,18 @@ struct Part<'h> {
     ops: Vec<&'h Operation>,
     /// Each operation's (call, return); `None` returns at infinity.
     intervals: Vec<(u64, Option<u64>)>,
+    /// Per operation: whether it writes a value nothing observes ([`reduce`]); empty: none.
+    blind: Vec<bool>,
+    /// Per operation: the interchangeable one it must be linearized after; empty: none.
+    waits_for: Vec<Option<usize>>,
 }
 
 /// What checking one part gave.
 enum PartOutcome {
     Pass,
     Fail(Box<KeyFailure>),
-    Stopped(Stop),
+    /// No verdict: why, and how far the search got (the longest linearizable prefix it built).
+    Stopped(Stop, usize),
 }
 
 /// Checks `history` for linearizability.
@@ -225,17 +230,17 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
             kind,
             ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
         ) {
-        parts.par_iter_mut().map(|part| reduce_part(part, options)).reduce(
-            || (0, 0),
-            |a, b| (a.0 + b.0, a.1 + b.1),
-        )
+        parts
+            .par_iter_mut()
+            .map(|part| reduce_part(part, options))
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     } else {
         (0, 0)
     };
     let operations = parts.iter().map(|p| p.ops.len()).sum();
     let compiled: Vec<Compiled> = parts
         .par_iter()
-        .map(|part| compile(kind, &part.ops, options))
+        .map(|part| compile(kind, part, options))
         .collect::<Result<_, _>>()?;
 
     let budget = Budget {
@@ -254,11 +259,19 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
 
     let mut failures = Vec::new();
     let mut stops: Vec<(Stop, usize)> = Vec::new();
+    let mut furthest: Option<(usize, usize)> = None;
     for (i, outcome) in outcomes {
         match outcome {
             PartOutcome::Pass => {}
             PartOutcome::Fail(failure) => failures.push(*failure),
-            PartOutcome::Stopped(stop) => stops.push((stop, i)),
+            PartOutcome::Stopped(stop, depth) => {
+                stops.push((stop, i));
+                // The undecided key whose search was furthest from done.
+                let left = parts[i].ops.len().saturating_sub(depth);
+                if furthest.is_none_or(|(j, d)| left > parts[j].ops.len().saturating_sub(d)) {
+                    furthest = Some((i, depth));
+                }
+            }
         }
     }
     failures.sort_by(|a, b| a.key.cmp(&b.key));
@@ -280,6 +293,17 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
                     .key
                     .as_ref()
                     .map(|k| format!(" on key {k:?}"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some((i, depth)) = furthest.filter(|_| !stops.is_empty()) {
+            unknown_reasons.push(format!(
+                "the search had linearized at most {depth} of the {} operations{}",
+                parts[i].ops.len(),
+                parts[i]
+                    .key
+                    .as_ref()
+                    .map(|k| format!(" of key {k:?}"))
                     .unwrap_or_default()
             ));
         }
@@ -323,6 +347,8 @@ fn split_by_key(history: &History, semantics: Semantics) -> Vec<Part<'_>> {
                 key: op.key.clone(),
                 ops: Vec::new(),
                 intervals: Vec::new(),
+                blind: Vec::new(),
+                waits_for: Vec::new(),
             });
             parts.len() - 1
         });
@@ -340,18 +366,20 @@ fn reduce_part(part: &mut Part<'_>, options: &Options) -> (usize, usize) {
     let reduced = reduce::reduce(&part.ops, &options.initial);
     part.ops = reduced.ops;
     part.intervals = reduced.intervals;
+    part.blind = reduced.blind;
+    part.waits_for = reduced.waits_for;
     (reduced.dropped, reduced.bounded)
 }
 
-fn compile(kind: ModelKind, ops: &[&Operation], options: &Options) -> Result<Compiled, ModelError> {
-    let (initial, semantics) = (&options.initial, options.semantics);
+fn compile(kind: ModelKind, part: &Part<'_>, options: &Options) -> Result<Compiled, ModelError> {
+    let (initial, semantics, ops) = (&options.initial, options.semantics, &part.ops);
     Ok(match kind {
         ModelKind::Kv if ops.iter().any(|op| op.f == "append") => {
             let (m, c) = TextRegister::build(ops, initial, semantics)?;
             Compiled::Text(m, c)
         }
         ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv => {
-            let (m, c) = Register::build(kind, ops, initial, semantics)?;
+            let (m, c) = Register::build(kind, ops, initial, semantics, &part.blind)?;
             Compiled::Register(m, c)
         }
         ModelKind::Set => {
@@ -391,7 +419,7 @@ struct PartTask<'a, M: Model> {
 
 impl<'a, M: Model> PartTask<'a, M> {
     fn new(part: &'a Part<'a>, model: &'a M, ops: &'a [M::Op], budget: &'a Budget) -> Self {
-        let search = Search::new(model, ops, &part.intervals, budget);
+        let search = Search::new(model, ops, &part.intervals, budget).waiting(&part.waits_for);
         PartTask {
             part,
             model,
@@ -423,6 +451,7 @@ impl<'a, M: Model> PartTask<'a, M> {
         // the model could be in there. It ignores cancellation (this part's own FAIL set
         // it), but not the deadline or the cache bound.
         let mut watch = Search::new(model, ops, &part.intervals, self.budget)
+            .waiting(&part.waits_for)
             .states_at(failing, MAX_STATES + 1);
         let finished = matches!(watch.run(u64::MAX), Some(Found::NotLinearizable { .. }));
         let states = watch.focus_states();
@@ -447,7 +476,7 @@ where
     fn advance(&mut self, slice: u64) -> Option<PartOutcome> {
         Some(match self.search.run(slice)? {
             Found::Linearizable => PartOutcome::Pass,
-            Found::Stopped(stop) => PartOutcome::Stopped(stop),
+            Found::Stopped(stop) => PartOutcome::Stopped(stop, self.search.progress()),
             Found::NotLinearizable { prefix, failing } => {
                 self.budget.cancel.store(true, Ordering::Relaxed);
                 PartOutcome::Fail(Box::new(self.explain(prefix, failing)))
@@ -455,4 +484,3 @@ where
         })
     }
 }
-

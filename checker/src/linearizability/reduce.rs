@@ -14,14 +14,28 @@
 //!   (of any outcome but mismatch) expects `v`, then taking effect changes nothing any other
 //!   operation saw — *except* a cas mismatch linearized while the register held `v` (a
 //!   mismatch needs the value to differ from its expectation, and `v` may be what differed).
-//!   So it is kept when a mismatch on the key may be linearized after its call (returns at or
-//!   after it); otherwise it is dropped. Dropping is exact: an `info` operation may be placed
+//!   So a write is kept when a mismatch on the key may be linearized after its call (returns at
+//!   or after it), and a cas expecting `e` — which can only turn `e` into `v` — when such a
+//!   mismatch expects `e`; otherwise it is dropped. Dropping is exact: an `info` operation may be placed
 //!   last, where it affects nothing, so a linearization of the rest extends to one with it,
 //!   and removing it from a linearization of the whole leaves every other step legal (no one
 //!   read `v`, no cas needed it, no mismatch needed it).
 //!
 //! An `info` operation whose value is also written by another operation, or is only expected
 //! by `info` cas operations, is left as it is.
+//!
+//! What is left is made cheaper in two more ways:
+//!
+//! - **Blind writes.** A value no read returns and no cas expects (not even one that
+//!   mismatched) cannot be told apart from another such value by any operation: every `info`
+//!   write of one is compiled as writing the same "unobserved" value, so states that differ
+//!   only there are one state to the search. (Acknowledged writes keep their values, which
+//!   explanations show.)
+//! - **Interchangeable `info` writes.** Two `info` writes of unobserved values have the same
+//!   effect and no return: whenever a linearization places the later-called one first, swapping
+//!   them gives another (the earlier-called one was callable there too, and everything that had
+//!   to precede either already had). So the search takes them in call order — `waits_for`
+//!   names, for each, the one before it — and the 2^k subsets of k pending ones become k + 1.
 
 use std::collections::HashMap;
 
@@ -36,6 +50,10 @@ pub(super) struct Reduced<'h> {
     /// Each kept operation's (call, return); bounded `info` operations return at their first
     /// observer's return.
     pub(super) intervals: Vec<(u64, Option<u64>)>,
+    /// Per kept operation: whether it is an `info` write of a value nothing observes.
+    pub(super) blind: Vec<bool>,
+    /// Per kept operation: the interchangeable `info` write it must come after, if any.
+    pub(super) waits_for: Vec<Option<usize>>,
     /// `info` operations dropped.
     pub(super) dropped: usize,
     /// `info` operations given a return.
@@ -73,8 +91,11 @@ pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> 
     let mut observed_by: HashMap<String, u64> = HashMap::new();
     // Values some cas whose outcome is unknown expects.
     let mut expected_by_unknown: HashMap<String, ()> = HashMap::new();
-    // The latest return of a cas mismatch.
+    // The latest return of a cas mismatch, and the values mismatches expected.
     let mut last_mismatch: Option<u64> = None;
+    let mut expected_by_mismatch: HashMap<String, u64> = HashMap::new();
+    // Values a read returned or a cas (but a mismatch) expected.
+    let mut seen: HashMap<String, ()> = HashMap::new();
     for op in ops {
         if let Some(v) = written(op) {
             *writers.entry(key(v)).or_default() += 1;
@@ -84,6 +105,17 @@ pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> 
             (Status::Ok, "cas") => expected(op),
             _ => None,
         };
+        match (op.status, op.f.as_str()) {
+            (Status::Ok, "read" | "get") => {
+                seen.insert(key(&op.output), ());
+            }
+            (Status::Mismatch, _) => {}
+            _ => {
+                if let Some(v) = expected(op) {
+                    seen.insert(key(v), ());
+                }
+            }
+        }
         if let (Some(v), Some(ret)) = (observed, op.ret) {
             let earliest = observed_by.entry(key(v)).or_insert(ret);
             *earliest = (*earliest).min(ret);
@@ -97,6 +129,10 @@ pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> 
             Status::Mismatch => {
                 let ret = op.ret.unwrap_or(u64::MAX);
                 last_mismatch = Some(last_mismatch.map_or(ret, |m| m.max(ret)));
+                if let Some(v) = expected(op) {
+                    let latest = expected_by_mismatch.entry(key(v)).or_insert(ret);
+                    *latest = (*latest).max(ret);
+                }
             }
             Status::Ok | Status::Fail => {}
         }
@@ -104,9 +140,13 @@ pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> 
     let mut reduced = Reduced {
         ops: Vec::with_capacity(ops.len()),
         intervals: Vec::with_capacity(ops.len()),
+        blind: Vec::with_capacity(ops.len()),
+        waits_for: Vec::with_capacity(ops.len()),
         dropped: 0,
         bounded: 0,
     };
+    let initial_key = key(initial);
+    let mut last_interchangeable: Option<usize> = None;
     for &op in ops {
         let mut ret = op.ret;
         if let (Status::Info, Some(v)) = (op.status, written(op)) {
@@ -120,7 +160,15 @@ pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> 
                 Some(_) => {}
                 None => {
                     let needed = expected_by_unknown.contains_key(&v);
-                    let mismatch_after = last_mismatch.is_some_and(|m| m >= op.call);
+                    // A write may hide whatever the register held from a later mismatch; a
+                    // cas only the value it expected, so only a mismatch expecting that one
+                    // can need it.
+                    let mismatch_after = match expected(op) {
+                        Some(e) => expected_by_mismatch
+                            .get(&key(e))
+                            .is_some_and(|&m| m >= op.call),
+                        None => last_mismatch.is_some_and(|m| m >= op.call),
+                    };
                     if !needed && !mismatch_after {
                         reduced.dropped += 1;
                         continue;
@@ -128,6 +176,19 @@ pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> 
                 }
             }
         }
+        let blind = op.status == Status::Info
+            && written(op).is_some_and(|v| {
+                let v = key(v);
+                v != initial_key && !seen.contains_key(&v) && !expected_by_mismatch.contains_key(&v)
+            });
+        let interchangeable = blind && matches!(op.f.as_str(), "write" | "put");
+        let at = reduced.ops.len();
+        reduced.waits_for.push(if interchangeable {
+            last_interchangeable.replace(at)
+        } else {
+            None
+        });
+        reduced.blind.push(blind);
         reduced.ops.push(op);
         reduced.intervals.push((op.call, ret));
     }
@@ -213,7 +274,49 @@ mod tests {
             op("read", json!(null), json!(2), Status::Ok, 5, 9),
         ];
         let (intervals, dropped, bounded) = reduce_all(&ops);
-        assert_eq!((dropped, bounded), (0, 1), "the cas is bounded by the read of 2");
-        assert_eq!(intervals[0], (0, None), "the write of 1 is needed by the cas");
+        assert_eq!(
+            (dropped, bounded),
+            (0, 1),
+            "the cas is bounded by the read of 2"
+        );
+        assert_eq!(
+            intervals[0],
+            (0, None),
+            "the write of 1 is needed by the cas"
+        );
+    }
+
+    #[test]
+    fn unobserved_info_writes_are_blind_and_taken_in_call_order() {
+        // A later mismatch keeps both unobserved writes; neither value is read or expected.
+        let ops = [
+            op("write", json!(1), json!(null), Status::Info, 0, 0),
+            op("write", json!(2), json!(null), Status::Info, 1, 0),
+            op("write", json!(3), json!(null), Status::Ok, 2, 3),
+            op("cas", json!([3, 4]), json!(null), Status::Mismatch, 5, 9),
+        ];
+        let refs: Vec<&Operation> = ops.iter().collect();
+        let r = reduce(&refs, &Value::Null);
+        assert_eq!(r.dropped, 0);
+        assert_eq!(r.blind, [true, true, false, false]);
+        assert_eq!(r.waits_for, [None, Some(0), None, None]);
+    }
+
+    #[test]
+    fn an_unobserved_cas_is_kept_only_for_a_mismatch_expecting_what_it_replaces() {
+        let ops = [
+            op("cas", json!([1, 5]), json!(null), Status::Info, 0, 0),
+            op("cas", json!([2, 6]), json!(null), Status::Mismatch, 5, 9),
+        ];
+        assert_eq!(reduce_all(&ops).1, 1, "no mismatch expects 1: dropped");
+        let ops = [
+            op("cas", json!([1, 5]), json!(null), Status::Info, 0, 0),
+            op("cas", json!([1, 6]), json!(null), Status::Mismatch, 5, 9),
+        ];
+        assert_eq!(
+            reduce_all(&ops).1,
+            0,
+            "it may have hidden 1 from the mismatch"
+        );
     }
 }

@@ -98,6 +98,9 @@ pub(super) struct Search<'a, M: Model> {
     /// The part of `cache_bytes` added to the budget's total (given back on drop).
     reported_bytes: u64,
     iterations: u64,
+    /// Per operation, the one it may only be linearized after (interchangeable operations
+    /// taken in call order); empty when there are none.
+    waits_for: &'a [Option<usize>],
     /// An operation whose return the caller wants to watch (see [`Search::states_at`]).
     focus: Option<usize>,
     focus_states: Vec<M::State>,
@@ -139,6 +142,7 @@ impl<'a, M: Model> Search<'a, M> {
             cache_bytes: 0,
             reported_bytes: 0,
             iterations: 0,
+            waits_for: &[],
             focus: None,
             focus_states: Vec::new(),
             focus_cap: 0,
@@ -170,6 +174,13 @@ impl<'a, M: Model> Search<'a, M> {
         first
     }
 
+    /// Makes the search linearize operation `i` only after `waits_for[i]`, when that names one:
+    /// for interchangeable operations, which need not be tried in every order.
+    pub(super) fn waiting(mut self, waits_for: &'a [Option<usize>]) -> Self {
+        self.waits_for = waits_for;
+        self
+    }
+
     /// Makes the search collect, up to `cap` distinct ones, the states the model is in each
     /// time the walk reaches `op`'s return with `op` not linearized: the states it could be
     /// in just before `op` had to take effect. Such a search ignores cancellation.
@@ -182,6 +193,13 @@ impl<'a, M: Model> Search<'a, M> {
     /// The states collected for [`states_at`](Self::states_at).
     pub(super) fn focus_states(&self) -> &[M::State] {
         &self.focus_states
+    }
+
+    /// The most operations any linearization the search built so far held.
+    pub(super) fn progress(&self) -> usize {
+        self.best
+            .map_or(0, |(depth, _)| depth)
+            .max(self.stack.len())
     }
 
     /// Looks at the budget: `Some` when it says stop.
@@ -220,6 +238,16 @@ impl<'a, M: Model> Search<'a, M> {
             }
             match Entries::entry(at) {
                 Entry::Call(op) => {
+                    let waiting = self
+                        .waits_for
+                        .get(op)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|before| !self.linearized.contains(before));
+                    if waiting {
+                        self.node = self.entries.after(at);
+                        continue;
+                    }
                     if let Some(next_state) = self.model.step(&self.state, &self.ops[op]) {
                         let forced = self.model.only_observes(&self.ops[op]);
                         self.linearized.insert(op);
@@ -267,7 +295,8 @@ impl<'a, M: Model> Search<'a, M> {
                     if self.best.is_none_or(|(best, _)| depth > best) {
                         self.best = Some((depth, op));
                         self.best_prefix.clear();
-                        self.best_prefix.extend(self.stack.iter().map(|(i, _, _)| *i));
+                        self.best_prefix
+                            .extend(self.stack.iter().map(|(i, _, _)| *i));
                     }
                     if self.focus == Some(op)
                         && self.focus_states.len() < self.focus_cap

@@ -29,19 +29,32 @@ pub(crate) enum RegisterOp {
     },
 }
 
+/// The value of every write no operation can tell apart: one no read returns and no cas
+/// expects (see [`Register::build`]).
+pub(crate) const UNOBSERVED: u32 = u32::MAX;
+
 impl Register {
-    /// Compiles one object's operations for `kind`.
+    /// Compiles one object's operations for `kind`; an operation `i` with `blind[i]` (its
+    /// value nothing observes: no read returns it, no cas expects it, not even one that
+    /// mismatched) writes [`UNOBSERVED`]: states that differ only in such a value cannot be
+    /// told apart by any operation, so the search may treat them as one.
     pub(crate) fn build(
         kind: ModelKind,
         ops: &[&Operation],
         initial: &Value,
         semantics: Semantics,
+        blind: &[bool],
     ) -> Result<(Self, Vec<RegisterOp>), ModelError> {
         let mut values = Interner::new();
         let initial = values.intern(initial);
         let compiled = ops
             .iter()
-            .map(|op| {
+            .enumerate()
+            .map(|(i, op)| {
+                let blind = blind.get(i).copied().unwrap_or(false);
+                let mut written = |v: &Value| {
+                    if blind { UNOBSERVED } else { values.intern(v) }
+                };
                 Ok(match op.f.as_str() {
                     "read" | "get" if kind.operations().contains(&op.f.as_str()) => {
                         if semantics == Semantics::Knossos && op.output.is_null() {
@@ -51,13 +64,14 @@ impl Register {
                         }
                     }
                     "write" | "put" if kind.operations().contains(&op.f.as_str()) => {
-                        RegisterOp::Write(values.intern(&op.input))
+                        RegisterOp::Write(written(&op.input))
                     }
                     "cas" if kind.operations().contains(&"cas") => {
                         let (expect, new) = cas_input(op)?;
+                        let new = written(new);
                         RegisterOp::Cas {
                             expect: values.intern(expect),
-                            new: values.intern(new),
+                            new,
                             outcome: Outcome::of(op),
                         }
                     }
@@ -106,6 +120,9 @@ impl Model for Register {
     }
 
     fn describe(&self, &state: &u32) -> String {
+        if state == UNOBSERVED {
+            return "(a value no operation observed)".into();
+        }
         super::shorten(self.values.value(state).to_string(), 80)
     }
 }
@@ -147,6 +164,7 @@ mod tests {
             &refs,
             &json!(null),
             Semantics::Strict,
+            &[],
         )
         .unwrap();
         let null = m.init();
@@ -178,8 +196,14 @@ mod tests {
             op("read", json!(null), json!(null), Status::Ok),
         ];
         let refs: Vec<&Operation> = ops.iter().collect();
-        let (m, c) =
-            Register::build(ModelKind::Register, &refs, &json!(null), Semantics::Knossos).unwrap();
+        let (m, c) = Register::build(
+            ModelKind::Register,
+            &refs,
+            &json!(null),
+            Semantics::Knossos,
+            &[],
+        )
+        .unwrap();
         let one = m.step(&m.init(), &c[0]).unwrap();
         assert_eq!(m.step(&one, &c[1]), Some(one));
     }
@@ -188,8 +212,14 @@ mod tests {
     fn unknown_operations_are_errors_naming_the_line() {
         let ops = [op("cas", json!([1, 2]), json!(null), Status::Ok)];
         let refs: Vec<&Operation> = ops.iter().collect();
-        let err = Register::build(ModelKind::Register, &refs, &json!(null), Semantics::Strict)
-            .unwrap_err();
+        let err = Register::build(
+            ModelKind::Register,
+            &refs,
+            &json!(null),
+            Semantics::Strict,
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(err.line, 7);
         assert!(
             err.message.contains("--model cas-register"),
@@ -198,8 +228,8 @@ mod tests {
         );
         let ops = [op("cas", json!(3), json!(null), Status::Ok)];
         let refs: Vec<&Operation> = ops.iter().collect();
-        let err =
-            Register::build(ModelKind::Kv, &refs, &json!(null), Semantics::Strict).unwrap_err();
+        let err = Register::build(ModelKind::Kv, &refs, &json!(null), Semantics::Strict, &[])
+            .unwrap_err();
         assert!(err.message.contains("[expected, new]"), "{}", err.message);
     }
 }
