@@ -38,6 +38,7 @@
 //!   names, for each, the one before it — and the 2^k subsets of k pending ones become k + 1.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use serde_json::Value;
 
@@ -80,22 +81,80 @@ fn expected(op: &Operation) -> Option<&Value> {
     (op.f == "cas").then(|| op.input.get(0)).flatten()
 }
 
+/// A value as a map key, compared and hashed in place (no text made of it).
+#[derive(Clone, Copy)]
+struct Key<'v>(&'v Value);
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Key<'_> {}
+
+impl Hash for Key<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        fn walk<H: Hasher>(v: &Value, state: &mut H) {
+            match v {
+                Value::Null => 0u8.hash(state),
+                Value::Bool(b) => (1u8, b).hash(state),
+                Value::Number(n) => {
+                    2u8.hash(state);
+                    match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                        (Some(u), _, _) => u.hash(state),
+                        (_, Some(i), _) => i.hash(state),
+                        (_, _, f) => f.map(f64::to_bits).hash(state),
+                    }
+                }
+                Value::String(s) => (3u8, s).hash(state),
+                Value::Array(items) => {
+                    (4u8, items.len()).hash(state);
+                    items.iter().for_each(|i| walk(i, state));
+                }
+                Value::Object(map) => {
+                    (5u8, map.len()).hash(state);
+                    for (k, v) in map {
+                        k.hash(state);
+                        walk(v, state);
+                    }
+                }
+            }
+        }
+        walk(self.0, state);
+    }
+}
+
 /// Reduces one register key's operations (which must pass [`applies`]), `initial` being its
 /// value before them. Operations are in invocation order.
 pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> {
-    let key = |v: &Value| v.to_string();
+    let unchanged = || Reduced {
+        ops: ops.to_vec(),
+        intervals: ops.iter().map(|op| (op.call, op.ret)).collect(),
+        blind: Vec::new(),
+        waits_for: Vec::new(),
+        dropped: 0,
+        bounded: 0,
+    };
+    if !ops
+        .iter()
+        .any(|op| op.status == Status::Info && written(op).is_some())
+    {
+        return unchanged();
+    }
+    let key = Key;
     // How many operations may write each value (the initial value counts as one).
-    let mut writers: HashMap<String, usize> = HashMap::new();
+    let mut writers: HashMap<Key<'_>, usize> = HashMap::new();
     *writers.entry(key(initial)).or_default() += 1;
     // The earliest return of an `ok` operation that observed each value.
-    let mut observed_by: HashMap<String, u64> = HashMap::new();
+    let mut observed_by: HashMap<Key<'_>, u64> = HashMap::new();
     // Values some cas whose outcome is unknown expects.
-    let mut expected_by_unknown: HashMap<String, ()> = HashMap::new();
+    let mut expected_by_unknown: HashMap<Key<'_>, ()> = HashMap::new();
     // The latest return of a cas mismatch, and the values mismatches expected.
     let mut last_mismatch: Option<u64> = None;
-    let mut expected_by_mismatch: HashMap<String, u64> = HashMap::new();
+    let mut expected_by_mismatch: HashMap<Key<'_>, u64> = HashMap::new();
     // Values a read returned or a cas (but a mismatch) expected.
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashMap<Key<'_>, ()> = HashMap::new();
     for op in ops {
         if let Some(v) = written(op) {
             *writers.entry(key(v)).or_default() += 1;
