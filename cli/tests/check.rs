@@ -86,6 +86,12 @@ fn unknown_is_exit_3() {
     }
     text.push_str("{\"process\":99,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n");
     text.push_str("{\"process\":99,\"type\":\"ok\",\"f\":\"read\",\"value\":-1}\n");
+    // Acknowledged, so no reduction removes them: every subset of them must be tried.
+    for i in 0..30 {
+        text.push_str(&format!(
+            "{{\"process\":{i},\"type\":\"ok\",\"f\":\"write\",\"value\":{i}}}\n"
+        ));
+    }
     let dir = files(&[("slow.jsonl", &text)]);
     faultline()
         .current_dir(dir.path())

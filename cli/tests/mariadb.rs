@@ -42,12 +42,7 @@ fn serializable_holds_and_repeatable_read_does_not() {
     let (code, verdict) = run(tmp.path(), &args("isolation=repeatable-read"));
     let txn = &verdict["checkers"][0];
     assert_eq!(code, Some(1), "{txn}");
-    let found: Vec<&str> = txn["details"]["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c[0].as_str())
-        .collect();
+    let found = common::anomalies(txn);
     assert!(
         found
             .iter()

@@ -81,12 +81,7 @@ fn serializable_passes_and_repeatable_read_shows_write_skew() {
     );
     let txn = &verdict["checkers"][0];
     assert_eq!(code, Some(1), "{txn}");
-    let found: Vec<&str> = txn["details"]["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c[0].as_str())
-        .collect();
+    let found = common::anomalies(txn);
     assert!(
         found.contains(&"G2-item"),
         "PostgreSQL's repeatable read is snapshot isolation: {found:?}"
@@ -126,12 +121,7 @@ fn rw_register_shows_write_skew_at_repeatable_read_assuming_wfr_keys() {
         "a database's rw-register run assumes wfr-keys unless told otherwise: {txn}"
     );
     assert_eq!(code, Some(1), "{txn}");
-    let found: Vec<&str> = txn["details"]["counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c[0].as_str())
-        .collect();
+    let found = common::anomalies(txn);
     assert!(found.contains(&"G2-item"), "write skew: {found:?}");
     assert!(
         txn["explanation"]

@@ -232,7 +232,7 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
         ) {
         parts
             .par_iter_mut()
-            .map(|part| reduce_part(part, options))
+            .map(|part| reduce_part(part, kind, options))
             .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     } else {
         (0, 0)
@@ -358,9 +358,11 @@ fn split_by_key(history: &History, semantics: Semantics) -> Vec<Part<'_>> {
     parts
 }
 
-/// Applies the register reductions to one part; (dropped, bounded) `info` operations.
-fn reduce_part(part: &mut Part<'_>, options: &Options) -> (usize, usize) {
-    if !reduce::applies(&part.ops) {
+/// Applies the register reductions to one part; (dropped, bounded) `info` operations. A part
+/// with an operation the model lacks is left whole, so that compiling it names the operation.
+fn reduce_part(part: &mut Part<'_>, kind: ModelKind, options: &Options) -> (usize, usize) {
+    let known = |op: &&Operation| kind.operations().contains(&op.f.as_str());
+    if !reduce::applies(&part.ops) || !part.ops.iter().all(known) {
         return (0, 0);
     }
     let reduced = reduce::reduce(&part.ops, &options.initial);

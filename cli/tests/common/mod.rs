@@ -65,6 +65,17 @@ pub(crate) fn run_target(target: &str, tmp: &Path, args: &[&str]) -> (Option<i32
     (output.status.code(), verdict)
 }
 
+/// The anomaly classes a transactional verdict found.
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub(crate) fn anomalies(txn: &Value) -> Vec<&str> {
+    txn["details"]["counts"]
+        .as_array()
+        .expect("a transactional verdict counts what it found")
+        .iter()
+        .filter_map(|c| c[0].as_str())
+        .collect()
+}
+
 /// A temporary directory a server's unprivileged account can enter (databases run as their
 /// own account when the tests run as root).
 #[allow(dead_code)] // each test binary uses its own part of this module

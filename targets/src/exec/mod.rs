@@ -207,9 +207,10 @@ impl ExecClient {
         )
     }
 
-    /// Runs `op` on program `n`, starting it first if it is not running. Until `timeout`
-    /// passes; an operation whose program is still starting then was not sent.
-    async fn run_on(&self, n: usize, node: usize, op: &Op, timeout: Duration) -> Completion {
+    /// Runs `op` for runner client `n` on its own program, starting the program first if it
+    /// is not running. Until `timeout` passes; an operation whose program is still starting
+    /// then was not sent.
+    async fn run_for(&self, n: usize, node: usize, op: &Op, timeout: Duration) -> Completion {
         let deadline = Instant::now() + timeout;
         let n = n % self.programs.len();
         let mut slot = self.programs[n].lock().await;
@@ -259,17 +260,6 @@ impl ExecClient {
             }
         }
     }
-
-    /// Runs `op` as runner client `client` (each client keeps to its own program).
-    pub async fn invoke_as(
-        &self,
-        client: usize,
-        node: usize,
-        op: &Op,
-        timeout: Duration,
-    ) -> Completion {
-        self.run_on(client, node, op, timeout).await
-    }
 }
 
 impl Drop for ExecClient {
@@ -287,8 +277,17 @@ impl Drop for ExecClient {
 impl Client for ExecClient {
     async fn invoke(&self, node: usize, op: &Op, timeout: Duration) -> Completion {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.run_on(n % self.programs.len(), node, op, timeout)
-            .await
+        self.run_for(n, node, op, timeout).await
+    }
+
+    async fn invoke_as(
+        &self,
+        client: usize,
+        node: usize,
+        op: &Op,
+        timeout: Duration,
+    ) -> Completion {
+        self.run_for(client, node, op, timeout).await
     }
 
     fn nodes(&self) -> usize {
