@@ -25,7 +25,7 @@ elif mode == "late-hello":
 elif mode == "few-ops":
     print('{"type":"hello","ops":["read"]}', flush=True)
 else:
-    print('{"type":"hello","ops":["read","write","cas"]}', flush=True)
+    print('{"type":"hello","ops":["read","write","cas","txn"]}', flush=True)
 memory, n = {}, 0
 for line in sys.stdin:
     op = json.loads(line)
@@ -54,6 +54,19 @@ for line in sys.stdin:
             memory[op["key"]] = op["value"][1]
         else:
             answer = {"id": op["id"], "type": "fail", "error": "mismatch"}
+    elif op["f"] == "txn":
+        done = []
+        for f, k, v in op["value"]:
+            k = "txn-%s" % k
+            if f == "r":
+                done.append([f, k[4:], memory.get(k)])
+            elif f == "append":
+                memory[k] = memory.get(k, []) + [v]
+                done.append([f, k[4:], v])
+            else:
+                memory[k] = v
+                done.append([f, k[4:], v])
+        answer["value"] = done
     print(json.dumps(answer), flush=True)
 "#;
 
@@ -157,6 +170,42 @@ fn answers_reach_the_checker() {
             run.join(format!("clients/{n}.log")).exists(),
             "client {n}'s log"
         );
+    }
+}
+
+#[test]
+fn every_workload_runs_through_a_program() {
+    if !python_present() {
+        return;
+    }
+    // One program with one memory: whatever the workload, its history is consistent.
+    for (workload, checker) in [
+        ("set", "set"),
+        ("causal", "causal"),
+        ("list-append", "transactional"),
+        ("rw-register", "transactional"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run_client(
+            dir.path(),
+            "good",
+            &[
+                "--workload",
+                workload,
+                "--clients",
+                "1",
+                "--time-limit",
+                "2s",
+                "--format",
+                "json",
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{workload}: {stderr}");
+        let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let judged = &verdict["checkers"][0];
+        assert_eq!(judged["checker"], checker, "{workload}: {verdict}");
+        assert_eq!(judged["valid"], "PASS", "{workload}: {judged}");
     }
 }
 
