@@ -37,7 +37,8 @@ fn a_long_prefix_is_cut_to_the_last_operations() {
         ));
     }
     text.push_str("{\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n");
-    text.push_str("{\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":3}\n");
+    // A value never written: no proof without a search, so the search explains it.
+    text.push_str("{\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":-1}\n");
     let report = report(&text);
     assert_eq!(report.failures[0].prefix.len(), 50);
     let explanation = explain_report(&report);

@@ -5,7 +5,8 @@
 
 use std::fmt::Write as _;
 
-use super::{KeyFailure, LinearizabilityReport, describe_op};
+use super::stale::StaleRead;
+use super::{KeyFailure, LinearizabilityReport, LinearizedOp, describe_op};
 use crate::history::Operation;
 use crate::verdict::Validity;
 
@@ -24,6 +25,52 @@ fn op_line(op: &Operation) -> String {
     )
 }
 
+/// The failure of a key whose read `stale` proved stale: the read, and as its prefix the
+/// write it saw (if not the initial value) and the overwrite, each with the value after it.
+pub(super) fn stale_failure(
+    key: Option<String>,
+    ops: &[&Operation],
+    stale: StaleRead,
+) -> KeyFailure {
+    let (read, overwrite) = (ops[stale.read], ops[stale.overwrite]);
+    let value = |op: &Operation| super::reduce::written(op).cloned().unwrap_or_default();
+    let seen = match stale.write {
+        Some(w) => format!("{} was written only by {}", read.output, op_line(ops[w])),
+        None => format!(
+            "{} is the initial value, and no operation writes it",
+            read.output
+        ),
+    };
+    let proof = format!(
+        "    {seen};\n    then {} wrote {}: it was invoked after that{} and returned before the \
+         read was invoked,\n    so the value read had been overwritten before the read began",
+        op_line(overwrite),
+        value(overwrite),
+        if stale.write.is_some() {
+            " write returned"
+        } else {
+            ""
+        },
+    );
+    let prefix = stale
+        .write
+        .into_iter()
+        .chain([stale.overwrite])
+        .map(|i| LinearizedOp {
+            op: ops[i].clone(),
+            state: value(ops[i]).to_string(),
+        })
+        .collect();
+    KeyFailure {
+        key,
+        op: read.clone(),
+        prefix,
+        states_before: vec![value(overwrite).to_string()],
+        states_complete: false,
+        proof: Some(proof),
+    }
+}
+
 /// Why one key is not linearizable, for a person. Bounded: at most [`PREFIX_SHOWN`] prefix
 /// operations and the capped list of states.
 fn explain_failure(failure: &KeyFailure) -> String {
@@ -32,6 +79,12 @@ fn explain_failure(failure: &KeyFailure) -> String {
         .key
         .as_ref()
         .map_or("the single object".to_string(), |k| format!("key {k:?}"));
+    if let Some(proof) = &failure.proof {
+        let _ = writeln!(out, "  {key}: this read is stale:");
+        let _ = writeln!(out, "    {}", op_line(&failure.op));
+        let _ = writeln!(out, "  because:\n{proof}");
+        return out;
+    }
     let _ = writeln!(out, "  {key}: no linearization places this operation:");
     let _ = writeln!(out, "    {}", op_line(&failure.op));
     let n = failure.prefix.len();

@@ -19,6 +19,7 @@ mod explain;
 mod reduce;
 mod schedule;
 mod search;
+mod stale;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -110,6 +111,9 @@ pub struct KeyFailure {
     /// Whether `states_before` lists every such state (false when the list was capped or the
     /// search for them ran out of time).
     pub states_complete: bool,
+    /// When the failure was proved without a search (a stale read): why, in words, naming the
+    /// operations that prove it.
+    pub proof: Option<String>,
 }
 
 /// One step of a linearization.
@@ -249,11 +253,36 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
         cache_bytes: AtomicU64::new(0),
         max_cache_bytes: options.max_cache_bytes,
     };
+    let proofs: Vec<Option<KeyFailure>> = parts
+        .par_iter()
+        .map(|part| {
+            let provable = options.semantics == Semantics::Strict
+                && matches!(
+                    kind,
+                    ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
+                )
+                && reduce::applies(&part.ops);
+            provable
+                .then(|| stale::find(&part.ops, &part.intervals, &options.initial))
+                .flatten()
+                .map(|stale| explain::stale_failure(part.key.clone(), &part.ops, stale))
+        })
+        .collect();
     let tasks: Vec<(usize, Box<dyn Task + '_>)> = parts
         .iter()
         .zip(&compiled)
+        .zip(proofs)
         .enumerate()
-        .map(|(i, (part, compiled))| (i, task(part, compiled, &budget)))
+        .map(|(i, ((part, compiled), proof))| {
+            let task: Box<dyn Task + '_> = match proof {
+                Some(failure) => Box::new(Proved {
+                    failure: Some(failure),
+                    budget: &budget,
+                }),
+                None => task(part, compiled, &budget),
+            };
+            (i, task)
+        })
         .collect();
     let outcomes = schedule::run(tasks);
 
@@ -410,6 +439,19 @@ fn task<'a>(part: &'a Part<'a>, compiled: &'a Compiled, budget: &'a Budget) -> B
     }
 }
 
+/// A part already proved not linearizable, without a search.
+struct Proved<'a> {
+    failure: Option<KeyFailure>,
+    budget: &'a Budget,
+}
+
+impl Task for Proved<'_> {
+    fn advance(&mut self, _slice: u64) -> Option<PartOutcome> {
+        self.budget.cancel.store(true, Ordering::Relaxed);
+        self.failure.take().map(|f| PartOutcome::Fail(Box::new(f)))
+    }
+}
+
 /// One part's search and what it needs to explain a failure.
 struct PartTask<'a, M: Model> {
     part: &'a Part<'a>,
@@ -467,6 +509,7 @@ impl<'a, M: Model> PartTask<'a, M> {
                 .map(|s| model.describe(s))
                 .collect(),
             states_complete: finished && states.len() <= MAX_STATES,
+            proof: None,
         }
     }
 }

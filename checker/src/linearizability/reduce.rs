@@ -68,7 +68,7 @@ pub(super) fn applies(ops: &[&Operation]) -> bool {
 }
 
 /// The value `op` would write, if it writes: a write's input, a cas's new value.
-fn written(op: &Operation) -> Option<&Value> {
+pub(super) fn written(op: &Operation) -> Option<&Value> {
     match op.f.as_str() {
         "write" | "put" => Some(&op.input),
         "cas" if op.status != Status::Mismatch => op.input.get(1),
@@ -83,7 +83,7 @@ fn expected(op: &Operation) -> Option<&Value> {
 
 /// A value as a map key, compared and hashed in place (no text made of it).
 #[derive(Clone, Copy)]
-struct Key<'v>(&'v Value);
+pub(super) struct Key<'v>(pub(super) &'v Value);
 
 impl PartialEq for Key<'_> {
     fn eq(&self, other: &Self) -> bool {
