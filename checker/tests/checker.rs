@@ -89,6 +89,33 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Read/write registers with unique values, some with a stale read: the zones, the
+    /// stale-read proof and the reductions give the plain search's verdict.
+    #[test]
+    fn decisions_without_a_search_match_the_search(
+        seed in any::<u64>(),
+        ops in 20..300usize,
+        clients in 2..10usize,
+        stale in any::<bool>(),
+    ) {
+        let config = SynthConfig { ops, keys: 1, clients, info_rate: 0.05, cas: false, seed };
+        let mut history = history::pair(generate(&config).events()).unwrap();
+        if stale {
+            make_stale(&mut history);
+        }
+        let fast = check(&history, &Options::default());
+        let plain = Options { reduce_info: false, ..Options::default() };
+        let searched = check(&history, &plain);
+        prop_assert_eq!(fast.validity, searched.validity);
+        if let (Some(a), Some(b)) = (fast.failures.first(), searched.failures.first()) {
+            prop_assert_eq!(&a.key, &b.key);
+        }
+    }
+}
+
 #[test]
 fn a_read_of_null_after_a_write_fails_strict_but_passes_knossos() {
     let history = jsonl(&[
@@ -178,8 +205,8 @@ fn a_queue_is_fifo() {
 }
 
 /// A key whose search is hopeless: `n` concurrent acknowledged writes, and a read of a value
-/// none wrote, concurrent with all of them. Proving it FAIL means trying every subset of the
-/// writes.
+/// none wrote, concurrent with all of them (and a cas, so that only a search can decide it).
+/// Proving it FAIL means trying every subset of the writes.
 fn hopeless_key(key: &str, n: usize, process_base: usize) -> Vec<String> {
     let mut lines = Vec::new();
     for i in 0..n {
@@ -195,6 +222,15 @@ fn hopeless_key(key: &str, n: usize, process_base: usize) -> Vec<String> {
     lines.push(format!(
         r#"{{"process":{},"type":"ok","f":"read","key":"{key}","value":-1}}"#,
         process_base + n
+    ));
+    // A cas keeps the zones (read/write registers only) from deciding it without a search.
+    lines.push(format!(
+        r#"{{"process":{},"type":"invoke","f":"cas","key":"{key}","value":[-2,-3]}}"#,
+        process_base + n + 1
+    ));
+    lines.push(format!(
+        r#"{{"process":{},"type":"fail","f":"cas","key":"{key}","value":[-2,-3],"error":"mismatch"}}"#,
+        process_base + n + 1
     ));
     // Acknowledged, so no reduction removes them: every subset of them is a configuration.
     for i in 0..n {
@@ -237,7 +273,7 @@ fn a_timeout_gives_unknown_with_the_reason() {
     );
     assert!(
         report.unknown_reasons[1].contains("the search had linearized at most")
-            && report.unknown_reasons[1].contains("of the 41 operations of key \"k\""),
+            && report.unknown_reasons[1].contains("of the 42 operations of key \"k\""),
         "how far it got: {:?}",
         report.unknown_reasons
     );

@@ -332,10 +332,10 @@ fn agree(model: ModelKind, text: bool, specs: &[Spec]) -> Result<(), TestCaseErr
 /// Register histories as the `register` and `cas` workloads make them — every written value
 /// unique — with many `info` operations and cas mismatches: the cases the `info` reductions
 /// act on (bounding an observed write by its first observer, dropping an unobserved one).
-fn unique_specs(processes: usize) -> impl Strategy<Value = Vec<Spec>> {
+fn unique_specs(processes: usize, cas: bool) -> impl Strategy<Value = Vec<Spec>> {
     let one = (
         0..processes,
-        0..3u8,
+        0..if cas { 3u8 } else { 2 },
         0..8usize,
         prop::sample::select(vec![
             Status::Ok,
@@ -382,8 +382,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
-    fn unique_value_registers_with_many_info_agree(s in unique_specs(3)) {
+    fn unique_value_registers_with_many_info_agree(s in unique_specs(3, true)) {
         agree(ModelKind::CasRegister, false, &s)?;
+    }
+
+    /// Read/write registers with unique values: decided by the zones, without a search.
+    #[test]
+    fn unique_value_read_write_registers_agree(s in unique_specs(4, false)) {
+        agree(ModelKind::Register, false, &s)?;
     }
 
     #[test]
@@ -461,7 +467,10 @@ fn unique_value_histories_exercise_both_reductions_and_both_verdicts() {
     let mut runner = TestRunner::deterministic();
     let (mut pass, mut fail, mut dropped, mut bounded) = (0, 0, 0, 0);
     for _ in 0..300 {
-        let s = unique_specs(3).new_tree(&mut runner).unwrap().current();
+        let s = unique_specs(3, true)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
         let options = Options {
             model: Some(ModelKind::CasRegister),
             ..Options::default()

@@ -86,6 +86,11 @@ fn unknown_is_exit_3() {
     }
     text.push_str("{\"process\":99,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n");
     text.push_str("{\"process\":99,\"type\":\"ok\",\"f\":\"read\",\"value\":-1}\n");
+    // A cas keeps it from the zones (read/write registers only): only a search decides it.
+    text.push_str("{\"process\":98,\"type\":\"invoke\",\"f\":\"cas\",\"value\":[-2,-3]}\n");
+    text.push_str(
+        "{\"process\":98,\"type\":\"fail\",\"f\":\"cas\",\"value\":[-2,-3],\"error\":\"mismatch\"}\n",
+    );
     // Acknowledged, so no reduction removes them: every subset of them must be tried.
     for i in 0..30 {
         text.push_str(&format!(

@@ -79,8 +79,11 @@ fn explain_failure(failure: &KeyFailure) -> String {
         .key
         .as_ref()
         .map_or("the single object".to_string(), |k| format!("key {k:?}"));
-    if let Some(proof) = &failure.proof {
-        let _ = writeln!(out, "  {key}: this read is stale:");
+    if let (Some(proof), true) = (&failure.proof, failure.prefix.is_empty()) {
+        let _ = writeln!(
+            out,
+            "  {key}: no linearization places this operation (proved without a search):"
+        );
         let _ = writeln!(out, "    {}", op_line(&failure.op));
         let _ = writeln!(out, "  because:\n{proof}");
         return out;
@@ -121,6 +124,9 @@ fn explain_failure(failure: &KeyFailure) -> String {
             failure.states_before.join(", ")
         }
     );
+    if let Some(proof) = &failure.proof {
+        let _ = writeln!(out, "  proved without a search:\n{proof}");
+    }
     out
 }
 

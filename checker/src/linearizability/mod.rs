@@ -20,6 +20,7 @@ mod reduce;
 mod schedule;
 mod search;
 mod stale;
+mod zones;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,8 +53,9 @@ pub struct Options {
     pub timeout: Option<Duration>,
     /// Give UNKNOWN when the search caches of one check hold more than this many bytes.
     pub max_cache_bytes: u64,
-    /// Whether to bound or drop `info` register writes before the search ([`reduce`]);
-    /// off only to measure what they gain.
+    /// Whether to bound or drop `info` register writes before the search ([`reduce`]) and
+    /// decide what can be decided without one (stale reads, read/write zones); off only to
+    /// measure what they gain, or to hold them to the plain search.
     pub reduce_info: bool,
 }
 
@@ -253,20 +255,9 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
         cache_bytes: AtomicU64::new(0),
         max_cache_bytes: options.max_cache_bytes,
     };
-    let proofs: Vec<Option<KeyFailure>> = parts
+    let proofs: Vec<Option<PartOutcome>> = parts
         .par_iter()
-        .map(|part| {
-            let provable = options.semantics == Semantics::Strict
-                && matches!(
-                    kind,
-                    ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
-                )
-                && reduce::applies(&part.ops);
-            provable
-                .then(|| stale::find(&part.ops, &part.intervals, &options.initial))
-                .flatten()
-                .map(|stale| explain::stale_failure(part.key.clone(), &part.ops, stale))
-        })
+        .map(|part| decide_without_search(part, kind, options))
         .collect();
     let tasks: Vec<(usize, Box<dyn Task + '_>)> = parts
         .iter()
@@ -275,9 +266,13 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
         .enumerate()
         .map(|(i, ((part, compiled), proof))| {
             let task: Box<dyn Task + '_> = match proof {
-                Some(failure) => Box::new(Proved {
-                    failure: Some(failure),
-                    budget: &budget,
+                Some(PartOutcome::Fail(failure)) => Box::new(Explained {
+                    proof: Some(failure),
+                    search: task(part, compiled, &budget),
+                    steps_left: EXPLAIN_STEPS,
+                }),
+                Some(outcome) => Box::new(Proved {
+                    outcome: Some(outcome),
                 }),
                 None => task(part, compiled, &budget),
             };
@@ -439,16 +434,79 @@ fn task<'a>(part: &'a Part<'a>, compiled: &'a Compiled, budget: &'a Budget) -> B
     }
 }
 
-/// A part already proved not linearizable, without a search.
-struct Proved<'a> {
-    failure: Option<KeyFailure>,
-    budget: &'a Budget,
+/// A part proved linearizable without a search.
+struct Proved {
+    outcome: Option<PartOutcome>,
 }
 
-impl Task for Proved<'_> {
+impl Task for Proved {
     fn advance(&mut self, _slice: u64) -> Option<PartOutcome> {
-        self.budget.cancel.store(true, Ordering::Relaxed);
-        self.failure.take().map(|f| PartOutcome::Fail(Box::new(f)))
+        self.outcome.take()
+    }
+}
+
+/// How many search steps a part proved not linearizable may spend on the usual explanation (the
+/// longest linearizable prefix, the states before the failing operation) before the proof
+/// alone is reported.
+const EXPLAIN_STEPS: u64 = 1 << 22;
+
+/// A part proved not linearizable without a search: the search runs, within
+/// [`EXPLAIN_STEPS`], only to explain it the usual way too.
+struct Explained<'a> {
+    proof: Option<Box<KeyFailure>>,
+    search: Box<dyn Task + 'a>,
+    steps_left: u64,
+}
+
+impl Task for Explained<'_> {
+    fn advance(&mut self, slice: u64) -> Option<PartOutcome> {
+        let steps = slice.min(self.steps_left);
+        self.steps_left -= steps;
+        let searched = self.search.advance(steps);
+        match searched {
+            None if self.steps_left > 0 => None,
+            Some(PartOutcome::Fail(mut failure)) => {
+                failure.proof = self.proof.take().and_then(|p| p.proof);
+                Some(PartOutcome::Fail(failure))
+            }
+            // Out of steps, stopped, or (never, if the proof is right) a pass: the proof stands.
+            _ => self.proof.take().map(PartOutcome::Fail),
+        }
+    }
+}
+
+/// Decides a register part without a search when it can: a stale read proved, or the zones
+/// of a read/write register with unique values (strict semantics only).
+fn decide_without_search(
+    part: &Part<'_>,
+    kind: ModelKind,
+    options: &Options,
+) -> Option<PartOutcome> {
+    let register = matches!(
+        kind,
+        ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
+    );
+    let applies = options.reduce_info && options.semantics == Semantics::Strict && register;
+    if !applies || !reduce::applies(&part.ops) {
+        return None;
+    }
+    let (ops, key) = (&part.ops, part.key.clone());
+    if let Some(stale) = stale::find(ops, &part.intervals, &options.initial) {
+        let failure = explain::stale_failure(key, ops, stale);
+        return Some(PartOutcome::Fail(Box::new(failure)));
+    }
+    match zones::decide(ops, &part.intervals, &options.initial)? {
+        zones::Decision::Linearizable => Some(PartOutcome::Pass),
+        zones::Decision::NotLinearizable { op, why } => {
+            Some(PartOutcome::Fail(Box::new(KeyFailure {
+                key,
+                op: ops[op].clone(),
+                prefix: Vec::new(),
+                states_before: Vec::new(),
+                states_complete: false,
+                proof: Some(format!("    {why}")),
+            })))
+        }
     }
 }
 
