@@ -1,5 +1,5 @@
-//! The hard cases of linearizability checking, measured: generated cas-register histories on
-//! one key, linearizable by construction — few processes with many indeterminate (`info`)
+//! The hard cases of linearizability checking, measured: generated register histories on one
+//! key (with cas unless `--read-write`), linearizable by construction — few processes with many indeterminate (`info`)
 //! operations, and many concurrent processes — each checked with a time limit; prints for
 //! each the verdict and the time, then the share decided. With `--stale`, one read in each
 //! is made provably stale: each must FAIL, naming it.
@@ -8,7 +8,12 @@
 //! cargo run --release -p faultline-checker --example stress -- --timeout 20
 //! cargo run --release -p faultline-checker --example stress -- --timeout 20 --stale
 //! cargo run --release -p faultline-checker --example stress -- --timeout 20 --no-reductions
+//! cargo run --release -p faultline-checker --example stress -- --timeout 20 --read-write
 //! ```
+//!
+//! `--no-reductions` turns off what is decided before or instead of the search (the `info`
+//! reductions, the stale-read proof, the zones); `--read-write` makes register histories
+//! without cas (decided by the zones).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +26,7 @@ fn main() {
     let mut timeout = Duration::from_secs(20);
     let mut stale = false;
     let mut reduce_info = true;
+    let mut cas = true;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -33,6 +39,7 @@ fn main() {
             }
             "--stale" => stale = true,
             "--no-reductions" => reduce_info = false,
+            "--read-write" => cas = false,
             other => {
                 panic!("unknown flag {other}; use --timeout SECONDS, --stale, --no-reductions")
             }
@@ -66,7 +73,7 @@ fn main() {
             keys: 1,
             clients,
             info_rate: info,
-            cas: true,
+            cas,
             seed: seed as u64 + 1,
         });
         let planted = if stale {

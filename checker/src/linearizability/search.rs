@@ -165,8 +165,7 @@ impl<'a, M: Model> Search<'a, M> {
             let Entry::Call(op) = Entries::entry(at) else {
                 break;
             };
-            let op = &self.ops[op];
-            if self.model.only_observes(op) && self.model.step(&self.state, op).is_some() {
+            if self.model.observes_now(&self.state, &self.ops[op]) {
                 return Some(at);
             }
             node = self.entries.after(at);

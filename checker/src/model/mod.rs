@@ -53,6 +53,11 @@ pub(crate) trait Model: Sync {
         false
     }
 
+    /// Whether `op` only observes and can happen in `state` (no new state is made to say so).
+    fn observes_now(&self, state: &Self::State, op: &Self::Op) -> bool {
+        self.only_observes(op) && self.step(state, op).is_some()
+    }
+
     /// Heap bytes a state holds beyond its own size, for the cache memory bound.
     fn heap_bytes(&self, _state: &Self::State) -> usize {
         0

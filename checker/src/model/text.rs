@@ -172,6 +172,19 @@ impl Model for TextRegister {
         }
     }
 
+    fn observes_now(&self, state: &Text, op: &TextOp) -> bool {
+        match op {
+            TextOp::Read(None) => true,
+            TextOp::Read(Some(v)) => v == state,
+            TextOp::Cas {
+                expect,
+                outcome: Outcome::Mismatch,
+                ..
+            } => expect != state,
+            _ => false,
+        }
+    }
+
     fn only_observes(&self, op: &TextOp) -> bool {
         matches!(
             op,
