@@ -116,6 +116,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Cas registers with few clients (quiescent points, so the search runs in segments), some
+    /// with a read of a value nobody wrote (no proof without a search finds it): the segmented
+    /// search gives the plain search's verdict, on the same key.
+    #[test]
+    fn segmented_searches_match_the_plain_search(
+        seed in any::<u64>(),
+        ops in 100..600usize,
+        clients in 2..4usize,
+        plant in any::<bool>(),
+    ) {
+        let config = SynthConfig { ops, keys: 1, clients, info_rate: 0.02, cas: true, seed };
+        let mut history = history::pair(generate(&config).events()).unwrap();
+        if plant {
+            let late = history.ops.len() * 3 / 4;
+            if let Some(read) = history.ops[late..]
+                .iter()
+                .position(|op| op.f == "read" && op.status == Status::Ok)
+            {
+                history.ops[late + read].output = serde_json::json!(-1);
+            }
+        }
+        let fast = check(&history, &Options::default());
+        let plain = Options { reduce_info: false, ..Options::default() };
+        let searched = check(&history, &plain);
+        prop_assert_eq!(fast.validity, searched.validity);
+        if let (Some(a), Some(b)) = (fast.failures.first(), searched.failures.first()) {
+            prop_assert_eq!(&a.op, &b.op);
+        }
+    }
+}
+
 #[test]
 fn a_read_of_null_after_a_write_fails_strict_but_passes_knossos() {
     let history = jsonl(&[

@@ -65,6 +65,7 @@ pub(super) fn stale_failure(
         key,
         op: read.clone(),
         prefix,
+        prefix_from: None,
         states_before: vec![value(overwrite).to_string()],
         states_complete: false,
         proof: Some(proof),
@@ -90,6 +91,16 @@ fn explain_failure(failure: &KeyFailure) -> String {
     }
     let _ = writeln!(out, "  {key}: no linearization places this operation:");
     let _ = writeln!(out, "    {}", op_line(&failure.op));
+    if let Some(from) = &failure.prefix_from {
+        let _ = writeln!(
+            out,
+            "  searched from line {}, where every linearization of the operations before has \
+             ended with\n    {}  ⇒ {}",
+            from.op.line,
+            op_line(&from.op),
+            from.state
+        );
+    }
     let n = failure.prefix.len();
     if n == 0 {
         let _ = writeln!(

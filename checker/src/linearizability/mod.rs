@@ -19,6 +19,7 @@ mod explain;
 mod reduce;
 mod schedule;
 mod search;
+mod segments;
 mod stale;
 mod zones;
 
@@ -108,6 +109,9 @@ pub struct KeyFailure {
     /// The longest linearizable prefix the search found: operations in order, with the state
     /// after each.
     pub prefix: Vec<LinearizedOp>,
+    /// When the history was searched in segments: the write every linearization of the
+    /// operations before `prefix` ends with (they are left out of it), and its value.
+    pub prefix_from: Option<LinearizedOp>,
     /// States the model could be in just before `op` had to take effect.
     pub states_before: Vec<String>,
     /// Whether `states_before` lists every such state (false when the list was capped or the
@@ -210,6 +214,8 @@ struct Part<'h> {
     blind: Vec<bool>,
     /// Per operation: the interchangeable one it must be linearized after; empty: none.
     waits_for: Vec<Option<usize>>,
+    /// The independent segments it is searched in, in order; empty: the whole part at once.
+    segments: Vec<segments::Segment>,
 }
 
 /// What checking one part gave.
@@ -373,6 +379,7 @@ fn split_by_key(history: &History, semantics: Semantics) -> Vec<Part<'_>> {
                 intervals: Vec::new(),
                 blind: Vec::new(),
                 waits_for: Vec::new(),
+                segments: Vec::new(),
             });
             parts.len() - 1
         });
@@ -394,6 +401,7 @@ fn reduce_part(part: &mut Part<'_>, kind: ModelKind, options: &Options) -> (usiz
     part.intervals = reduced.intervals;
     part.blind = reduced.blind;
     part.waits_for = reduced.waits_for;
+    part.segments = segments::cut(&part.ops, &part.intervals, &part.waits_for);
     (reduced.dropped, reduced.bounded)
 }
 
@@ -502,6 +510,7 @@ fn decide_without_search(
                 key,
                 op: ops[op].clone(),
                 prefix: Vec::new(),
+                prefix_from: None,
                 states_before: Vec::new(),
                 states_complete: false,
                 proof: Some(format!("    {why}")),
@@ -510,41 +519,85 @@ fn decide_without_search(
     }
 }
 
-/// One part's search and what it needs to explain a failure.
+/// One part's search — segment after segment, when it was cut — and what it needs to explain
+/// a failure.
 struct PartTask<'a, M: Model> {
     part: &'a Part<'a>,
     model: &'a M,
     ops: &'a [M::Op],
     budget: &'a Budget,
+    /// The segment being searched (always 0 for a part not cut).
+    segment: usize,
     search: Search<'a, M>,
 }
 
 impl<'a, M: Model> PartTask<'a, M> {
     fn new(part: &'a Part<'a>, model: &'a M, ops: &'a [M::Op], budget: &'a Budget) -> Self {
-        let search = Search::new(model, ops, &part.intervals, budget).waiting(&part.waits_for);
         PartTask {
             part,
             model,
             ops,
             budget,
-            search,
+            segment: 0,
+            search: Self::search_of(part, model, ops, budget, 0),
         }
     }
 
-    /// Explains a failure: the prefix with the state after each operation, and the states the
-    /// model could be in before the failing one.
+    /// The state a segment starts from: the initial one, or the value its forced write wrote.
+    fn start_state(model: &M, ops: &[M::Op], start: Option<usize>) -> M::State {
+        let init = model.init();
+        match start {
+            // A write steps from any state to its value.
+            Some(w) => model.step(&init, &ops[w]).unwrap_or(init),
+            None => init,
+        }
+    }
+
+    /// The search of segment `s` (the whole part, for a part not cut).
+    fn search_of(
+        part: &'a Part<'a>,
+        model: &'a M,
+        ops: &'a [M::Op],
+        budget: &'a Budget,
+        s: usize,
+    ) -> Search<'a, M> {
+        match part.segments.get(s) {
+            None => Search::new(model, ops, &part.intervals, budget).waiting(&part.waits_for),
+            Some(seg) => Search::new(
+                model,
+                &ops[seg.lo..seg.hi],
+                &part.intervals[seg.lo..seg.hi],
+                budget,
+            )
+            .waiting(&seg.waits_for)
+            .from_state(Self::start_state(model, ops, seg.start)),
+        }
+    }
+
+    /// Where the current segment starts, and the write that forced its state.
+    fn offset(&self) -> (usize, Option<usize>) {
+        self.part
+            .segments
+            .get(self.segment)
+            .map_or((0, None), |seg| (seg.lo, seg.start))
+    }
+
+    /// Explains a failure in the current segment (`prefix` and `failing` are its positions):
+    /// the prefix with the state after each operation, and the states the model could be in
+    /// before the failing one.
     fn explain(&self, prefix: Vec<usize>, failing: usize) -> KeyFailure {
         let (model, ops, part) = (self.model, self.ops, self.part);
-        let mut state = model.init();
+        let (lo, start) = self.offset();
+        let mut state = Self::start_state(model, ops, start);
         let prefix = prefix
             .into_iter()
             .map(|i| {
-                // The search built this prefix by legal steps from the initial state.
+                // The search built this prefix by legal steps from the segment's state.
                 state = model
-                    .step(&state, &ops[i])
+                    .step(&state, &ops[lo + i])
                     .expect("a prefix the search linearized replays");
                 LinearizedOp {
-                    op: part.ops[i].clone(),
+                    op: part.ops[lo + i].clone(),
                     state: model.describe(&state),
                 }
             })
@@ -552,15 +605,18 @@ impl<'a, M: Model> PartTask<'a, M> {
         // A second search that watches the failing operation's return collects the states
         // the model could be in there. It ignores cancellation (this part's own FAIL set
         // it), but not the deadline or the cache bound.
-        let mut watch = Search::new(model, ops, &part.intervals, self.budget)
-            .waiting(&part.waits_for)
+        let mut watch = Self::search_of(part, model, ops, self.budget, self.segment)
             .states_at(failing, MAX_STATES + 1);
         let finished = matches!(watch.run(u64::MAX), Some(Found::NotLinearizable { .. }));
         let states = watch.focus_states();
         KeyFailure {
             key: part.key.clone(),
-            op: part.ops[failing].clone(),
+            op: part.ops[lo + failing].clone(),
             prefix,
+            prefix_from: start.map(|w| LinearizedOp {
+                op: part.ops[w].clone(),
+                state: model.describe(&Self::start_state(model, ops, Some(w))),
+            }),
             states_before: states
                 .iter()
                 .take(MAX_STATES)
@@ -578,8 +634,16 @@ where
 {
     fn advance(&mut self, slice: u64) -> Option<PartOutcome> {
         Some(match self.search.run(slice)? {
+            Found::Linearizable if self.segment + 1 < self.part.segments.len() => {
+                self.segment += 1;
+                let (part, model, ops, budget) = (self.part, self.model, self.ops, self.budget);
+                self.search = Self::search_of(part, model, ops, budget, self.segment);
+                return None;
+            }
             Found::Linearizable => PartOutcome::Pass,
-            Found::Stopped(stop) => PartOutcome::Stopped(stop, self.search.progress()),
+            Found::Stopped(stop) => {
+                PartOutcome::Stopped(stop, self.offset().0 + self.search.progress())
+            }
             Found::NotLinearizable { prefix, failing } => {
                 self.budget.cancel.store(true, Ordering::Relaxed);
                 PartOutcome::Fail(Box::new(self.explain(prefix, failing)))

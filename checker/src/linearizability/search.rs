@@ -173,6 +173,12 @@ impl<'a, M: Model> Search<'a, M> {
         first
     }
 
+    /// Makes the search start from `state` instead of the model's initial one.
+    pub(super) fn from_state(mut self, state: M::State) -> Self {
+        self.state = state;
+        self.at_first_candidate()
+    }
+
     /// Makes the search linearize operation `i` only after `waits_for[i]`, when that names one:
     /// for interchangeable operations, which need not be tried in every order.
     pub(super) fn waiting(mut self, waits_for: &'a [Option<usize>]) -> Self {
