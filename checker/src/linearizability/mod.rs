@@ -570,7 +570,7 @@ impl<'a, M: Model> PartTask<'a, M> {
                 budget,
             )
             .waiting(&seg.waits_for)
-            .from_state(Self::start_state(model, ops, seg.start)),
+            .starting_at(Self::start_state(model, ops, seg.start)),
         }
     }
 

@@ -174,7 +174,7 @@ impl<'a, M: Model> Search<'a, M> {
     }
 
     /// Makes the search start from `state` instead of the model's initial one.
-    pub(super) fn from_state(mut self, state: M::State) -> Self {
+    pub(super) fn starting_at(mut self, state: M::State) -> Self {
         self.state = state;
         self.at_first_candidate()
     }
