@@ -110,6 +110,15 @@ fn per_key(
     txns: &[Txn],
     out: &mut Inference,
 ) {
+    let order = version_order(key, reads, out);
+    read_anomalies(key, reads, order, appends, txns, out);
+    dirty_updates(key, order, appends, txns, out);
+    dependency_edges(key, reads, order, appends, appended, txns, out);
+}
+
+/// The key's version order: its longest read (a read with an element twice is reported as
+/// `duplicate-elements` and left out).
+fn version_order<'r>(key: Id, reads: &[Read<'r>], out: &mut Inference) -> &'r [Id] {
     let mut order: &[Id] = &[];
     for read in reads {
         if has_duplicates(read.list) {
@@ -129,6 +138,20 @@ fn per_key(
             order = read.list;
         }
     }
+    order
+}
+
+/// What the reads of a key show on their own: reads no single order explains
+/// (`incompatible-order`), elements nobody appended (`garbage-read`) or an aborted
+/// transaction appended (G1a), and reads ending in an intermediate append (G1b).
+fn read_anomalies(
+    key: Id,
+    reads: &[Read<'_>],
+    order: &[Id],
+    appends: &FxHashMap<(Id, Id), Append>,
+    txns: &[Txn],
+    out: &mut Inference,
+) {
     for read in reads {
         if !order.starts_with(read.list) && !has_duplicates(read.list) {
             let longest = reads
@@ -198,7 +221,20 @@ fn per_key(
             }
         }
     }
-    dirty_updates(key, order, appends, txns, out);
+}
+
+/// The key's dependency edges: ww between consecutive versions (and to committed appends no
+/// read saw), wr from an append to the reads ending in it, rw from a read to the append that
+/// came next.
+fn dependency_edges(
+    key: Id,
+    reads: &[Read<'_>],
+    order: &[Id],
+    appends: &FxHashMap<(Id, Id), Append>,
+    appended: &[Id],
+    txns: &[Txn],
+    out: &mut Inference,
+) {
     let writer = |v: Id| {
         appends
             .get(&(key, v))
