@@ -23,9 +23,47 @@ struct Write {
 /// Infers the dependency graph and the non-cycle anomalies of an rw-register history.
 pub(crate) fn infer(txns: &[Txn], assume: &[Assumption], out: &mut Inference) {
     let writes = writes(txns, out);
-    // Per key: the external readers of each version (None: nil).
+    let Seen {
+        readers,
+        mut after,
+        lost,
+    } = observe(txns, assume, &writes, out);
+    wr_edges(&readers, &writes, txns, out);
+    // nil precedes every write of the key.
+    for (&(key, value), w) in &writes {
+        if txns[w.txn as usize].status != Status::Fail && readers.contains_key(&(key, None)) {
+            after.push((key, None, value));
+        }
+    }
+    if assume.contains(&Assumption::SequentialKeys) {
+        sequential(txns, &mut after);
+    }
+    if assume.contains(&Assumption::LinearizableKeys) {
+        linearizable(txns, &mut after);
+    }
+    version_edges(after, &readers, &writes, txns, out);
+    lost_updates(lost, out);
+}
+
+/// What the committed transactions' own micro-operations show.
+struct Seen {
+    /// Per key: the external readers of each version (None: nil).
+    readers: FxHashMap<(Id, Option<Id>), Vec<u32>>,
+    /// Known version orders: (key, earlier or nil, later).
+    after: Vec<(Id, Option<Id>, Id)>,
+    /// Per key and version read: the transactions that read it first and then wrote the key.
+    lost: FxHashMap<(Id, Option<Id>), Vec<u32>>,
+}
+
+/// Walks each committed transaction: its reads (checked against its own writes, and against
+/// the writes they name), the version orders its writes give, and read-then-write pairs.
+fn observe(
+    txns: &[Txn],
+    assume: &[Assumption],
+    writes: &FxHashMap<(Id, Id), Write>,
+    out: &mut Inference,
+) -> Seen {
     let mut readers: FxHashMap<(Id, Option<Id>), Vec<u32>> = FxHashMap::default();
-    // Known version orders: (key, earlier or nil, later).
     let mut after: Vec<(Id, Option<Id>, Id)> = Vec::new();
     let mut lost: FxHashMap<(Id, Option<Id>), Vec<u32>> = FxHashMap::default();
     for (t, txn) in txns.iter().enumerate() {
@@ -58,7 +96,7 @@ pub(crate) fn infer(txns: &[Txn], assume: &[Assumption], out: &mut Inference) {
                     key,
                     value: Some(Observed::Register(value)),
                 } => {
-                    read_one(t, txn, m, *key, *value, &writes, txns, out);
+                    read_one(t, txn, m, *key, *value, writes, txns, out);
                     match state.get(key) {
                         Some((_, expected)) if expected != value => out.found(Finding::txns(
                             "internal",
@@ -82,7 +120,21 @@ pub(crate) fn infer(txns: &[Txn], assume: &[Assumption], out: &mut Inference) {
             }
         }
     }
-    for ((key, value), reading) in &readers {
+    Seen {
+        readers,
+        after,
+        lost,
+    }
+}
+
+/// wr: each version's writer to its external readers.
+fn wr_edges(
+    readers: &FxHashMap<(Id, Option<Id>), Vec<u32>>,
+    writes: &FxHashMap<(Id, Id), Write>,
+    txns: &[Txn],
+    out: &mut Inference,
+) {
+    for ((key, value), reading) in readers {
         if let Some(v) = value {
             if let Some(w) = writes
                 .get(&(*key, *v))
@@ -95,18 +147,17 @@ pub(crate) fn infer(txns: &[Txn], assume: &[Assumption], out: &mut Inference) {
             }
         }
     }
-    // nil precedes every write of the key.
-    for (&(key, value), w) in &writes {
-        if txns[w.txn as usize].status != Status::Fail && readers.contains_key(&(key, None)) {
-            after.push((key, None, value));
-        }
-    }
-    if assume.contains(&Assumption::SequentialKeys) {
-        sequential(txns, &mut after);
-    }
-    if assume.contains(&Assumption::LinearizableKeys) {
-        linearizable(txns, &mut after);
-    }
+}
+
+/// ww and rw from each known pair of versions: the earlier's writer to the later's, and the
+/// earlier's readers to the later's writer.
+fn version_edges(
+    mut after: Vec<(Id, Option<Id>, Id)>,
+    readers: &FxHashMap<(Id, Option<Id>), Vec<u32>>,
+    writes: &FxHashMap<(Id, Id), Write>,
+    txns: &[Txn],
+    out: &mut Inference,
+) {
     after.sort_unstable();
     after.dedup();
     for (key, earlier, later) in after {
@@ -138,6 +189,10 @@ pub(crate) fn infer(txns: &[Txn], assume: &[Assumption], out: &mut Inference) {
             );
         }
     }
+}
+
+/// lost-update: two transactions that read the same version of a key and both wrote it.
+fn lost_updates(lost: FxHashMap<(Id, Option<Id>), Vec<u32>>, out: &mut Inference) {
     let mut groups: Vec<_> = lost.into_iter().filter(|(_, ts)| ts.len() > 1).collect();
     groups.sort_unstable_by_key(|(_, ts)| ts[0]);
     for ((key, value), ts) in groups {
