@@ -97,6 +97,41 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// An operation for unit tests: `f` with `input` and `output`, completed `status` over
+    /// `call..ret` (an `info` one returns at infinity); line 1, process 0, no key.
+    #[cfg(test)]
+    pub(crate) fn test(
+        f: &str,
+        input: Value,
+        output: Value,
+        status: Status,
+        call: u64,
+        ret: u64,
+    ) -> Operation {
+        Operation {
+            id: 0,
+            process: 0,
+            f: f.into(),
+            key: None,
+            input,
+            output,
+            call,
+            ret: (status != Status::Info).then_some(ret),
+            status,
+            line: 1,
+        }
+    }
+
+    /// A read returning `value`, or another operation taking it as input, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn test_of(f: &str, value: Value, status: Status, call: u64, ret: u64) -> Self {
+        if f == "read" {
+            Self::test(f, Value::Null, value, status, call, ret)
+        } else {
+            Self::test(f, value, Value::Null, status, call, ret)
+        }
+    }
+
     /// Whether this operation only observes (reads change nothing).
     pub fn is_read(&self) -> bool {
         matches!(self.f.as_str(), "read" | "get")

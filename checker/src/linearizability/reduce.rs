@@ -260,18 +260,7 @@ mod tests {
     use serde_json::json;
 
     fn op(f: &str, input: Value, output: Value, status: Status, call: u64, ret: u64) -> Operation {
-        Operation {
-            id: 0,
-            process: 0,
-            f: f.into(),
-            key: None,
-            input,
-            output,
-            call,
-            ret: (status != Status::Info).then_some(ret),
-            status,
-            line: 1,
-        }
+        Operation::test(f, input, output, status, call, ret)
     }
 
     fn reduce_all(ops: &[Operation]) -> (Vec<(u64, Option<u64>)>, usize, usize) {

@@ -101,26 +101,10 @@ pub(super) fn cut(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     fn op(f: &str, value: i64, call: u64, ret: u64) -> Operation {
-        let (input, output) = if f == "read" {
-            (Value::Null, json!(value))
-        } else {
-            (json!(value), Value::Null)
-        };
-        Operation {
-            id: 0,
-            process: 0,
-            f: f.into(),
-            key: None,
-            input,
-            output,
-            call,
-            ret: Some(ret),
-            status: Status::Ok,
-            line: 1,
-        }
+        Operation::test_of(f, json!(value), Status::Ok, call, ret)
     }
 
     fn segments_of(ops: &[Operation]) -> Vec<(usize, usize, Option<usize>)> {

@@ -90,23 +90,9 @@ mod tests {
     use serde_json::json;
 
     fn op(f: &str, value: Value, status: Status, call: u64, ret: u64) -> Operation {
-        let (input, output) = if f == "read" {
-            (Value::Null, value)
-        } else {
-            (value, Value::Null)
-        };
-        Operation {
-            id: 0,
-            process: 0,
-            f: f.into(),
-            key: None,
-            input,
-            output,
-            call,
-            ret: Some(ret),
-            status,
-            line: 1,
-        }
+        let mut op = Operation::test_of(f, value, status, call, ret);
+        op.ret = Some(ret);
+        op
     }
 
     fn find_in(ops: &[Operation]) -> Option<StaleRead> {

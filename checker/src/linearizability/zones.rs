@@ -199,23 +199,7 @@ mod tests {
     use serde_json::json;
 
     fn op(f: &str, value: i64, call: u64, ret: u64) -> Operation {
-        let (input, output) = if f == "read" {
-            (Value::Null, json!(value))
-        } else {
-            (json!(value), Value::Null)
-        };
-        Operation {
-            id: 0,
-            process: 0,
-            f: f.into(),
-            key: None,
-            input,
-            output,
-            call,
-            ret: Some(ret),
-            status: Status::Ok,
-            line: 1,
-        }
+        Operation::test_of(f, json!(value), Status::Ok, call, ret)
     }
 
     fn decide_all(ops: &[Operation]) -> Option<Decision> {

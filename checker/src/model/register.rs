@@ -134,18 +134,10 @@ mod tests {
     use serde_json::json;
 
     fn op(f: &str, input: Value, output: Value, status: Status) -> Operation {
-        Operation {
-            id: 0,
-            process: 0,
-            f: f.into(),
-            key: None,
-            input,
-            output,
-            call: 0,
-            ret: Some(1),
-            status,
-            line: 7,
-        }
+        let mut op = Operation::test(f, input, output, status, 0, 1);
+        op.ret = Some(1);
+        op.line = 7;
+        op
     }
 
     #[test]
