@@ -1,10 +1,13 @@
 //! Real Redis through the example exec client (examples/clients/redis_client.py): a primary
-//! and two replicas on loopback, started here and stopped afterwards. Reads from the primary
-//! are linearizable; reads from a replica are not — asynchronous replication serves stale
-//! values, which the checker names. Needs redis-server (Debian: redis-server) and python3;
-//! without them these tests say why and pass, except under `CI=true`.
+//! and two replicas on loopback, started here and stopped afterwards, each replica's link to the
+//! primary through a proxy that delays it by 20 ms (replication lag, as between machines, so
+//! the outcome does not hang on how loaded this machine is). Reads from the primary are
+//! linearizable; reads from a replica are not — asynchronous replication serves stale values,
+//! which the checker names. Needs redis-server (Debian: redis-server) and python3; without
+//! them these tests say why and pass, except under `CI=true`.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +51,8 @@ impl Replicated {
                     .arg(dir)
                     .stdout(Stdio::null());
                 if i > 0 {
-                    command.args(["--replicaof", "127.0.0.1", &ports[0].to_string()]);
+                    let lagging = lagging_proxy(ports[0], Duration::from_millis(20));
+                    command.args(["--replicaof", "127.0.0.1", &lagging.to_string()]);
                 }
                 command.spawn().expect("redis-server starts")
             })
@@ -88,6 +92,46 @@ impl Replicated {
             .collect();
         hosts.join(",")
     }
+}
+
+/// A proxy to `upstream` on a free loopback port that holds everything coming from upstream
+/// for `lag` before passing it on; its port. Its threads end with the test process.
+fn lagging_proxy(upstream: u16, lag: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut to_server, mut from_client) = (server.try_clone().unwrap(), client);
+            let (mut from_server, mut to_client) = (server, from_client.try_clone().unwrap());
+            std::thread::spawn(move || copy(&mut from_client, &mut to_server, Duration::ZERO));
+            std::thread::spawn(move || copy(&mut from_server, &mut to_client, lag));
+        }
+    });
+    port
+}
+
+/// Copies `from` to `to`, each chunk `lag` after it arrived, until either side closes.
+fn copy(from: &mut TcpStream, to: &mut TcpStream, lag: Duration) {
+    let (chunks, delayed) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    let mut writer = to.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for (arrived, chunk) in delayed {
+            std::thread::sleep((arrived + lag).saturating_duration_since(Instant::now()));
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        if chunks.send((Instant::now(), buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 impl Drop for Replicated {

@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use crate::client::{Client, Completion, Op, TargetError};
 use program::{Exchange, Program};
 
-/// How long a program has to print its hello.
-const HELLO_WITHIN: Duration = Duration::from_secs(5);
+/// How long a program has to print its hello (an interpreter on a loaded machine is slow).
+const HELLO_WITHIN: Duration = Duration::from_secs(20);
 
 /// `exec:COMMAND ARGS…` as given: the program and what it is told.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,24 +164,47 @@ impl ExecClient {
     /// Starts every program and checks that its hello offers what the workload needs.
     pub async fn check_reachable(&self, timeout: Duration) -> Result<(), TargetError> {
         let deadline = Instant::now() + timeout.max(HELLO_WITHIN);
+        // All at once: on a loaded machine one interpreter's start can take seconds.
+        let starts: Vec<_> = (0..self.programs.len())
+            .map(|n| {
+                let spec = self.spec.clone();
+                tokio::spawn(async move { Program::start(&spec, n, deadline).await })
+            })
+            .collect();
+        let mut starts = starts.into_iter();
         for (n, slot) in self.programs.iter().enumerate() {
-            let program = Program::start(&self.spec, n, deadline)
+            let start = starts.next().expect("one start per program");
+            let started = start
                 .await
-                .map_err(|e| TargetError(self.failed_to_start(n, &e)))?;
-            let missing: Vec<&str> = (self.spec.needs.iter())
-                .filter(|need| !program.ops.iter().any(|op| op == *need))
-                .copied()
-                .collect();
-            if !missing.is_empty() {
-                return Err(TargetError(format!(
-                    "exec client {n} offers {} (its hello); the workload needs {} as well",
-                    program.ops.join(", "),
-                    missing.join(", ")
-                )));
+                .unwrap_or_else(|e| Err(format!("its start failed: {e}")))
+                .map_err(|e| TargetError(self.failed_to_start(n, &e)))
+                .and_then(|program| self.offers_what_is_needed(n, program));
+            match started {
+                Ok(program) => *slot.lock().await = Slot::Running(Box::new(program)),
+                Err(e) => {
+                    // The others' programs die with their tasks.
+                    starts.for_each(|start| start.abort());
+                    return Err(e);
+                }
             }
-            *slot.lock().await = Slot::Running(Box::new(program));
         }
         Ok(())
+    }
+
+    /// `program` if its hello offers every operation the workload needs.
+    fn offers_what_is_needed(&self, n: usize, program: Program) -> Result<Program, TargetError> {
+        let missing: Vec<&str> = (self.spec.needs.iter())
+            .filter(|need| !program.ops.iter().any(|op| op == *need))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(program);
+        }
+        Err(TargetError(format!(
+            "exec client {n} offers {} (its hello); the workload needs {} as well",
+            program.ops.join(", "),
+            missing.join(", ")
+        )))
     }
 
     /// How many programs were replaced during the run.
