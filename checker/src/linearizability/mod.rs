@@ -236,108 +236,20 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
         .model
         .unwrap_or_else(|| ModelKind::infer(&history.ops));
     let mut parts = split_by_key(history, options.semantics);
-    let (info_dropped, info_bounded) = if options.reduce_info
-        && options.semantics == Semantics::Strict
-        && matches!(
-            kind,
-            ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
-        ) {
-        parts
-            .par_iter_mut()
-            .map(|part| reduce_part(part, kind, options))
-            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-    } else {
-        (0, 0)
-    };
+    let (info_dropped, info_bounded) = reduce_parts(&mut parts, kind, options);
     let operations = parts.iter().map(|p| p.ops.len()).sum();
     let compiled: Vec<Compiled> = parts
         .par_iter()
         .map(|part| compile(kind, part, options))
         .collect::<Result<_, _>>()?;
-
     let budget = Budget {
         deadline: options.timeout.map(|t| started + t),
         cancel: AtomicBool::new(false),
         cache_bytes: AtomicU64::new(0),
         max_cache_bytes: options.max_cache_bytes,
     };
-    let proofs: Vec<Option<PartOutcome>> = parts
-        .par_iter()
-        .map(|part| decide_without_search(part, kind, options))
-        .collect();
-    let tasks: Vec<(usize, Box<dyn Task + '_>)> = parts
-        .iter()
-        .zip(&compiled)
-        .zip(proofs)
-        .enumerate()
-        .map(|(i, ((part, compiled), proof))| {
-            let task: Box<dyn Task + '_> = match proof {
-                Some(PartOutcome::Fail(failure)) => Box::new(Explained {
-                    proof: Some(failure),
-                    search: task(part, compiled, &budget),
-                    steps_left: EXPLAIN_STEPS,
-                }),
-                Some(outcome) => Box::new(Proved {
-                    outcome: Some(outcome),
-                }),
-                None => task(part, compiled, &budget),
-            };
-            (i, task)
-        })
-        .collect();
-    let outcomes = schedule::run(tasks);
-
-    let mut failures = Vec::new();
-    let mut stops: Vec<(Stop, usize)> = Vec::new();
-    let mut furthest: Option<(usize, usize)> = None;
-    for (i, outcome) in outcomes {
-        match outcome {
-            PartOutcome::Pass => {}
-            PartOutcome::Fail(failure) => failures.push(*failure),
-            PartOutcome::Stopped(stop, depth) => {
-                stops.push((stop, i));
-                // The undecided key whose search was furthest from done.
-                let left = parts[i].ops.len().saturating_sub(depth);
-                if furthest.is_none_or(|(j, d)| left > parts[j].ops.len().saturating_sub(d)) {
-                    furthest = Some((i, depth));
-                }
-            }
-        }
-    }
-    failures.sort_by(|a, b| a.key.cmp(&b.key));
-    let undecided = stops.len();
-    let mut unknown_reasons = Vec::new();
-    if failures.is_empty() {
-        if stops.iter().any(|(s, _)| *s == Stop::Timeout) {
-            unknown_reasons.push(format!(
-                "the check timed out after {} with {undecided} of {} key(s) undecided (raise --timeout)",
-                humanize(options.timeout.unwrap_or_default()),
-                parts.len()
-            ));
-        }
-        if let Some((_, i)) = stops.iter().find(|(s, _)| *s == Stop::CacheFull) {
-            unknown_reasons.push(format!(
-                "the search cache passed its bound of {} MiB{} (raise --max-cache)",
-                options.max_cache_bytes >> 20,
-                parts[*i]
-                    .key
-                    .as_ref()
-                    .map(|k| format!(" on key {k:?}"))
-                    .unwrap_or_default()
-            ));
-        }
-        if let Some((i, depth)) = furthest.filter(|_| !stops.is_empty()) {
-            unknown_reasons.push(format!(
-                "the search had linearized at most {depth} of the {} operations{}",
-                parts[i].ops.len(),
-                parts[i]
-                    .key
-                    .as_ref()
-                    .map(|k| format!(" of key {k:?}"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
+    let outcomes = schedule::run(tasks(&parts, &compiled, kind, options, &budget));
+    let (failures, unknown_reasons) = judge(&parts, outcomes, options);
     let validity = if !failures.is_empty() {
         Validity::Fail
     } else if !unknown_reasons.is_empty() {
@@ -357,6 +269,125 @@ pub fn check(history: &History, options: &Options) -> Result<LinearizabilityRepo
         failures,
         unknown_reasons,
     })
+}
+
+/// Whether the register shortcuts apply — the `info` reductions, segments, the stale-read
+/// proof and the zones: strict semantics (a null read observes null), a register model, and
+/// not turned off.
+fn register_shortcuts(kind: ModelKind, options: &Options) -> bool {
+    options.reduce_info
+        && options.semantics == Semantics::Strict
+        && matches!(
+            kind,
+            ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
+        )
+}
+
+/// Applies the register reductions to every part; (dropped, bounded) `info` operations.
+fn reduce_parts(parts: &mut [Part<'_>], kind: ModelKind, options: &Options) -> (usize, usize) {
+    if !register_shortcuts(kind, options) {
+        return (0, 0);
+    }
+    parts
+        .par_iter_mut()
+        .map(|part| reduce_part(part, kind, options))
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// Every part's task: decided without a search where it can be (a failure so decided still
+/// searched, within bounds, for the usual explanation), searched otherwise.
+fn tasks<'a>(
+    parts: &'a [Part<'a>],
+    compiled: &'a [Compiled],
+    kind: ModelKind,
+    options: &Options,
+    budget: &'a Budget,
+) -> Vec<(usize, Box<dyn Task + 'a>)> {
+    let proofs: Vec<Option<PartOutcome>> = parts
+        .par_iter()
+        .map(|part| decide_without_search(part, kind, options))
+        .collect();
+    parts
+        .iter()
+        .zip(compiled)
+        .zip(proofs)
+        .enumerate()
+        .map(|(i, ((part, compiled), proof))| {
+            let task: Box<dyn Task + 'a> = match proof {
+                Some(PartOutcome::Fail(failure)) => Box::new(Explained {
+                    proof: Some(failure),
+                    search: task(part, compiled, budget),
+                    steps_left: EXPLAIN_STEPS,
+                }),
+                Some(outcome) => Box::new(Proved {
+                    outcome: Some(outcome),
+                }),
+                None => task(part, compiled, budget),
+            };
+            (i, task)
+        })
+        .collect()
+}
+
+/// The parts' outcomes as the report has them: the failures (by key), and, when there is none,
+/// why the verdict is unknown — the bound hit and how far the search got.
+fn judge(
+    parts: &[Part<'_>],
+    outcomes: Vec<(usize, PartOutcome)>,
+    options: &Options,
+) -> (Vec<KeyFailure>, Vec<String>) {
+    let mut failures = Vec::new();
+    let mut stops: Vec<(Stop, usize)> = Vec::new();
+    let mut furthest: Option<(usize, usize)> = None;
+    for (i, outcome) in outcomes {
+        match outcome {
+            PartOutcome::Pass => {}
+            PartOutcome::Fail(failure) => failures.push(*failure),
+            PartOutcome::Stopped(stop, depth) => {
+                stops.push((stop, i));
+                // The undecided key whose search was furthest from done.
+                let left = parts[i].ops.len().saturating_sub(depth);
+                if furthest.is_none_or(|(j, d)| left > parts[j].ops.len().saturating_sub(d)) {
+                    furthest = Some((i, depth));
+                }
+            }
+        }
+    }
+    failures.sort_by(|a, b| a.key.cmp(&b.key));
+    if !failures.is_empty() {
+        return (failures, Vec::new());
+    }
+    let of_key = |i: usize, word: &str| {
+        parts[i]
+            .key
+            .as_ref()
+            .map(|k| format!(" {word} key {k:?}"))
+            .unwrap_or_default()
+    };
+    let mut unknown_reasons = Vec::new();
+    if stops.iter().any(|(s, _)| *s == Stop::Timeout) {
+        unknown_reasons.push(format!(
+            "the check timed out after {} with {} of {} key(s) undecided (raise --timeout)",
+            humanize(options.timeout.unwrap_or_default()),
+            stops.len(),
+            parts.len()
+        ));
+    }
+    if let Some((_, i)) = stops.iter().find(|(s, _)| *s == Stop::CacheFull) {
+        unknown_reasons.push(format!(
+            "the search cache passed its bound of {} MiB{} (raise --max-cache)",
+            options.max_cache_bytes >> 20,
+            of_key(*i, "on")
+        ));
+    }
+    if let Some((i, depth)) = furthest {
+        unknown_reasons.push(format!(
+            "the search had linearized at most {depth} of the {} operations{}",
+            parts[i].ops.len(),
+            of_key(i, "of")
+        ));
+    }
+    (failures, unknown_reasons)
 }
 
 fn humanize(d: Duration) -> String {
@@ -490,12 +521,7 @@ fn decide_without_search(
     kind: ModelKind,
     options: &Options,
 ) -> Option<PartOutcome> {
-    let register = matches!(
-        kind,
-        ModelKind::Register | ModelKind::CasRegister | ModelKind::Kv
-    );
-    let applies = options.reduce_info && options.semantics == Semantics::Strict && register;
-    if !applies || !reduce::applies(&part.ops) {
+    if !register_shortcuts(kind, options) || !reduce::applies(&part.ops) {
         return None;
     }
     let (ops, key) = (&part.ops, part.key.clone());

@@ -37,7 +37,7 @@
 //!   to precede either already had). So the search takes them in call order — `waits_for`
 //!   names, for each, the one before it — and the 2^k subsets of k pending ones become k + 1.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use serde_json::Value;
@@ -125,121 +125,132 @@ impl Hash for Key<'_> {
     }
 }
 
+/// What one key's operations say about each value, for deciding each `info` write's fate.
+struct Facts<'v> {
+    initial: Key<'v>,
+    /// How many operations may write each value (the initial value counts as one).
+    writers: HashMap<Key<'v>, usize>,
+    /// The earliest return of an `ok` operation that observed each value.
+    observed_by: HashMap<Key<'v>, u64>,
+    /// Values a read returned or a cas (but a mismatch) expected.
+    seen: HashSet<Key<'v>>,
+    /// Values some cas whose outcome is unknown expects.
+    expected_by_unknown: HashSet<Key<'v>>,
+    /// The latest return of a cas mismatch, and per value expected by one, the latest such.
+    last_mismatch: Option<u64>,
+    expected_by_mismatch: HashMap<Key<'v>, u64>,
+}
+
+impl<'v> Facts<'v> {
+    fn gather(ops: &[&'v Operation], initial: &'v Value) -> Self {
+        let mut facts = Facts {
+            initial: Key(initial),
+            writers: HashMap::from([(Key(initial), 1)]),
+            observed_by: HashMap::new(),
+            seen: HashSet::new(),
+            expected_by_unknown: HashSet::new(),
+            last_mismatch: None,
+            expected_by_mismatch: HashMap::new(),
+        };
+        for op in ops {
+            if let Some(v) = written(op) {
+                *facts.writers.entry(Key(v)).or_default() += 1;
+            }
+            let looked_at = match (op.status, op.f.as_str()) {
+                (Status::Ok, "read" | "get") => Some(&op.output),
+                (Status::Mismatch, _) => None,
+                _ => expected(op),
+            };
+            if let Some(v) = looked_at {
+                facts.seen.insert(Key(v));
+                if let (Status::Ok, Some(ret)) = (op.status, op.ret) {
+                    let earliest = facts.observed_by.entry(Key(v)).or_insert(ret);
+                    *earliest = (*earliest).min(ret);
+                }
+            }
+            match (op.status, expected(op)) {
+                (Status::Info, Some(v)) => {
+                    facts.expected_by_unknown.insert(Key(v));
+                }
+                (Status::Mismatch, v) => {
+                    let ret = op.ret.unwrap_or(u64::MAX);
+                    facts.last_mismatch = Some(facts.last_mismatch.map_or(ret, |m| m.max(ret)));
+                    if let Some(v) = v {
+                        let latest = facts.expected_by_mismatch.entry(Key(v)).or_insert(ret);
+                        *latest = (*latest).max(ret);
+                    }
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
+
+    /// An `info` write's return: its first observer's (`Some(Some(_))`), still infinity
+    /// (`Some(None)`), or `None` when it is dropped.
+    fn fate(&self, op: &Operation, v: &Value) -> Option<Option<u64>> {
+        let v = Key(v);
+        match self.observed_by.get(&v) {
+            Some(&first) if self.writers.get(&v) == Some(&1) => Some(Some(first.max(op.call))),
+            Some(_) => Some(None),
+            None => {
+                let needed = self.expected_by_unknown.contains(&v);
+                // A write may hide whatever the register held from a later mismatch; a cas
+                // only the value it expected, so only a mismatch expecting that one can need it.
+                let mismatch_after = match expected(op) {
+                    Some(e) => {
+                        (self.expected_by_mismatch.get(&Key(e))).is_some_and(|&m| m >= op.call)
+                    }
+                    None => self.last_mismatch.is_some_and(|m| m >= op.call),
+                };
+                (needed || mismatch_after).then_some(None)
+            }
+        }
+    }
+
+    /// Whether `v` is a value no operation can tell apart from another such.
+    fn unobserved(&self, v: &Value) -> bool {
+        let v = Key(v);
+        v != self.initial && !self.seen.contains(&v) && !self.expected_by_mismatch.contains_key(&v)
+    }
+}
+
 /// Reduces one register key's operations (which must pass [`applies`]), `initial` being its
 /// value before them. Operations are in invocation order.
 pub(super) fn reduce<'h>(ops: &[&'h Operation], initial: &Value) -> Reduced<'h> {
-    let unchanged = || Reduced {
-        ops: ops.to_vec(),
-        intervals: ops.iter().map(|op| (op.call, op.ret)).collect(),
+    let mut reduced = Reduced {
+        ops: Vec::with_capacity(ops.len()),
+        intervals: Vec::with_capacity(ops.len()),
         blind: Vec::new(),
         waits_for: Vec::new(),
         dropped: 0,
         bounded: 0,
     };
-    if !ops
-        .iter()
-        .any(|op| op.status == Status::Info && written(op).is_some())
-    {
-        return unchanged();
+    let info_write = |op: &&&Operation| op.status == Status::Info && written(op).is_some();
+    if !ops.iter().any(|op| info_write(&op)) {
+        reduced.ops = ops.to_vec();
+        reduced.intervals = ops.iter().map(|op| (op.call, op.ret)).collect();
+        return reduced;
     }
-    let key = Key;
-    // How many operations may write each value (the initial value counts as one).
-    let mut writers: HashMap<Key<'_>, usize> = HashMap::new();
-    *writers.entry(key(initial)).or_default() += 1;
-    // The earliest return of an `ok` operation that observed each value.
-    let mut observed_by: HashMap<Key<'_>, u64> = HashMap::new();
-    // Values some cas whose outcome is unknown expects.
-    let mut expected_by_unknown: HashMap<Key<'_>, ()> = HashMap::new();
-    // The latest return of a cas mismatch, and the values mismatches expected.
-    let mut last_mismatch: Option<u64> = None;
-    let mut expected_by_mismatch: HashMap<Key<'_>, u64> = HashMap::new();
-    // Values a read returned or a cas (but a mismatch) expected.
-    let mut seen: HashMap<Key<'_>, ()> = HashMap::new();
-    for op in ops {
-        if let Some(v) = written(op) {
-            *writers.entry(key(v)).or_default() += 1;
-        }
-        let observed = match (op.status, op.f.as_str()) {
-            (Status::Ok, "read" | "get") => Some(&op.output),
-            (Status::Ok, "cas") => expected(op),
-            _ => None,
-        };
-        match (op.status, op.f.as_str()) {
-            (Status::Ok, "read" | "get") => {
-                seen.insert(key(&op.output), ());
-            }
-            (Status::Mismatch, _) => {}
-            _ => {
-                if let Some(v) = expected(op) {
-                    seen.insert(key(v), ());
-                }
-            }
-        }
-        if let (Some(v), Some(ret)) = (observed, op.ret) {
-            let earliest = observed_by.entry(key(v)).or_insert(ret);
-            *earliest = (*earliest).min(ret);
-        }
-        match op.status {
-            Status::Info => {
-                if let Some(v) = expected(op) {
-                    expected_by_unknown.insert(key(v), ());
-                }
-            }
-            Status::Mismatch => {
-                let ret = op.ret.unwrap_or(u64::MAX);
-                last_mismatch = Some(last_mismatch.map_or(ret, |m| m.max(ret)));
-                if let Some(v) = expected(op) {
-                    let latest = expected_by_mismatch.entry(key(v)).or_insert(ret);
-                    *latest = (*latest).max(ret);
-                }
-            }
-            Status::Ok | Status::Fail => {}
-        }
-    }
-    let mut reduced = Reduced {
-        ops: Vec::with_capacity(ops.len()),
-        intervals: Vec::with_capacity(ops.len()),
-        blind: Vec::with_capacity(ops.len()),
-        waits_for: Vec::with_capacity(ops.len()),
-        dropped: 0,
-        bounded: 0,
-    };
-    let initial_key = key(initial);
+    let facts = Facts::gather(ops, initial);
     let mut last_interchangeable: Option<usize> = None;
     for &op in ops {
         let mut ret = op.ret;
+        let mut blind = false;
         if let (Status::Info, Some(v)) = (op.status, written(op)) {
-            let v = key(v);
-            let unique = writers.get(&v) == Some(&1);
-            match observed_by.get(&v) {
-                Some(&first) if unique => {
-                    ret = Some(first.max(op.call));
+            match facts.fate(op, v) {
+                None => {
+                    reduced.dropped += 1;
+                    continue;
+                }
+                Some(bounded @ Some(_)) => {
+                    ret = bounded;
                     reduced.bounded += 1;
                 }
-                Some(_) => {}
-                None => {
-                    let needed = expected_by_unknown.contains_key(&v);
-                    // A write may hide whatever the register held from a later mismatch; a
-                    // cas only the value it expected, so only a mismatch expecting that one
-                    // can need it.
-                    let mismatch_after = match expected(op) {
-                        Some(e) => expected_by_mismatch
-                            .get(&key(e))
-                            .is_some_and(|&m| m >= op.call),
-                        None => last_mismatch.is_some_and(|m| m >= op.call),
-                    };
-                    if !needed && !mismatch_after {
-                        reduced.dropped += 1;
-                        continue;
-                    }
-                }
+                Some(None) => {}
             }
+            blind = facts.unobserved(v);
         }
-        let blind = op.status == Status::Info
-            && written(op).is_some_and(|v| {
-                let v = key(v);
-                v != initial_key && !seen.contains_key(&v) && !expected_by_mismatch.contains_key(&v)
-            });
         let interchangeable = blind && matches!(op.f.as_str(), "write" | "put");
         let at = reduced.ops.len();
         reduced.waits_for.push(if interchangeable {

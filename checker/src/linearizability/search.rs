@@ -229,7 +229,6 @@ impl<'a, M: Model> Search<'a, M> {
         if let Some(stop) = self.over_budget() {
             return Some(Found::Stopped(stop));
         }
-        let hasher = rustc_hash::FxBuildHasher;
         let end = self.iterations.saturating_add(slice);
         while let Some(at) = self.node {
             self.iterations += 1;
@@ -241,81 +240,93 @@ impl<'a, M: Model> Search<'a, M> {
             if self.iterations >= end {
                 return None;
             }
-            match Entries::entry(at) {
-                Entry::Call(op) => {
-                    let waiting = self
-                        .waits_for
-                        .get(op)
-                        .copied()
-                        .flatten()
-                        .is_some_and(|before| !self.linearized.contains(before));
-                    if waiting {
-                        self.node = self.entries.after(at);
-                        continue;
-                    }
-                    if let Some(next_state) = self.model.step(&self.state, &self.ops[op]) {
-                        let forced = self.model.only_observes(&self.ops[op]);
-                        self.linearized.insert(op);
-                        let hash = self.linearized.hash() ^ hasher.hash_one(&next_state);
-                        let words = self.linearized.words();
-                        let arena = &mut self.arena;
-                        let slot = self.cache.entry(
-                            hash,
-                            |seen| {
-                                seen.hash == hash
-                                    && arena[seen.at * words.len()..][..words.len()] == *words
-                                    && seen.state == next_state
-                            },
-                            |seen| seen.hash,
-                        );
-                        if let Slot::Vacant(slot) = slot {
-                            self.cache_bytes +=
-                                self.entry_bytes + self.model.heap_bytes(&next_state) as u64;
-                            let at = arena.len() / words.len().max(1);
-                            arena.extend_from_slice(words);
-                            slot.insert(Seen {
-                                hash,
-                                at,
-                                state: next_state.clone(),
-                            });
-                            let previous = std::mem::replace(&mut self.state, next_state);
-                            self.stack.push((op, previous, forced));
-                            self.entries.lift(op);
-                            self.node = self.first_candidate();
-                            continue;
-                        }
-                        self.linearized.remove(op);
-                        if forced {
-                            // The configuration after it failed before, so this one fails.
-                            if let Some(found) = self.backtrack() {
-                                return Some(found);
-                            }
-                            continue;
-                        }
-                    }
-                    self.node = self.entries.after(at);
-                }
-                Entry::Return(op) => {
-                    let depth = self.stack.len();
-                    if self.best.is_none_or(|(best, _)| depth > best) {
-                        self.best = Some((depth, op));
-                        self.best_prefix.clear();
-                        self.best_prefix
-                            .extend(self.stack.iter().map(|(i, _, _)| *i));
-                    }
-                    if self.focus == Some(op)
-                        && self.focus_states.len() < self.focus_cap
-                        && !self.focus_states.contains(&self.state)
-                    {
-                        self.focus_states.push(self.state.clone());
-                    }
-                    if let Some(found) = self.backtrack() {
-                        return Some(found);
-                    }
-                }
+            let ended = match Entries::entry(at) {
+                Entry::Call(op) => self.at_call(op, at),
+                Entry::Return(op) => self.at_return(op),
+            };
+            if ended.is_some() {
+                return ended;
             }
         }
         Some(Found::Linearizable)
+    }
+
+    /// At operation `op`'s call entry (node `at`): linearizes it if it can happen now and the
+    /// configuration after it is new, and walks on. `Some` when the search ends.
+    fn at_call(&mut self, op: usize, at: u32) -> Option<Found> {
+        let waiting = (self.waits_for.get(op).copied().flatten())
+            .is_some_and(|before| !self.linearized.contains(before));
+        if waiting {
+            self.node = self.entries.after(at);
+            return None;
+        }
+        let Some(next_state) = self.model.step(&self.state, &self.ops[op]) else {
+            self.node = self.entries.after(at);
+            return None;
+        };
+        let forced = self.model.only_observes(&self.ops[op]);
+        self.linearized.insert(op);
+        if self.remember(&next_state) {
+            let previous = std::mem::replace(&mut self.state, next_state);
+            self.stack.push((op, previous, forced));
+            self.entries.lift(op);
+            self.node = self.first_candidate();
+            return None;
+        }
+        self.linearized.remove(op);
+        if forced {
+            // The configuration after it failed before, so this one fails.
+            return self.backtrack();
+        }
+        self.node = self.entries.after(at);
+        None
+    }
+
+    /// Caches (the linearized set, `state`); false when it was there already.
+    fn remember(&mut self, state: &M::State) -> bool {
+        let hash = self.linearized.hash() ^ rustc_hash::FxBuildHasher.hash_one(state);
+        let words = self.linearized.words();
+        let arena = &mut self.arena;
+        let slot = self.cache.entry(
+            hash,
+            |seen| {
+                seen.hash == hash
+                    && arena[seen.at * words.len()..][..words.len()] == *words
+                    && seen.state == *state
+            },
+            |seen| seen.hash,
+        );
+        let Slot::Vacant(slot) = slot else {
+            return false;
+        };
+        self.cache_bytes += self.entry_bytes + self.model.heap_bytes(state) as u64;
+        let at = arena.len() / words.len().max(1);
+        arena.extend_from_slice(words);
+        slot.insert(Seen {
+            hash,
+            at,
+            state: state.clone(),
+        });
+        true
+    }
+
+    /// At operation `op`'s return entry, with `op` not linearized: this configuration fails.
+    /// Notes the deepest failure (and the state, when `op` is watched), then backtracks.
+    fn at_return(&mut self, op: usize) -> Option<Found> {
+        let depth = self.stack.len();
+        if self.best.is_none_or(|(best, _)| depth > best) {
+            self.best = Some((depth, op));
+            self.best_prefix.clear();
+            self.best_prefix
+                .extend(self.stack.iter().map(|(i, _, _)| *i));
+        }
+        if self.focus == Some(op)
+            && self.focus_states.len() < self.focus_cap
+            && !self.focus_states.contains(&self.state)
+        {
+            self.focus_states.push(self.state.clone());
+        }
+        self.backtrack()
     }
 
     /// The current configuration failed: undoes linearized operations — past every forced one,
