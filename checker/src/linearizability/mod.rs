@@ -318,6 +318,7 @@ fn tasks<'a>(
                     proof: Some(failure),
                     search: task(part, compiled, budget),
                     steps_left: EXPLAIN_STEPS,
+                    budget,
                 }),
                 Some(outcome) => Box::new(Proved {
                     outcome: Some(outcome),
@@ -495,6 +496,7 @@ struct Explained<'a> {
     proof: Option<Box<KeyFailure>>,
     search: Box<dyn Task + 'a>,
     steps_left: u64,
+    budget: &'a Budget,
 }
 
 impl Task for Explained<'_> {
@@ -508,8 +510,12 @@ impl Task for Explained<'_> {
                 failure.proof = self.proof.take().and_then(|p| p.proof);
                 Some(PartOutcome::Fail(failure))
             }
-            // Out of steps, stopped, or (never, if the proof is right) a pass: the proof stands.
-            _ => self.proof.take().map(PartOutcome::Fail),
+            // Out of steps, stopped, or (never, if the proof is right) a pass: the proof stands,
+            // and the other keys need not be searched on.
+            _ => {
+                self.budget.cancel.store(true, Ordering::Relaxed);
+                self.proof.take().map(PartOutcome::Fail)
+            }
         }
     }
 }

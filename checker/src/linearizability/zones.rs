@@ -54,15 +54,25 @@ pub(super) fn decide(
     intervals: &[(u64, Option<u64>)],
     initial: &Value,
 ) -> Option<Decision> {
-    if ops
-        .iter()
-        .any(|op| !matches!(op.f.as_str(), "read" | "get" | "write" | "put"))
-    {
+    let read_write = |op: &&Operation| matches!(op.f.as_str(), "read" | "get" | "write" | "put");
+    if !ops.iter().all(read_write) {
         return None;
     }
-    // Each value's write: the initial value's is at the beginning of time.
-    let mut writes: HashMap<Key<'_>, Option<usize>> = HashMap::new();
-    writes.insert(Key(initial), None);
+    let writes = unique_writes(ops, intervals, initial)?;
+    Some(match clusters(ops, intervals, &writes) {
+        Ok(zones) => compare(ops, zones),
+        Err(failed) => failed,
+    })
+}
+
+/// Each value's one write (`None` for the initial value's), or `None` when a value is written
+/// twice or a write never returns.
+fn unique_writes<'v>(
+    ops: &[&'v Operation],
+    intervals: &[(u64, Option<u64>)],
+    initial: &'v Value,
+) -> Option<HashMap<Key<'v>, Option<usize>>> {
+    let mut writes = HashMap::from([(Key(initial), None)]);
     for (i, op) in ops.iter().enumerate() {
         if let Some(v) = written(op) {
             if intervals[i].1.is_none() || writes.insert(Key(v), Some(i)).is_some() {
@@ -70,28 +80,39 @@ pub(super) fn decide(
             }
         }
     }
+    Some(writes)
+}
+
+/// Every value's zone, its cluster's bounds; `Err` when a read alone is impossible (of a value
+/// nobody writes, or returning before its write was invoked).
+fn clusters(
+    ops: &[&Operation],
+    intervals: &[(u64, Option<u64>)],
+    writes: &HashMap<Key<'_>, Option<usize>>,
+) -> Result<Vec<Zone>, Decision> {
     let time = |t: u64| t as i128;
-    let mut zones: HashMap<Option<usize>, Zone> = HashMap::new();
-    for (&Key(_), &w) in &writes {
-        let zone = match w {
-            Some(w) => Zone {
-                f: (time(intervals[w].1.expect("checked above")), Some(w)),
-                s: (time(intervals[w].0), Some(w)),
-            },
-            None => Zone {
-                f: (i128::MIN, None),
-                s: (i128::MIN, None),
-            },
-        };
-        zones.insert(w, zone);
-    }
+    let mut zones: HashMap<Option<usize>, Zone> = (writes.values())
+        .map(|&w| {
+            let zone = match w {
+                Some(w) => Zone {
+                    f: (time(intervals[w].1.expect("writes return")), Some(w)),
+                    s: (time(intervals[w].0), Some(w)),
+                },
+                None => Zone {
+                    f: (i128::MIN, None),
+                    s: (i128::MIN, None),
+                },
+            };
+            (w, zone)
+        })
+        .collect();
     for (r, op) in ops.iter().enumerate() {
         if !op.is_read() || op.status != Status::Ok {
             continue;
         }
         let (call, ret) = intervals[r];
         let Some(&w) = writes.get(&Key(&op.output)) else {
-            return Some(Decision::NotLinearizable {
+            return Err(Decision::NotLinearizable {
                 op: r,
                 why: format!(
                     "no operation writes {}, and it is not the initial value",
@@ -99,17 +120,15 @@ pub(super) fn decide(
                 ),
             });
         };
-        if let Some(w) = w {
-            if ret.is_some_and(|ret| ret < intervals[w].0) {
-                return Some(Decision::NotLinearizable {
-                    op: r,
-                    why: format!(
-                        "it returned before the only write of {}, {}, was invoked",
-                        op.output,
-                        at(ops, Some(w))
-                    ),
-                });
-            }
+        if let Some(w) = w.filter(|&w| ret.is_some_and(|ret| ret < intervals[w].0)) {
+            return Err(Decision::NotLinearizable {
+                op: r,
+                why: format!(
+                    "it returned before the only write of {}, {}, was invoked",
+                    op.output,
+                    at(ops, Some(w))
+                ),
+            });
         }
         let zone = zones.get_mut(&w).expect("every value has its zone");
         if let Some(ret) = ret {
@@ -117,24 +136,32 @@ pub(super) fn decide(
         }
         zone.s = zone.s.max((time(call), Some(r)));
     }
-    let mut forward: Vec<Zone> = zones.values().filter(|z| z.forward()).copied().collect();
-    forward.sort_by_key(|z| z.f.0);
+    Ok(zones.into_values().collect())
+}
+
+/// The zones' verdict: no two forward zones overlap, no backward zone lies inside a forward one.
+fn compare(ops: &[&Operation], zones: Vec<Zone>) -> Decision {
+    let (mut forward, mut backward): (Vec<Zone>, Vec<Zone>) =
+        zones.into_iter().partition(Zone::forward);
+    // Sorted to the operations too, so that the same history always names the same ones.
+    forward.sort_by_key(|z| (z.f, z.s));
+    backward.sort_by_key(|z| (z.s, z.f));
     for pair in forward.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if b.f.0 < a.s.0 {
-            return Some(overlap(ops, a, b));
+            return overlap(ops, a, b);
         }
     }
-    for zone in zones.values().filter(|z| !z.forward()) {
+    for zone in backward {
         // The forward zone that starts last at or before this backward zone's start.
         let at_or_before = forward.partition_point(|f| f.f.0 < zone.s.0);
         if let Some(outer) = at_or_before.checked_sub(1).map(|i| forward[i]) {
             if zone.f.0 < outer.s.0 {
-                return Some(inside(ops, *zone, outer));
+                return inside(ops, zone, outer);
             }
         }
     }
-    Some(Decision::Linearizable)
+    Decision::Linearizable
 }
 
 /// An operation for a person: `p3 read → 5 (line 12)`, or the initial value's write.
