@@ -46,6 +46,35 @@ pub enum Op {
         /// The micro-operations.
         ops: Vec<Value>,
     },
+    /// Add to a whole-object value: an element to a set (broadcast, g-set) or a delta to a
+    /// counter. Maelstrom targets only.
+    Add {
+        /// The element or delta.
+        value: Value,
+    },
+    /// Read a whole-object value (the set, the counter). Maelstrom targets only.
+    ReadAll,
+    /// Ask for `value` back. Maelstrom targets only.
+    Echo {
+        /// The payload.
+        value: Value,
+    },
+    /// Ask for a new unique id. Maelstrom targets only.
+    Generate,
+}
+
+impl Op {
+    /// Whether only a Maelstrom target takes it (the KV protocol has no such request).
+    pub fn maelstrom_only(&self) -> bool {
+        matches!(self, Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate)
+    }
+}
+
+/// The completion of an operation a target does not take.
+pub fn not_taken(op: &Op) -> Completion {
+    Completion::Fail {
+        error: format!("this target does not take {op:?}"),
+    }
 }
 
 /// How an operation ended, as the history records it.
@@ -258,6 +287,7 @@ impl Client for HttpClient {
     async fn invoke(&self, node: usize, op: &Op, timeout: Duration) -> Completion {
         let base = &self.urls[node % self.urls.len()];
         let request = match op {
+            Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate => return not_taken(op),
             Op::Read { key } => self.http.get(format!("{base}/kv/{}", encode_key(key))),
             Op::Write { key, value } => self
                 .http

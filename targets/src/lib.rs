@@ -24,6 +24,8 @@ pub mod cluster;
 pub mod etcd;
 pub mod exec;
 mod leftovers;
+mod lines;
+pub mod maelstrom;
 pub mod mariadb;
 pub mod postgres;
 pub mod proxy;

@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use crate::client::{Client, Completion, Op, TargetError, error_text};
+use crate::client::{Client, Completion, Op, TargetError, error_text, not_taken};
 
 /// A client of an etcd cluster's members through the v3 JSON gateway.
 #[derive(Clone, Debug)]
@@ -83,6 +83,8 @@ impl EtcdClient {
 pub fn request(op: &Op, serializable: bool) -> (&'static str, Value) {
     match op {
         Op::Txn { .. } => ("/v3/kv/txn", json!({})),
+        // `invoke` answers these itself; the gateway has nothing like them.
+        Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate => ("/v3/kv/range", json!({})),
         Op::Read { key } => {
             let mut body = json!({ "key": B64.encode(key) });
             if serializable {
@@ -205,6 +207,7 @@ pub fn completion(op: &Op, status: u16, body: &[u8]) -> Completion {
         Op::Txn { .. } => Completion::Info {
             error: "a transaction's answer is read by the transaction itself".into(),
         },
+        Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate => not_taken(op),
         Op::Cas { .. } => {
             if body["succeeded"].as_bool() == Some(true) {
                 Completion::Ok {
@@ -412,6 +415,9 @@ impl Client for EtcdClient {
     async fn invoke(&self, node: usize, op: &Op, timeout: Duration) -> Completion {
         if let Op::Txn { ops } = op {
             return self.txn(node, ops, timeout).await;
+        }
+        if op.maelstrom_only() {
+            return not_taken(op);
         }
         let (path, body) = request(op, self.serializable);
         let read_only = matches!(op, Op::Read { .. });

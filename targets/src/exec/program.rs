@@ -8,16 +8,13 @@ use std::process::Stdio;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::time::Instant;
 
 use super::ExecSpec;
 use super::protocol::{self, Answer};
 use crate::client::{Completion, Op};
-
-/// The longest line a program may print (a longer one is a protocol error).
-const MAX_LINE: usize = 16 << 20;
 
 /// A running client program.
 #[derive(Debug)]
@@ -121,36 +118,7 @@ impl Program {
 
     /// The next line of its stdout, without the newline; `None` at its end.
     async fn read_line(&mut self) -> io::Result<Option<String>> {
-        let mut bytes = Vec::new();
-        loop {
-            let buf = self.stdout.fill_buf().await?;
-            if buf.is_empty() {
-                return Ok((!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into()));
-            }
-            let (taken, done) = match buf.iter().position(|&b| b == b'\n') {
-                Some(at) => (at + 1, true),
-                None => (buf.len(), false),
-            };
-            bytes.extend_from_slice(&buf[..taken]);
-            self.stdout.consume(taken);
-            if bytes.len() > MAX_LINE {
-                return Err(io::Error::other(format!(
-                    "a line longer than {} MiB",
-                    MAX_LINE >> 20
-                )));
-            }
-            if done {
-                bytes.pop();
-                if bytes.last() == Some(&b'\r') {
-                    bytes.pop();
-                }
-                if bytes.iter().all(u8::is_ascii_whitespace) {
-                    bytes.clear();
-                    continue;
-                }
-                return Ok(Some(String::from_utf8_lossy(&bytes).into()));
-            }
-        }
+        crate::lines::read_line(&mut self.stdout).await
     }
 
     /// How it ended, as words: "it exited with exit status: 1", or that it closed its stdout.

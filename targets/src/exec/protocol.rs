@@ -57,6 +57,10 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Write { .. } => "write",
         Op::Cas { .. } => "cas",
         Op::Txn { .. } => "txn",
+        Op::Add { .. } => "add",
+        Op::ReadAll => "read",
+        Op::Echo { .. } => "echo",
+        Op::Generate => "generate",
     }
 }
 
@@ -80,6 +84,8 @@ pub fn request(id: u64, op: &Op, node: Option<&str>) -> String {
             Value::Array(vec![expect.clone(), value.clone()]),
         ),
         Op::Txn { ops } => (None, Value::Array(ops.clone())),
+        Op::Add { value } | Op::Echo { value } => (None, value.clone()),
+        Op::ReadAll | Op::Generate => (None, Value::Null),
     };
     let request = Request {
         id,
