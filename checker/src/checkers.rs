@@ -13,6 +13,7 @@ use crate::model::ModelError;
 use crate::raft::{self, NodeNotes};
 use crate::saga::{self, SagaFacts};
 use crate::set;
+use crate::{counter, echo};
 use crate::txn::{self, TxnOptions};
 use crate::verdict::{Validity, Verdict};
 
@@ -51,6 +52,15 @@ pub enum Checker {
     Transactional(TxnOptions),
     /// No acknowledged add lost from a set (DESIGN §3.3).
     Set,
+    /// No acknowledged element missing from any node's final read (Maelstrom's broadcast and
+    /// g-set).
+    SetEverywhere,
+    /// Every final read of a counter within the bounds of its adds (DESIGN §3.3).
+    Counter,
+    /// Every echo came back unchanged (Maelstrom's echo).
+    Echo,
+    /// No id generated twice (Maelstrom's unique-ids).
+    UniqueIds,
     /// Every order all-done or all-undone, nothing stuck, conservation, no double charge
     /// (DESIGN §3.3); judges [`Evidence::saga`].
     Saga,
@@ -66,7 +76,10 @@ impl Checker {
             Checker::Linearizability(_) => &["linearizability"],
             Checker::Causal(consistency) => causal::checker_names(*consistency),
             Checker::Transactional(_) => &["transactional"],
-            Checker::Set => &["set"],
+            Checker::Set | Checker::SetEverywhere => &["set"],
+            Checker::Counter => &["counter"],
+            Checker::Echo => &["echo"],
+            Checker::UniqueIds => &["unique-ids"],
             Checker::Saga => &["saga"],
             Checker::RaftSafety => &[raft::CHECKER],
         }
@@ -84,6 +97,10 @@ impl Checker {
                 vec![txn::check(evidence.history, options)?.verdict()]
             }
             Checker::Set => vec![set::check(evidence.history).verdict()],
+            Checker::SetEverywhere => vec![set::check_everywhere(evidence.history).verdict()],
+            Checker::Counter => vec![counter::check(evidence.history).verdict()],
+            Checker::Echo => vec![echo::check_echo(evidence.history).verdict()],
+            Checker::UniqueIds => vec![echo::check_unique_ids(evidence.history).verdict()],
             Checker::Saga => vec![match evidence.saga {
                 Some(facts) => saga::check(facts).verdict(),
                 None => self.missing("the run kept no final facts of its orders"),

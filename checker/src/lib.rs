@@ -36,6 +36,8 @@
 
 pub mod causal;
 mod checkers;
+pub mod counter;
+pub mod echo;
 pub mod format;
 pub mod history;
 pub mod linearizability;

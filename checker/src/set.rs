@@ -1,23 +1,27 @@
 //! The set checker (DESIGN §3.3): every acknowledged `add` must be in the final reads.
 //!
 //! Adds are operations `add` with the element as value; final reads are `read` operations that
-//! completed `ok` with the whole set as a JSON array (the set workload reads once through every
-//! node at the end). Elements are counted as:
+//! completed `ok` with the whole set as a JSON array and began after every add had ended (the
+//! set workloads read once through every node at the end). Elements are counted as:
 //!
 //! - **lost**: acknowledged, and in no final read — the verdict is FAIL;
 //! - **unexpected**: in a final read, but never added — FAIL;
 //! - **stale**: acknowledged and in some final reads but missing from others (replicas that have
-//!   not converged); reported, not a failure by itself;
+//!   not converged); reported, not a failure by itself — except where every node must hold
+//!   every element after the quiet period ([`check_everywhere`]: Maelstrom's broadcast and
+//!   g-set), where it is;
 //! - **recovered**: an `add` that ended `info`, present after all.
 //!
-//! No final read at all gives UNKNOWN.
+//! No final read at all gives UNKNOWN. When there were reads during the run too (Maelstrom's
+//! broadcast and g-set), the report gives each acknowledged element's *stable latency* as
+//! Maelstrom does: from its acknowledgement to the last read begun after it that missed it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::history::{History, Status};
+use crate::history::{History, Operation, Status};
 use crate::verdict::{Validity, Verdict};
 
 /// What the set checker found.
@@ -25,6 +29,8 @@ use crate::verdict::{Validity, Verdict};
 pub struct SetReport {
     /// PASS, FAIL or UNKNOWN.
     pub validity: Validity,
+    /// Whether every final read must hold every acknowledged element.
+    pub everywhere: bool,
     /// Adds invoked.
     pub attempted: usize,
     /// Adds acknowledged.
@@ -39,6 +45,10 @@ pub struct SetReport {
     pub stale: Vec<Value>,
     /// Added with `info`, present after all.
     pub recovered: Vec<Value>,
+    /// Quantiles (0, 0.5, 0.95, 0.99, 1) of the stable latencies in milliseconds, when reads
+    /// were made during the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stable_latency_ms: Option<BTreeMap<String, f64>>,
 }
 
 /// Checks a set history.
@@ -47,16 +57,21 @@ pub fn check(history: &History) -> SetReport {
     for op in history.ops.iter().filter(|op| op.f == "add") {
         adds.insert(op.input.to_string(), (op.input.clone(), op.status));
     }
-    let reads: Vec<BTreeSet<String>> = history
+    let add_ops: Vec<&Operation> = history.ops.iter().filter(|op| op.f == "add").collect();
+    let end = crate::counter::end_of(&add_ops);
+    let all_reads: Vec<(&Operation, BTreeSet<String>)> = history
         .ops
         .iter()
         .filter(|op| op.f == "read" && op.status == Status::Ok)
         .map(|op| {
-            op.output
-                .as_array()
-                .map(|items| items.iter().map(Value::to_string).collect())
-                .unwrap_or_default()
+            let items = op.output.as_array();
+            (op, items.map(|items| items.iter().map(Value::to_string).collect()).unwrap_or_default())
         })
+        .collect();
+    let is_final = |op: &Operation| add_ops.is_empty() || op.call > end;
+    let reads: Vec<&BTreeSet<String>> = (all_reads.iter())
+        .filter(|(op, _)| is_final(op))
+        .map(|(_, items)| items)
         .collect();
     let seen_in = |e: &str| reads.iter().filter(|r| r.contains(e)).count();
     let mut report = SetReport {
@@ -68,6 +83,8 @@ pub fn check(history: &History) -> SetReport {
         unexpected: Vec::new(),
         stale: Vec::new(),
         recovered: Vec::new(),
+        stable_latency_ms: None,
+        everywhere: false,
     };
     for (text, (value, status)) in &adds {
         let seen = seen_in(text);
@@ -78,7 +95,10 @@ pub fn check(history: &History) -> SetReport {
             _ => {}
         }
     }
-    let everything: BTreeSet<&String> = reads.iter().flatten().collect();
+    if all_reads.iter().any(|(op, _)| !is_final(op)) {
+        report.stable_latency_ms = Some(stable_latencies(&add_ops, &all_reads, &report.lost));
+    }
+    let everything: BTreeSet<&String> = reads.iter().copied().flatten().collect();
     for text in everything {
         if !adds.contains_key(text) {
             report
@@ -94,6 +114,49 @@ pub fn check(history: &History) -> SetReport {
         Validity::Pass
     };
     report
+}
+
+/// Quantiles of the acknowledged, not lost elements' stable latencies: from the add's
+/// acknowledgement to the start of the last read begun after it that missed the element (0 if
+/// none did).
+/// Checks a set every node must hold whole after the quiet period (Maelstrom's broadcast and
+/// g-set): an acknowledged element missing from any final read fails.
+pub fn check_everywhere(history: &History) -> SetReport {
+    let mut report = check(history);
+    report.everywhere = true;
+    if report.validity == Validity::Pass && !report.stale.is_empty() {
+        report.validity = Validity::Fail;
+    }
+    report
+}
+
+fn stable_latencies(
+    adds: &[&Operation],
+    reads: &[(&Operation, BTreeSet<String>)],
+    lost: &[Value],
+) -> BTreeMap<String, f64> {
+    let mut latencies: Vec<u64> = adds
+        .iter()
+        .filter(|op| op.status == Status::Ok && !lost.contains(&op.input))
+        .filter_map(|op| {
+            let acked = op.ret?;
+            let element = op.input.to_string();
+            let last_missing = (reads.iter())
+                .filter(|(r, items)| r.call > acked && !items.contains(&element))
+                .map(|(r, _)| r.call)
+                .max();
+            Some(last_missing.map_or(0, |t| t - acked))
+        })
+        .collect();
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(i).map_or(0.0, |&ns| ns as f64 / 1e6)
+    };
+    [("0", 0.0), ("0.5", 0.5), ("0.95", 0.95), ("0.99", 0.99), ("1", 1.0)]
+        .into_iter()
+        .map(|(name, q)| (name.to_string(), at(q)))
+        .collect()
 }
 
 fn sample(values: &[Value]) -> String {
@@ -127,14 +190,21 @@ impl SetReport {
                     ));
                 }
                 if !self.stale.is_empty() {
+                    let what = if self.everywhere { "missing from some node's final read" } else { "stale" };
                     parts.push(format!(
-                        "{} stale: {}",
+                        "{} {what}: {}",
                         self.stale.len(),
                         sample(&self.stale)
                     ));
                 }
                 if !self.recovered.is_empty() {
                     parts.push(format!("{} recovered", self.recovered.len()));
+                }
+                if let Some(q) = &self.stable_latency_ms {
+                    parts.push(format!(
+                        "stable after {:.0} ms median, {:.0} ms at most",
+                        q["0.5"], q["1"]
+                    ));
                 }
                 parts.join("; ")
             }

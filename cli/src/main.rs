@@ -14,6 +14,7 @@ mod check;
 mod cluster;
 mod compare;
 mod judge;
+mod network;
 mod plan;
 mod run;
 

@@ -14,7 +14,7 @@ use faultline_checker::Checker;
 use faultline_checker::txn::{Assumption, Model};
 use faultline_nemesis::{
     Backend, CommandBackend, Kind, LocalEtcdBackend, LocalMariadbBackend, LocalPostgresBackend,
-    ProxyBackend, Shape,
+    MaelstromBackend, ProxyBackend, Shape,
 };
 use faultline_targets::etcd::Network;
 use faultline_targets::runtime::{CrashPlan, CrashPoint};
@@ -170,6 +170,22 @@ fn check_options(opts: &RunOptions) -> Result<(), String> {
 /// The checkout systems take the checkout workload and nothing else, and it runs on nothing
 /// else.
 fn check_workload(label: &str, target: &Target, workload: Workload) -> Result<(), String> {
+    let maelstrom = matches!(target, Target::Maelstrom(_));
+    if workload.maelstrom_only() && !maelstrom {
+        return Err(format!(
+            "--workload {workload} is one of Maelstrom's: run it against nodes with \
+             --target 'maelstrom:COMMAND ARGS...'"
+        ));
+    }
+    let maelstrom_takes = workload.maelstrom_only()
+        || matches!(workload, Workload::Register | Workload::Cas) // lin-kv
+        || workload.is_transactional();
+    if maelstrom && !maelstrom_takes {
+        return Err(format!(
+            "--workload {workload}: Maelstrom nodes take echo, unique-ids, broadcast, g-set, \
+             g-counter, pn-counter, lin-kv, txn-list-append or txn-rw-register"
+        ));
+    }
     if target.is_database() && !workload.is_transactional() {
         return Err(format!(
             "{label} is a database: run it with --workload list-append or rw-register"
@@ -232,6 +248,7 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
         (None, Target::Http(_) | Target::Etcd(..) | Target::Exec(_)) => Vec::new(),
         (None, Target::LocalPostgres(_) | Target::Postgres(..)) => Vec::new(),
         (None, Target::LocalMariadb(_) | Target::Mysql(..)) => Vec::new(),
+        (None, Target::Maelstrom(_)) => Vec::new(),
     };
     if !opts.nemesis_cmd.is_empty() && target.started_by_faultline() {
         return Err(
@@ -272,6 +289,7 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
         }
         Target::LocalPostgres(_) => LocalPostgresBackend::unsupported_kinds(&kinds),
         Target::LocalMariadb(_) => LocalMariadbBackend::unsupported_kinds(&kinds),
+        Target::Maelstrom(_) => MaelstromBackend::unsupported_kinds(&kinds),
         Target::Postgres(..) | Target::Mysql(..) => kinds
             .iter()
             .map(|&k| {

@@ -15,13 +15,15 @@ use faultline_checker::stats::Stats;
 use faultline_checker::{Validity, format, stats};
 use faultline_nemesis::{
     AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend,
-    LocalMariadbBackend, LocalPostgresBackend, ProxyBackend, Schedule,
+    LocalMariadbBackend, LocalPostgresBackend, MaelstromBackend, ProxyBackend, Schedule,
+    SharedCluster,
 };
 use faultline_results::{Judged, RunDir, explanation, period_table, stats_table, verdict_table};
 use faultline_targets::client::{AnyClient, HttpClient};
 use faultline_targets::cluster::Cluster;
 use faultline_targets::etcd::{EtcdClient, EtcdCluster};
 use faultline_targets::exec::{ExecClient, ExecSpec};
+use faultline_targets::maelstrom::{Dialect, MaelstromCluster};
 use faultline_targets::mariadb::{MariaClient, MariaServer};
 use faultline_targets::postgres::{PgClient, PgServer, PgSpec};
 use faultline_targets::systems::kv::node_name;
@@ -47,6 +49,8 @@ pub(crate) struct Finished {
     pub(crate) summary: RunSummary,
     /// A fault the nemesis could not apply or heal: the run is not the one planned.
     pub(crate) nemesis_error: Option<String>,
+    /// The routed network's table (Maelstrom nodes).
+    pub(crate) network: Option<String>,
 }
 
 /// Watches Ctrl-C: the first stops the run gracefully (the receiver turns true), the second
@@ -144,6 +148,9 @@ fn print_run(format: OutputFormat, finished: &Finished) {
         ),
         OutputFormat::Table => {
             println!("{}", stats_table(&finished.stats));
+            if let Some(network) = &finished.network {
+                println!("{network}");
+            }
             if finished.stats.by_period.len() > 1 {
                 println!("{}", period_table(&finished.stats));
             }
@@ -199,10 +206,15 @@ pub(crate) async fn execute(
         progress.abort();
         let _ = progress.await;
     }
+    let network = network_figures(&live, &dir, &summary).await?;
     live.stop(&dir, plan.target.writes_notes())?;
     let summary = summary?;
-    let (judged, stats, verdict_json) = judge_run(plan, &dir, &summary)?;
+    let (judged, stats, mut verdict_json) = judge_run(plan, &dir, &summary)?;
+    if let Some((report, _)) = &network {
+        verdict_json["network"] = report.clone();
+    }
     Ok(Finished {
+        network: network.map(|(_, table)| table),
         dir,
         judged,
         stats,
@@ -210,6 +222,25 @@ pub(crate) async fn execute(
         summary,
         nemesis_error,
     })
+}
+
+/// For Maelstrom nodes: the routed network's figures, written to `network.json`, and their
+/// table.
+async fn network_figures(
+    live: &Live,
+    dir: &RunDir,
+    summary: &Result<RunSummary, String>,
+) -> Result<Option<(Value, String)>, String> {
+    let nodes = live.held.maelstrom.lock().expect("not poisoned").clone();
+    let Some(nodes) = nodes else {
+        return Ok(None);
+    };
+    let stats = nodes.stats().await;
+    let operations = summary.as_ref().map_or(0, |s| s.invoked);
+    let report = crate::network::report(&stats, operations);
+    dir.write_json("network.json", &report)
+        .map_err(|e| in_dir(dir, e))?;
+    Ok(Some((report, crate::network::table(&stats, operations))))
 }
 
 /// `path: error` for an I/O error in the run directory.
@@ -235,6 +266,7 @@ struct Held {
     etcd: Arc<Mutex<Option<EtcdCluster>>>,
     postgres: Arc<Mutex<Option<PgServer>>>,
     mariadb: Arc<Mutex<Option<MariaServer>>>,
+    maelstrom: SharedCluster,
 }
 
 impl Drop for Held {
@@ -250,6 +282,9 @@ impl Drop for Held {
         }
         if let Ok(mut mariadb) = self.mariadb.lock() {
             mariadb.take();
+        }
+        if let Some(nodes) = self.maelstrom.lock().ok().and_then(|mut m| m.take()) {
+            nodes.stop();
         }
     }
 }
@@ -267,6 +302,9 @@ impl Live {
         self.held.etcd.lock().expect("not poisoned").take();
         self.held.postgres.lock().expect("not poisoned").take();
         self.held.mariadb.lock().expect("not poisoned").take();
+        if let Some(nodes) = self.held.maelstrom.lock().expect("not poisoned").take() {
+            nodes.stop();
+        }
         Ok(())
     }
 }
@@ -276,10 +314,10 @@ impl Live {
 async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String> {
     // Whatever starts is held here from the first moment: dropped, it stops.
     let held = Held::default();
-    let started = start_target(plan, &held, show).await?;
+    let started = start_target(plan, &held, &dir.path, show).await?;
     let (backend, client_urls) = backend(plan, &held, &started.urls).await?;
     let live = Live {
-        client: Arc::new(client(plan, client_urls, &started.nodes, dir)?),
+        client: Arc::new(client(plan, &held, client_urls, &started.nodes, dir)?),
         held,
         started,
         backend,
@@ -293,7 +331,12 @@ async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String>
 
 /// Starts the bundled cluster or the local etcd cluster a plan names (nothing for URL
 /// targets); what answers where.
-async fn start_target(plan: &RunPlan, held: &Held, show: bool) -> Result<Started, String> {
+async fn start_target(
+    plan: &RunPlan,
+    held: &Held,
+    dir: &std::path::Path,
+    show: bool,
+) -> Result<Started, String> {
     let (urls, settings) = match plan.target.clone() {
         Target::Bundled(mut spec) => {
             spec.seed = plan.seed;
@@ -363,6 +406,23 @@ async fn start_target(plan: &RunPlan, held: &Held, show: bool) -> Result<Started
         Target::Mysql(url, settings) => (vec![url], json!(settings)),
         Target::Etcd(urls, settings) => (urls, json!(settings)),
         Target::Http(urls) => (urls, Value::Null),
+        Target::Maelstrom(target) => {
+            let settings = json!({
+                "command": target.argv.join(" "),
+                "latency_ms": target.latency.base.as_millis() as u64,
+                "jitter_ms": target.latency.jitter.as_millis() as u64,
+            });
+            let send_topology = plan.opts.workload == Workload::Broadcast;
+            let nodes = MaelstromCluster::start(target, plan.seed, dir.join("nodes"), send_topology)
+                .await
+                .map_err(|e| format!("the Maelstrom nodes did not start: {e}"))?;
+            if show {
+                eprintln!("faultline: {} Maelstrom nodes answered init", nodes.names().len());
+            }
+            let urls = nodes.names().iter().map(|n| format!("maelstrom:{n}")).collect();
+            *held.maelstrom.lock().expect("not poisoned") = Some(Arc::new(nodes));
+            (urls, settings)
+        }
         Target::Exec(exec) => {
             let settings: serde_json::Map<String, Value> = (exec.settings.iter())
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -383,11 +443,17 @@ async fn start_target(plan: &RunPlan, held: &Held, show: bool) -> Result<Started
 /// client programs write their logs under `dir`.
 fn client(
     plan: &RunPlan,
+    held: &Held,
     urls: Vec<String>,
     nodes: &[String],
     dir: &RunDir,
 ) -> Result<AnyClient, String> {
     Ok(match &plan.target {
+        Target::Maelstrom(_) => {
+            let nodes = held.maelstrom.lock().expect("not poisoned").clone();
+            let nodes = nodes.ok_or("the Maelstrom nodes are not running")?;
+            AnyClient::Maelstrom(Arc::new(nodes.client(dialect(plan.opts.workload))))
+        }
         Target::Exec(target) => AnyClient::Exec(Arc::new(
             ExecClient::new(ExecSpec {
                 target: target.clone(),
@@ -432,6 +498,16 @@ fn client(
             AnyClient::Postgres(Arc::new(PgClient::new(url, settings.isolation, registers)))
         }
     })
+}
+
+/// The request shapes of a Maelstrom workload's adds and whole reads.
+fn dialect(workload: Workload) -> Dialect {
+    match workload {
+        Workload::Broadcast => Dialect::Broadcast,
+        Workload::GSet => Dialect::GSet,
+        Workload::GCounter | Workload::PnCounter => Dialect::Counter,
+        _ => Dialect::Plain,
+    }
 }
 
 /// The nemesis, running: a task that applies the plan's fault schedule until told to stop,
@@ -588,6 +664,23 @@ async fn after(
     if summary.interrupted {
         return Ok(summary);
     }
+    if plan.opts.workload.reads_whole_at_end() {
+        if show {
+            eprintln!(
+                "faultline: waiting {} for the nodes to converge, then reading through every node",
+                humantime::format_duration(plan.opts.quiet)
+            );
+        }
+        tokio::time::sleep(plan.opts.quiet).await;
+        let key = match plan.opts.workload {
+            Workload::GCounter | Workload::PnCounter => "counter",
+            _ => "set",
+        };
+        let config = run_config(plan, live);
+        faultline_workloads::final_whole_reads(&config, live.client.clone(), recorder.clone(), &summary, key)
+            .await
+            .map_err(|e| format!("the run failed: {e}"))?;
+    }
     if plan.opts.workload == Workload::Set {
         let config = run_config(plan, live);
         faultline_workloads::final_reads(
@@ -675,6 +768,7 @@ async fn backend(
         Target::Postgres(..) | Target::Mysql(..) => {
             unreachable!("nemesis_kinds refused faults on a database URL")
         }
+        Target::Maelstrom(_) => AnyBackend::Maelstrom(MaelstromBackend::new(held.maelstrom.clone())?),
         Target::Http(_) | Target::Etcd(..) | Target::Exec(_) => {
             let hosts: Vec<String> = urls
                 .iter()

@@ -14,6 +14,7 @@
 //! - [`LocalEtcdBackend`]: a local etcd cluster (namespaces and nftables, proxies, signals).
 //! - [`ServerBackend`]: a local database server, PostgreSQL or MariaDB (signals).
 //! - [`ProxyBackend`]: TCP proxies in front of a URL target's nodes (packet faults).
+//! - [`MaelstromBackend`]: Maelstrom-protocol nodes, with faultline as their network.
 //! - [`CommandBackend`]: the user's own shell commands, for clusters on other machines.
 //! - [`AnyBackend`]: whichever of these a run uses.
 
@@ -22,6 +23,7 @@ mod command;
 mod desired;
 mod fault;
 mod local_etcd;
+mod maelstrom;
 mod processes;
 mod proxy;
 mod schedule;
@@ -31,6 +33,7 @@ pub use bundled::BundledBackend;
 pub use command::{CommandBackend, ENVIRONMENT};
 pub use fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
 pub use local_etcd::LocalEtcdBackend;
+pub use maelstrom::{MaelstromBackend, SharedCluster};
 pub use proxy::ProxyBackend;
 pub use schedule::{Schedule, Step};
 pub use server::{LocalMariadbBackend, LocalPostgresBackend, LocalServer, ServerBackend};
@@ -71,6 +74,8 @@ pub enum AnyBackend {
     Proxy(ProxyBackend),
     /// The user's commands (packet faults through proxies when no packet command is given).
     Command(CommandBackend, Option<ProxyBackend>),
+    /// Maelstrom nodes and the router between them.
+    Maelstrom(MaelstromBackend),
 }
 
 impl Backend for AnyBackend {
@@ -81,6 +86,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalPostgres(b) => b.unsupported(kinds),
             AnyBackend::LocalMariadb(b) => b.unsupported(kinds),
             AnyBackend::Proxy(b) => b.unsupported(kinds),
+            AnyBackend::Maelstrom(b) => b.unsupported(kinds),
             AnyBackend::Command(b, proxies) => b
                 .unsupported(kinds)
                 .into_iter()
@@ -96,6 +102,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalPostgres(b) => b.apply(fault).await,
             AnyBackend::LocalMariadb(b) => b.apply(fault).await,
             AnyBackend::Proxy(b) => b.apply(fault).await,
+            AnyBackend::Maelstrom(b) => b.apply(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.apply(fault).await,
             AnyBackend::Command(b, _) => b.apply(fault).await,
         }
@@ -108,6 +115,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalPostgres(b) => b.heal(fault).await,
             AnyBackend::LocalMariadb(b) => b.heal(fault).await,
             AnyBackend::Proxy(b) => b.heal(fault).await,
+            AnyBackend::Maelstrom(b) => b.heal(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.heal(fault).await,
             AnyBackend::Command(b, _) => b.heal(fault).await,
         }
@@ -120,6 +128,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalPostgres(b) => b.heal_all().await,
             AnyBackend::LocalMariadb(b) => b.heal_all().await,
             AnyBackend::Proxy(b) => b.heal_all().await,
+            AnyBackend::Maelstrom(b) => b.heal_all().await,
             AnyBackend::Command(b, proxies) => {
                 let commands = b.heal_all().await;
                 if let Some(p) = proxies {

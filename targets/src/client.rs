@@ -351,6 +351,8 @@ pub enum AnyClient {
     Mariadb(std::sync::Arc<crate::mariadb::MariaClient>),
     /// The user's client programs.
     Exec(std::sync::Arc<crate::exec::ExecClient>),
+    /// Maelstrom nodes, through faultline's router.
+    Maelstrom(std::sync::Arc<crate::maelstrom::MaelstromClient>),
 }
 
 impl AnyClient {
@@ -362,6 +364,8 @@ impl AnyClient {
             AnyClient::Postgres(c) => c.check_reachable(timeout).await,
             AnyClient::Mariadb(c) => c.check_reachable(timeout).await,
             AnyClient::Exec(c) => c.check_reachable(timeout).await,
+            // Every node answered `init` before the run began.
+            AnyClient::Maelstrom(_) => Ok(()),
         }
     }
 }
@@ -374,6 +378,7 @@ impl Client for AnyClient {
             AnyClient::Postgres(c) => c.invoke(node, op, timeout).await,
             AnyClient::Mariadb(c) => c.invoke(node, op, timeout).await,
             AnyClient::Exec(c) => c.invoke(node, op, timeout).await,
+            AnyClient::Maelstrom(c) => c.invoke(node, op, timeout).await,
         }
     }
 
@@ -386,6 +391,7 @@ impl Client for AnyClient {
     ) -> Completion {
         match self {
             AnyClient::Exec(c) => c.invoke_as(client, node, op, timeout).await,
+            AnyClient::Maelstrom(c) => c.invoke_as(client, node, op, timeout).await,
             other => other.invoke(node, op, timeout).await,
         }
     }
@@ -397,6 +403,7 @@ impl Client for AnyClient {
             AnyClient::Postgres(c) => c.nodes(),
             AnyClient::Mariadb(c) => c.nodes(),
             AnyClient::Exec(c) => c.nodes(),
+            AnyClient::Maelstrom(c) => c.nodes(),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use crate::cluster::{ClusterSpec, check_spec};
 use crate::etcd::{EtcdSettings, EtcdSpec, Network, find_etcd, resolve_network};
 use crate::exec::ExecTarget;
+use crate::maelstrom::MaelstromTarget;
 use crate::mariadb::{MariaSettings, find_binaries};
 use crate::postgres::{PgSettings, PgSpec, find_bin_dir};
 use crate::systems::{SystemInfo, system_info};
@@ -36,6 +37,8 @@ pub enum Target {
     Mysql(String, MariaSettings),
     /// The user's client program, speaking the exec protocol, for a system anywhere.
     Exec(ExecTarget),
+    /// Maelstrom-protocol node binaries faultline starts, with faultline as their network.
+    Maelstrom(MaelstromTarget),
 }
 
 /// What parsing a target needs besides its text.
@@ -77,6 +80,11 @@ impl Target {
                 command,
                 settings,
                 &cx.nodes_addr,
+            )?));
+        }
+        if let Some(command) = target.strip_prefix("maelstrom:") {
+            return plain(Target::Maelstrom(MaelstromTarget::parse(
+                command, settings, cx.nodes,
             )?));
         }
         if !cx.nodes_addr.is_empty() {
@@ -136,7 +144,7 @@ impl Target {
             "--target {target}: expected bundled:quorum, bundled:raft, bundled:saga, bundled:twopc, \
              local:etcd, etcd://host:port[,host:port...], http://host:port[,host:port...], \
              local:postgres, postgres://user:pass@host:port/db, local:mariadb, \
-             mysql://user:pass@host:port/db or 'exec:COMMAND ARGS...'"
+             mysql://user:pass@host:port/db, 'exec:COMMAND ARGS...' or 'maelstrom:COMMAND ARGS...'"
         ))
     }
 
@@ -156,6 +164,7 @@ impl Target {
                 | Target::LocalEtcd(_)
                 | Target::LocalPostgres(_)
                 | Target::LocalMariadb(_)
+                | Target::Maelstrom(_)
         )
     }
 
@@ -183,6 +192,7 @@ impl Target {
                 | Target::LocalEtcd(_)
                 | Target::LocalMariadb(_)
                 | Target::Mysql(..)
+                | Target::Maelstrom(_)
         ) || self.system().is_some_and(|s| s.runs_transactions)
     }
 

@@ -36,11 +36,24 @@ pub enum Workload {
     /// Transactions writing unique values to registers and reading them. Checked by the
     /// transactional checker.
     RwRegister,
+    /// Maelstrom's `echo`: each reply carries the request's payload back.
+    Echo,
+    /// Maelstrom's `unique-ids`: every generated id distinct.
+    UniqueIds,
+    /// Maelstrom's `broadcast`: messages broadcast to every node, reads along the way and a
+    /// final read through every node; checked by the set checker.
+    Broadcast,
+    /// Maelstrom's `g-set`: a grow-only set, checked as `broadcast` is.
+    GSet,
+    /// Maelstrom's `g-counter`: non-negative adds, final reads within the counter's bounds.
+    GCounter,
+    /// Maelstrom's `pn-counter`: adds of either sign, checked as `g-counter` is.
+    PnCounter,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 13] = [
         Workload::Register,
         Workload::Cas,
         Workload::Set,
@@ -48,7 +61,41 @@ impl Workload {
         Workload::Checkout,
         Workload::ListAppend,
         Workload::RwRegister,
+        Workload::Echo,
+        Workload::UniqueIds,
+        Workload::Broadcast,
+        Workload::GSet,
+        Workload::GCounter,
+        Workload::PnCounter,
     ];
+
+    /// Maelstrom's names for the workloads it shares with the rest (`lin-kv` is `cas`).
+    const ALIASES: [(&'static str, Workload); 3] = [
+        ("lin-kv", Workload::Cas),
+        ("txn-list-append", Workload::ListAppend),
+        ("txn-rw-register", Workload::RwRegister),
+    ];
+
+    /// Whether only Maelstrom nodes take its requests.
+    pub fn maelstrom_only(self) -> bool {
+        matches!(
+            self,
+            Workload::Echo
+                | Workload::UniqueIds
+                | Workload::Broadcast
+                | Workload::GSet
+                | Workload::GCounter
+                | Workload::PnCounter
+        )
+    }
+
+    /// Whether it ends with a read of the whole set or counter through every node.
+    pub fn reads_whole_at_end(self) -> bool {
+        matches!(
+            self,
+            Workload::Broadcast | Workload::GSet | Workload::GCounter | Workload::PnCounter
+        )
+    }
 
     /// The target operations its runs send (exec client programs must offer them): set adds
     /// are writes of one key per element, read back one by one at the end.
@@ -58,6 +105,11 @@ impl Workload {
             Workload::Cas => &["read", "write", "cas"],
             Workload::ListAppend | Workload::RwRegister => &["txn"],
             Workload::Checkout => &["checkout"],
+            Workload::Echo => &["echo"],
+            Workload::UniqueIds => &["generate"],
+            Workload::Broadcast | Workload::GSet | Workload::GCounter | Workload::PnCounter => {
+                &["add", "read"]
+            }
         }
     }
 
@@ -76,6 +128,12 @@ impl Workload {
             Workload::Checkout => "checkout",
             Workload::ListAppend => "list-append",
             Workload::RwRegister => "rw-register",
+            Workload::Echo => "echo",
+            Workload::UniqueIds => "unique-ids",
+            Workload::Broadcast => "broadcast",
+            Workload::GSet => "g-set",
+            Workload::GCounter => "g-counter",
+            Workload::PnCounter => "pn-counter",
         }
     }
 
@@ -87,6 +145,10 @@ impl Workload {
                 ..Options::default()
             })],
             Workload::Set => vec![Checker::Set],
+            Workload::Broadcast | Workload::GSet => vec![Checker::SetEverywhere],
+            Workload::GCounter | Workload::PnCounter => vec![Checker::Counter],
+            Workload::Echo => vec![Checker::Echo],
+            Workload::UniqueIds => vec![Checker::UniqueIds],
             Workload::Causal => vec![Checker::Causal(Consistency::All)],
             Workload::Checkout => vec![Checker::Saga],
             Workload::ListAppend | Workload::RwRegister => {
@@ -107,13 +169,16 @@ impl FromStr for Workload {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Workload::ALL
-            .into_iter()
-            .find(|w| w.name() == s)
+        (Workload::ALL.into_iter().map(|w| (w.name(), w)))
+            .chain(Workload::ALIASES)
+            .find(|(name, _)| *name == s)
+            .map(|(_, w)| w)
             .ok_or_else(|| {
                 format!(
                     "unknown workload `{s}`; expected register, cas, set, causal, checkout, \
-                     list-append or rw-register"
+                     list-append or rw-register, or for maelstrom: targets echo, unique-ids, \
+                     broadcast, g-set, g-counter, pn-counter, lin-kv, txn-list-append or \
+                     txn-rw-register"
                 )
             })
     }
@@ -203,6 +268,9 @@ impl Generator {
                 op: Op::Txn { ops },
             };
         }
+        if let Some(op) = self.maelstrom_op() {
+            return op;
+        }
         if self.workload == Workload::Set {
             let e = self.next_element;
             self.next_element += 1;
@@ -262,6 +330,43 @@ impl Generator {
     }
 }
 
+impl Generator {
+    /// The next operation of a Maelstrom-only workload (`None` for the others): mostly adds,
+    /// one read of the whole value in five.
+    fn maelstrom_op(&mut self) -> Option<WorkloadOp> {
+        let op = |f, key: &str, value: Value, op| WorkloadOp {
+            f,
+            key: key.into(),
+            value,
+            op,
+        };
+        let n = self.next_element;
+        let key = match self.workload {
+            Workload::Echo => {
+                self.next_element += 1;
+                let value = json!(format!("Please echo {n}"));
+                return Some(op("echo", "", value.clone(), Op::Echo { value }));
+            }
+            Workload::UniqueIds => return Some(op("generate", "", Value::Null, Op::Generate)),
+            Workload::Broadcast | Workload::GSet => "set",
+            Workload::GCounter | Workload::PnCounter => "counter",
+            _ => return None,
+        };
+        if self.rng.random_range(0..5) == 0 {
+            return Some(op("read", key, Value::Null, Op::ReadAll));
+        }
+        let value = match self.workload {
+            Workload::GCounter => json!(self.rng.random_range(0..=5)),
+            Workload::PnCounter => json!(self.rng.random_range(-5..=5)),
+            _ => {
+                self.next_element += 1;
+                json!(n)
+            }
+        };
+        Some(op("add", key, value.clone(), Op::Add { value }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +390,26 @@ mod tests {
             assert!(written.insert((op.key.clone(), v)), "a value written twice");
         }
         assert!(a.iter().any(|o| o.f == "cas") && a.iter().any(|o| o.f == "read"));
+    }
+
+    #[test]
+    fn maelstrom_workloads_add_unique_elements_and_read_whole() {
+        let mut g = Generator::new(Workload::Broadcast, 1, 3);
+        let ops: Vec<WorkloadOp> = (0..200).map(|_| g.next_op()).collect();
+        let adds: Vec<&Value> = ops.iter().filter(|o| o.f == "add").map(|o| &o.value).collect();
+        let unique: std::collections::HashSet<String> = adds.iter().map(|v| v.to_string()).collect();
+        assert_eq!(unique.len(), adds.len());
+        assert!(ops.iter().any(|o| o.op == Op::ReadAll && o.f == "read"));
+        let mut g = Generator::new(Workload::PnCounter, 1, 3);
+        let deltas: Vec<i64> = (0..200)
+            .filter_map(|_| match g.next_op().op {
+                Op::Add { value } => value.as_i64(),
+                _ => None,
+            })
+            .collect();
+        assert!(deltas.iter().any(|d| *d < 0) && deltas.iter().all(|d| (-5..=5).contains(d)));
+        assert_eq!("lin-kv".parse::<Workload>(), Ok(Workload::Cas));
+        assert_eq!("txn-list-append".parse::<Workload>(), Ok(Workload::ListAppend));
     }
 
     #[test]

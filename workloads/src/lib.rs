@@ -20,5 +20,5 @@ mod txn;
 
 pub use generator::{Generator, Workload, WorkloadOp};
 pub use recorder::{Counts, EventLine, Recorder, Who};
-pub use runner::{RunConfig, RunSummary, final_reads, run};
+pub use runner::{RunConfig, RunSummary, final_reads, final_whole_reads, run};
 pub use txn::TxnShape;

@@ -253,11 +253,14 @@ async fn client_loop<C: Client>(
             _ = stop_fired(stop.clone()) => return Ok(()),
         };
         let (kind, value, error, meta) = match &completion {
-            // A read completes with the value read, a transaction with its reads filled in;
-            // other operations repeat their input.
+            // A read completes with the value read, a transaction with its reads filled in,
+            // an echo with what came back, a generate with its id; the rest repeat their input.
             Completion::Ok { value, meta } => (
                 "ok",
-                if matches!(op.op, Op::Read { .. } | Op::Txn { .. }) {
+                if matches!(
+                    op.op,
+                    Op::Read { .. } | Op::Txn { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate
+                ) {
                     value
                 } else {
                     &op.value
@@ -283,6 +286,40 @@ async fn client_loop<C: Client>(
         }
     }
     Ok(())
+}
+
+/// The end of a Maelstrom set or counter workload (broadcast, g-set, g-counter,
+/// pn-counter): one read of the whole value through every node, recorded as `read` of `key`.
+pub async fn final_whole_reads<C: Client + 'static>(
+    config: &RunConfig,
+    client: Arc<C>,
+    recorder: Arc<Recorder>,
+    summary: &RunSummary,
+    key: &str,
+) -> io::Result<()> {
+    for node in 0..client.nodes() {
+        let process = summary.next_process + node as u64;
+        let name = config.nodes.get(node).cloned();
+        let record = |kind: &str, value: &Value, error: Option<&str>| {
+            recorder.record(&EventLine {
+                process: Who::Client(process),
+                kind,
+                f: "read",
+                key: Some(key),
+                value,
+                node: name.as_deref(),
+                error,
+                meta: None,
+            })
+        };
+        record("invoke", &Value::Null, None)?;
+        match client.invoke(node, &Op::ReadAll, config.op_timeout).await {
+            Completion::Ok { value, .. } => record("ok", &value, None)?,
+            Completion::Fail { error } => record("fail", &Value::Null, Some(&error))?,
+            Completion::Info { error } => record("info", &Value::Null, Some(&error))?,
+        }
+    }
+    recorder.flush()
 }
 
 /// The set workload's end: through every node, read every element that was added, and record

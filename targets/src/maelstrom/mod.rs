@@ -115,6 +115,7 @@ pub struct MaelstromCluster {
     log_dir: PathBuf,
     processes: Mutex<Vec<Option<NodeProcess>>>,
     generations: Mutex<Vec<u64>>,
+    inits: Mutex<Vec<Option<oneshot::Receiver<Answer>>>>,
     control_ids: AtomicU64,
 }
 
@@ -134,6 +135,7 @@ impl MaelstromCluster {
         let cluster = MaelstromCluster {
             processes: Mutex::new(names.iter().map(|_| None).collect()),
             generations: Mutex::new(vec![0; names.len()]),
+            inits: Mutex::new(names.iter().map(|_| None).collect()),
             target,
             names,
             router,
@@ -164,6 +166,12 @@ impl MaelstromCluster {
 
     /// Starts node `i` (again) and sends it `init`; its memory starts empty.
     async fn launch(&self, i: usize) -> Result<(), String> {
+        let answer = self.spawn_node(i)?;
+        self.await_handshake(i, "init", answer).await
+    }
+
+    /// Starts node `i` and sends it `init`; the answer will come on the receiver.
+    fn spawn_node(&self, i: usize) -> Result<oneshot::Receiver<Answer>, String> {
         let name = &self.names[i];
         let generation = {
             let mut generations = self.generations.lock().expect("not poisoned");
@@ -176,11 +184,17 @@ impl MaelstromCluster {
         self.processes.lock().expect("not poisoned")[i] = Some(process);
         let _ = self.router.send(Input::Attach { node: i, generation, stdin: Some(stdin), why: String::new() });
         let init = json!({"node_id": name, "node_ids": self.names});
-        self.handshake(i, "init", init).await
+        Ok(self.control(i, "init", init))
     }
 
     /// Sends node `i` a `kind` request from `c0` with `fields`, and waits for `kind_ok`.
     async fn handshake(&self, i: usize, kind: &str, fields: Value) -> Result<(), String> {
+        let answer = self.control(i, kind, fields);
+        self.await_handshake(i, kind, answer).await
+    }
+
+    /// Sends node `i` a `kind` request from `c0` with `fields`; the answer comes on the receiver.
+    fn control(&self, i: usize, kind: &str, fields: Value) -> oneshot::Receiver<Answer> {
         let name = &self.names[i];
         let msg_id = self.control_ids.fetch_add(1, Ordering::Relaxed) + 1;
         let mut body = message::request(kind, msg_id, []);
@@ -190,6 +204,12 @@ impl MaelstromCluster {
         let message = Message { src: "c0".into(), dest: name.clone(), body };
         let (reply, answer) = oneshot::channel();
         let _ = self.router.send(Input::Request { message, node: i, reply });
+        answer
+    }
+
+    /// Waits for node `i`'s `kind_ok` on `answer`; an error names the node and its log.
+    async fn await_handshake(&self, i: usize, kind: &str, answer: oneshot::Receiver<Answer>) -> Result<(), String> {
+        let name = &self.names[i];
         let why = match tokio::time::timeout(HANDSHAKE, answer).await {
             Ok(Ok(Answer::Reply(body))) if body.get("type").and_then(Value::as_str) == Some(&format!("{kind}_ok")) => {
                 return Ok(());
@@ -219,15 +239,29 @@ impl MaelstromCluster {
 
     /// SIGKILLs node `i`: messages to it are lost until it is restarted.
     pub fn kill(&self, i: usize) {
-        let generation = self.generations.lock().expect("not poisoned")[i];
+        let Ok(generations) = self.generations.lock() else { return };
         let why = format!("{} was killed", self.names[i]);
-        let _ = self.router.send(Input::Attach { node: i, generation, stdin: None, why });
-        self.processes.lock().expect("not poisoned")[i].take();
+        let _ = self.router.send(Input::Attach { node: i, generation: generations[i], stdin: None, why });
+        if let Ok(mut processes) = self.processes.lock() {
+            processes[i].take();
+        }
     }
 
-    /// Restarts killed node `i` with an empty memory and sends it `init` again.
-    pub async fn restart(&self, i: usize) -> Result<(), String> {
-        self.launch(i).await
+    /// Starts killed node `i` again, with an empty memory, and sends it `init`;
+    /// [`MaelstromCluster::initialized`] waits for its answer.
+    pub fn respawn(&self, i: usize) -> Result<(), String> {
+        let answer = self.spawn_node(i)?;
+        self.inits.lock().expect("not poisoned")[i] = Some(answer);
+        Ok(())
+    }
+
+    /// Waits until respawned node `i` has answered `init`.
+    pub async fn initialized(&self, i: usize) -> Result<(), String> {
+        let answer = self.inits.lock().expect("not poisoned")[i].take();
+        match answer {
+            Some(answer) => self.await_handshake(i, "init", answer).await,
+            None => Ok(()),
+        }
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT) to node `i`'s process group.
@@ -261,8 +295,8 @@ impl MaelstromCluster {
 
     /// Kills every node. Idempotent.
     pub fn stop(&self) {
-        if let Ok(mut processes) = self.processes.lock() {
-            processes.iter_mut().for_each(|p| drop(p.take()));
+        for i in 0..self.names.len() {
+            self.kill(i);
         }
     }
 }
