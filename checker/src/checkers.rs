@@ -13,9 +13,9 @@ use crate::model::ModelError;
 use crate::raft::{self, NodeNotes};
 use crate::saga::{self, SagaFacts};
 use crate::set;
-use crate::{counter, echo};
 use crate::txn::{self, TxnOptions};
 use crate::verdict::{Validity, Verdict};
+use crate::{counter, echo};
 
 /// What a run left for the checkers to judge.
 #[derive(Clone, Copy, Debug)]

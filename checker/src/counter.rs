@@ -3,8 +3,9 @@
 //! only lower it, and that sum plus every `info` add that could only raise it.
 //!
 //! Adds are `add` operations with an integer delta; final reads are `read`s that completed
-//! `ok` and began after every add had ended (the workload reads through every node after the
-//! faults are healed). Reads during the run are not judged: the counters are eventually
+//! `ok` with the key `final` (the workload reads through every node after the faults are
+//! healed and a quiet period), or, in a history with no read so marked, that began after
+//! every add had ended. Reads during the run are not judged: the counters are eventually
 //! consistent. No final read gives UNKNOWN.
 
 use serde::Serialize;
@@ -43,15 +44,33 @@ pub struct CounterReport {
     pub malformed_adds: Vec<usize>,
 }
 
-/// The moment every add had ended: the latest completion (an `info` add's invocation).
-pub(crate) fn end_of(ops: &[&Operation]) -> u64 {
-    ops.iter().map(|op| op.ret.unwrap_or(op.call)).max().unwrap_or(0)
+/// The key that marks a read as final (the Maelstrom workloads' reads through every node
+/// after the quiet period).
+pub const FINAL: &str = "final";
+
+/// Whether `read`, an ok `read`, is a final read: marked so with the key [`FINAL`] when any
+/// read is (`marked`), or else begun after every one of `adds` had ended (an `info` add
+/// counts from its invocation) — the set workload reads only at the end.
+pub(crate) fn is_final(read: &Operation, adds: &[&Operation], marked: bool) -> bool {
+    if marked {
+        return read.key.as_deref() == Some(FINAL);
+    }
+    let end = adds.iter().map(|op| op.ret.unwrap_or(op.call)).max();
+    end.is_none_or(|end| read.call > end)
+}
+
+/// Whether any read in `history` is marked final.
+pub(crate) fn any_marked(history: &History) -> bool {
+    history
+        .ops
+        .iter()
+        .any(|op| op.f == "read" && op.key.as_deref() == Some(FINAL))
 }
 
 /// Checks a counter history.
 pub fn check(history: &History) -> CounterReport {
     let adds: Vec<&Operation> = history.ops.iter().filter(|op| op.f == "add").collect();
-    let end = end_of(&adds);
+    let marked = any_marked(history);
     let mut report = CounterReport {
         validity: Validity::Pass,
         attempted: adds.len(),
@@ -83,12 +102,18 @@ pub fn check(history: &History) -> CounterReport {
     let finals = history
         .ops
         .iter()
-        .filter(|op| op.f == "read" && op.status == Status::Ok && (adds.is_empty() || op.call > end));
+        .filter(|op| op.f == "read" && op.status == Status::Ok && is_final(op, &adds, marked));
     for read in finals {
         report.final_reads.push(read.output.clone());
-        let inside = read.output.as_i64().is_some_and(|v| (report.lower..=report.upper).contains(&v));
+        let inside = read
+            .output
+            .as_i64()
+            .is_some_and(|v| (report.lower..=report.upper).contains(&v));
         if !inside {
-            report.out_of_bounds.push(OutOfBounds { line: read.line, value: read.output.clone() });
+            report.out_of_bounds.push(OutOfBounds {
+                line: read.line,
+                value: read.output.clone(),
+            });
         }
     }
     report.validity = if !report.malformed_adds.is_empty() || report.final_reads.is_empty() {
@@ -184,8 +209,14 @@ mod tests {
         let mut lines: Vec<String> = ADDS.iter().map(|s| s.to_string()).collect();
         for (i, v) in values.iter().enumerate() {
             let p = 10 + i;
-            lines.push(format!(r#"{{"process":{p},"type":"invoke","f":"read","value":null,"time":{}}}"#, 20 + 2 * i));
-            lines.push(format!(r#"{{"process":{p},"type":"ok","f":"read","value":{v},"time":{}}}"#, 21 + 2 * i));
+            lines.push(format!(
+                r#"{{"process":{p},"type":"invoke","f":"read","value":null,"time":{}}}"#,
+                20 + 2 * i
+            ));
+            lines.push(format!(
+                r#"{{"process":{p},"type":"ok","f":"read","value":{v},"time":{}}}"#,
+                21 + 2 * i
+            ));
         }
         history(&lines.iter().map(String::as_str).collect::<Vec<_>>())
     }
@@ -195,7 +226,11 @@ mod tests {
         // Acknowledged 5; the unsure -2 and +3 make the bounds [3, 8]; the failed 7 never counts.
         for v in ["3", "5", "8", "6"] {
             let r = check(&with_reads(&[v]));
-            assert_eq!((r.validity, r.lower, r.upper), (Validity::Pass, 3, 8), "{v}");
+            assert_eq!(
+                (r.validity, r.lower, r.upper),
+                (Validity::Pass, 3, 8),
+                "{v}"
+            );
         }
     }
 
@@ -205,7 +240,12 @@ mod tests {
         assert_eq!(r.validity, Validity::Fail);
         assert_eq!(r.out_of_bounds.len(), 1);
         let v = r.verdict();
-        assert!(v.summary.contains("1 of 2 final read(s) not between 3 and 8"), "{}", v.summary);
+        assert!(
+            v.summary
+                .contains("1 of 2 final read(s) not between 3 and 8"),
+            "{}",
+            v.summary
+        );
         assert!(v.explanation.contains("read 12"), "{}", v.explanation);
         assert_eq!(check(&with_reads(&["\"x\""])).validity, Validity::Fail);
     }

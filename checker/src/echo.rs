@@ -42,7 +42,11 @@ pub fn check_echo(history: &History) -> EchoReport {
     let ok: Vec<_> = echoes.iter().filter(|op| op.status == Status::Ok).collect();
     let wrong = (ok.iter())
         .filter(|op| op.output != op.input)
-        .map(|op| Witness { line: op.line, sent: op.input.clone(), got: op.output.clone() })
+        .map(|op| Witness {
+            line: op.line,
+            sent: op.input.clone(),
+            got: op.output.clone(),
+        })
         .collect();
     report("echo", echoes.len(), ok.len(), wrong)
 }
@@ -57,7 +61,11 @@ pub fn check_unique_ids(history: &History) -> EchoReport {
         ok += 1;
         let id = op.output.to_string();
         match first.get(&id) {
-            Some(&line) => wrong.push(Witness { line: op.line, sent: Value::from(line), got: op.output.clone() }),
+            Some(&line) => wrong.push(Witness {
+                line: op.line,
+                sent: Value::from(line),
+                got: op.output.clone(),
+            }),
             None => {
                 first.insert(id, op.line);
             }
@@ -74,7 +82,13 @@ fn report(checker: &'static str, attempted: usize, ok: usize, wrong: Vec<Witness
     } else {
         Validity::Pass
     };
-    EchoReport { checker, validity, attempted, ok, wrong }
+    EchoReport {
+        checker,
+        validity,
+        attempted,
+        ok,
+        wrong,
+    }
 }
 
 impl EchoReport {
@@ -87,11 +101,20 @@ impl EchoReport {
             100.0 * self.ok as f64 / self.attempted.max(1) as f64
         );
         let (summary, explanation) = match (self.validity, self.checker) {
-            (Validity::Unknown, _) => (format!("unknown: no request was answered; {answered}"), String::new()),
-            (Validity::Pass, "echo") => (format!("every reply echoed its request; {answered}"), String::new()),
+            (Validity::Unknown, _) => (
+                format!("unknown: no request was answered; {answered}"),
+                String::new(),
+            ),
+            (Validity::Pass, "echo") => (
+                format!("every reply echoed its request; {answered}"),
+                String::new(),
+            ),
             (Validity::Pass, _) => (format!("every id unique; {answered}"), String::new()),
             (Validity::Fail, "echo") => (
-                format!("{} repl(ies) did not echo the request; {answered}", self.wrong.len()),
+                format!(
+                    "{} repl(ies) did not echo the request; {answered}",
+                    self.wrong.len()
+                ),
                 (self.wrong.iter().take(10))
                     .map(|w| format!("line {}: sent {}, got {}", w.line, w.sent, w.got))
                     .collect::<Vec<_>>()
@@ -100,7 +123,12 @@ impl EchoReport {
             (Validity::Fail, _) => (
                 format!("{} id(s) generated twice; {answered}", self.wrong.len()),
                 (self.wrong.iter().take(10))
-                    .map(|w| format!("line {} got {}, already generated on line {}", w.line, w.got, w.sent))
+                    .map(|w| {
+                        format!(
+                            "line {} got {}, already generated on line {}",
+                            w.line, w.got, w.sent
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
@@ -140,7 +168,11 @@ mod tests {
         ]);
         let v = check_echo(&bad).verdict();
         assert_eq!(v.valid, Validity::Fail);
-        assert!(v.explanation.contains("sent \"a\", got \"b\""), "{}", v.explanation);
+        assert!(
+            v.explanation.contains("sent \"a\", got \"b\""),
+            "{}",
+            v.explanation
+        );
     }
 
     #[test]
@@ -155,7 +187,12 @@ mod tests {
         ]);
         let v = check_unique_ids(&h).verdict();
         assert_eq!(v.valid, Validity::Fail);
-        assert!(v.explanation.contains("line 5 got \"n1-1\", already generated on line 1"), "{}", v.explanation);
+        assert!(
+            v.explanation
+                .contains("line 5 got \"n1-1\", already generated on line 1"),
+            "{}",
+            v.explanation
+        );
         assert_eq!(check_unique_ids(&history(&[])).validity, Validity::Unknown);
     }
 }

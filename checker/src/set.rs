@@ -1,8 +1,9 @@
 //! The set checker (DESIGN §3.3): every acknowledged `add` must be in the final reads.
 //!
 //! Adds are operations `add` with the element as value; final reads are `read` operations that
-//! completed `ok` with the whole set as a JSON array and began after every add had ended (the
-//! set workloads read once through every node at the end). Elements are counted as:
+//! completed `ok` with the whole set as a JSON array, with the key `final` (the Maelstrom
+//! workloads' reads through every node after the quiet period) or, when no read is so
+//! marked, begun after every add had ended (the set workload reads only at the end). Elements are counted as:
 //!
 //! - **lost**: acknowledged, and in no final read — the verdict is FAIL;
 //! - **unexpected**: in a final read, but never added — FAIL;
@@ -58,17 +59,22 @@ pub fn check(history: &History) -> SetReport {
         adds.insert(op.input.to_string(), (op.input.clone(), op.status));
     }
     let add_ops: Vec<&Operation> = history.ops.iter().filter(|op| op.f == "add").collect();
-    let end = crate::counter::end_of(&add_ops);
+    let marked = crate::counter::any_marked(history);
     let all_reads: Vec<(&Operation, BTreeSet<String>)> = history
         .ops
         .iter()
         .filter(|op| op.f == "read" && op.status == Status::Ok)
         .map(|op| {
             let items = op.output.as_array();
-            (op, items.map(|items| items.iter().map(Value::to_string).collect()).unwrap_or_default())
+            (
+                op,
+                items
+                    .map(|items| items.iter().map(Value::to_string).collect())
+                    .unwrap_or_default(),
+            )
         })
         .collect();
-    let is_final = |op: &Operation| add_ops.is_empty() || op.call > end;
+    let is_final = |op: &Operation| crate::counter::is_final(op, &add_ops, marked);
     let reads: Vec<&BTreeSet<String>> = (all_reads.iter())
         .filter(|(op, _)| is_final(op))
         .map(|(_, items)| items)
@@ -96,7 +102,8 @@ pub fn check(history: &History) -> SetReport {
         }
     }
     if all_reads.iter().any(|(op, _)| !is_final(op)) {
-        report.stable_latency_ms = Some(stable_latencies(&add_ops, &all_reads, &report.lost));
+        let never: Vec<Value> = report.lost.iter().chain(&report.stale).cloned().collect();
+        report.stable_latency_ms = Some(stable_latencies(&add_ops, &all_reads, &never));
     }
     let everything: BTreeSet<&String> = reads.iter().copied().flatten().collect();
     for text in everything {
@@ -116,7 +123,8 @@ pub fn check(history: &History) -> SetReport {
     report
 }
 
-/// Quantiles of the acknowledged, not lost elements' stable latencies: from the add's
+/// Quantiles of the acknowledged elements' stable latencies (but for those in `never`, which
+/// never became stable): from the add's
 /// acknowledgement to the start of the last read begun after it that missed the element (0 if
 /// none did).
 /// Checks a set every node must hold whole after the quiet period (Maelstrom's broadcast and
@@ -133,11 +141,11 @@ pub fn check_everywhere(history: &History) -> SetReport {
 fn stable_latencies(
     adds: &[&Operation],
     reads: &[(&Operation, BTreeSet<String>)],
-    lost: &[Value],
+    never: &[Value],
 ) -> BTreeMap<String, f64> {
     let mut latencies: Vec<u64> = adds
         .iter()
-        .filter(|op| op.status == Status::Ok && !lost.contains(&op.input))
+        .filter(|op| op.status == Status::Ok && !never.contains(&op.input))
         .filter_map(|op| {
             let acked = op.ret?;
             let element = op.input.to_string();
@@ -153,10 +161,16 @@ fn stable_latencies(
         let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
         latencies.get(i).map_or(0.0, |&ns| ns as f64 / 1e6)
     };
-    [("0", 0.0), ("0.5", 0.5), ("0.95", 0.95), ("0.99", 0.99), ("1", 1.0)]
-        .into_iter()
-        .map(|(name, q)| (name.to_string(), at(q)))
-        .collect()
+    [
+        ("0", 0.0),
+        ("0.5", 0.5),
+        ("0.95", 0.95),
+        ("0.99", 0.99),
+        ("1", 1.0),
+    ]
+    .into_iter()
+    .map(|(name, q)| (name.to_string(), at(q)))
+    .collect()
 }
 
 fn sample(values: &[Value]) -> String {
@@ -190,7 +204,11 @@ impl SetReport {
                     ));
                 }
                 if !self.stale.is_empty() {
-                    let what = if self.everywhere { "missing from some node's final read" } else { "stale" };
+                    let what = if self.everywhere {
+                        "missing from some node's final read"
+                    } else {
+                        "stale"
+                    };
                     parts.push(format!(
                         "{} {what}: {}",
                         self.stale.len(),

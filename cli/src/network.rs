@@ -45,10 +45,17 @@ struct Row {
 /// The figures as a table for the terminal.
 pub(crate) fn table(stats: &NetStats, operations: u64) -> String {
     let mut rows = vec![
-        ("routed", format!("{} ({:.0}/s)", stats.routed(), per_second(stats))),
+        (
+            "routed",
+            format!("{} ({:.0}/s)", stats.routed(), per_second(stats)),
+        ),
         (
             "between nodes",
-            format!("{} ({:.2} per operation)", stats.between_nodes, per_op(stats, operations)),
+            format!(
+                "{} ({:.2} per operation)",
+                stats.between_nodes,
+                per_op(stats, operations)
+            ),
         ),
         ("with clients", stats.with_clients.to_string()),
         ("with services", stats.with_services.to_string()),
@@ -60,7 +67,15 @@ pub(crate) fn table(stats: &NetStats, operations: u64) -> String {
             ),
         ),
     ];
-    rows.extend(stats.by_type.iter().map(|(kind, n)| ("  of type", format!("{kind}: {n}"))));
-    let rows = rows.into_iter().map(|(m, c)| Row { messages: m.to_string(), count: c });
+    rows.extend(
+        stats
+            .by_type
+            .iter()
+            .map(|(kind, n)| ("  of type", format!("{kind}: {n}"))),
+    );
+    let rows = rows.into_iter().map(|(m, c)| Row {
+        messages: m.to_string(),
+        count: c,
+    });
     Table::new(rows).with(Style::sharp()).to_string()
 }

@@ -413,13 +413,21 @@ async fn start_target(
                 "jitter_ms": target.latency.jitter.as_millis() as u64,
             });
             let send_topology = plan.opts.workload == Workload::Broadcast;
-            let nodes = MaelstromCluster::start(target, plan.seed, dir.join("nodes"), send_topology)
-                .await
-                .map_err(|e| format!("the Maelstrom nodes did not start: {e}"))?;
+            let nodes =
+                MaelstromCluster::start(target, plan.seed, dir.join("nodes"), send_topology)
+                    .await
+                    .map_err(|e| format!("the Maelstrom nodes did not start: {e}"))?;
             if show {
-                eprintln!("faultline: {} Maelstrom nodes answered init", nodes.names().len());
+                eprintln!(
+                    "faultline: {} Maelstrom nodes answered init",
+                    nodes.names().len()
+                );
             }
-            let urls = nodes.names().iter().map(|n| format!("maelstrom:{n}")).collect();
+            let urls = nodes
+                .names()
+                .iter()
+                .map(|n| format!("maelstrom:{n}"))
+                .collect();
             *held.maelstrom.lock().expect("not poisoned") = Some(Arc::new(nodes));
             (urls, settings)
         }
@@ -672,14 +680,15 @@ async fn after(
             );
         }
         tokio::time::sleep(plan.opts.quiet).await;
-        let key = match plan.opts.workload {
-            Workload::GCounter | Workload::PnCounter => "counter",
-            _ => "set",
-        };
         let config = run_config(plan, live);
-        faultline_workloads::final_whole_reads(&config, live.client.clone(), recorder.clone(), &summary, key)
-            .await
-            .map_err(|e| format!("the run failed: {e}"))?;
+        faultline_workloads::final_whole_reads(
+            &config,
+            live.client.clone(),
+            recorder.clone(),
+            &summary,
+        )
+        .await
+        .map_err(|e| format!("the run failed: {e}"))?;
     }
     if plan.opts.workload == Workload::Set {
         let config = run_config(plan, live);
@@ -768,7 +777,9 @@ async fn backend(
         Target::Postgres(..) | Target::Mysql(..) => {
             unreachable!("nemesis_kinds refused faults on a database URL")
         }
-        Target::Maelstrom(_) => AnyBackend::Maelstrom(MaelstromBackend::new(held.maelstrom.clone())?),
+        Target::Maelstrom(_) => {
+            AnyBackend::Maelstrom(MaelstromBackend::new(held.maelstrom.clone())?)
+        }
         Target::Http(_) | Target::Etcd(..) | Target::Exec(_) => {
             let hosts: Vec<String> = urls
                 .iter()

@@ -74,21 +74,6 @@ fn faultline() -> Command {
     Command::new(env!("CARGO_BIN_EXE_faultline"))
 }
 
-fn python_present() -> bool {
-    let found = Command::new("python3")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("python3: {e}"))
-        .and_then(|o| {
-            if o.status.success() {
-                Ok(())
-            } else {
-                Err("python3 --version failed".into())
-            }
-        });
-    common::server_present("python3", found)
-}
-
 /// The test client in `dir`; its path.
 fn test_client(dir: &Path) -> PathBuf {
     let path = dir.join("client.py");
@@ -144,7 +129,7 @@ fn processes_naming_now(path: &Path) -> Vec<String> {
 
 #[test]
 fn answers_reach_the_checker() {
-    if !python_present() {
+    if !common::python_present() {
         return;
     }
     let args = ["--workload", "cas", "--time-limit", "2s", "--seed", "1"];
@@ -187,7 +172,7 @@ fn answers_reach_the_checker() {
 
 #[test]
 fn every_workload_runs_through_a_program() {
-    if !python_present() {
+    if !common::python_present() {
         return;
     }
     // One program with one memory: whatever the workload, its history is consistent.
@@ -223,7 +208,7 @@ fn every_workload_runs_through_a_program() {
 
 #[test]
 fn broken_programs_are_replaced_and_every_operation_completes() {
-    if !python_present() {
+    if !common::python_present() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -291,7 +276,7 @@ fn broken_programs_are_replaced_and_every_operation_completes() {
 
 #[test]
 fn a_program_writing_much_to_stderr_does_not_stall() {
-    if !python_present() {
+    if !common::python_present() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +296,7 @@ fn a_program_writing_much_to_stderr_does_not_stall() {
 
 #[test]
 fn programs_that_cannot_serve_the_workload_are_refused_with_the_reason() {
-    if !python_present() {
+    if !common::python_present() {
         return;
     }
     for (mode, workload, says) in [

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Maelstrom's unique-ids: the node's id and a counter of its own make every id unique."""
+"""Maelstrom's unique-ids: the node's id, the time it started and a counter make every id
+unique — also across a restart, which empties the counter."""
 import threading
+import time
 
 from node import Node
 
 node = Node()
 lock = threading.Lock()
 count = [0]
+started = time.time_ns()
 
 
 @node.handler("generate")
@@ -14,7 +17,7 @@ def generate(req):
     with lock:
         count[0] += 1
         n = count[0]
-    node.reply(req, {"type": "generate_ok", "id": f"{node.node_id}-{n}"})
+    node.reply(req, {"type": "generate_ok", "id": f"{node.node_id}-{started}-{n}"})
 
 
 node.run()

@@ -43,9 +43,11 @@ pub struct MaelstromBackend {
 impl MaelstromBackend {
     /// A backend for the cluster in `shared`.
     pub fn new(shared: SharedCluster) -> Result<Self, String> {
-        let cluster = (shared.lock().map_err(|_| "the cluster lock is poisoned".to_string())?)
-            .clone()
-            .ok_or("the Maelstrom nodes are not running")?;
+        let cluster = (shared
+            .lock()
+            .map_err(|_| "the cluster lock is poisoned".to_string())?)
+        .clone()
+        .ok_or("the Maelstrom nodes are not running")?;
         Ok(MaelstromBackend {
             desired: Desired::new(cluster.names().len()),
             cluster,
@@ -59,7 +61,9 @@ impl MaelstromBackend {
             .filter_map(|&k| {
                 let why = match k {
                     Kind::Partition | Kind::Packet | Kind::Kill | Kind::Pause => return None,
-                    Kind::Clock => "Maelstrom nodes read the machine's clock; faultline cannot skew it",
+                    Kind::Clock => {
+                        "Maelstrom nodes read the machine's clock; faultline cannot skew it"
+                    }
                     Kind::Crash => crate::CRASH_NEEDS_BUNDLED,
                 };
                 Some((k, why.to_string()))
@@ -76,7 +80,8 @@ impl MaelstromBackend {
                 self.cluster.initialized(node as usize).await?;
                 self.processes.serving(node);
             }
-            self.cluster.set_faults(node as usize, network_faults(&wanted));
+            self.cluster
+                .set_faults(node as usize, network_faults(&wanted));
         }
         Ok(())
     }
@@ -128,13 +133,21 @@ mod tests {
         let state = NodeState {
             drop_from: vec![1, 2],
             drop_to: vec![3],
-            packet: Packet { delay_ms: 5, jitter_ms: 2, loss: 0.1, duplicate: 0.2 },
+            packet: Packet {
+                delay_ms: 5,
+                jitter_ms: 2,
+                loss: 0.1,
+                duplicate: 0.2,
+            },
             process: Process::Running,
             ..NodeState::default()
         };
         let f = network_faults(&state);
         assert_eq!((f.drop_from, f.drop_to), (vec![1, 2], vec![3]));
-        assert_eq!((f.delay, f.jitter), (Duration::from_millis(5), Duration::from_millis(2)));
+        assert_eq!(
+            (f.delay, f.jitter),
+            (Duration::from_millis(5), Duration::from_millis(2))
+        );
         assert_eq!((f.loss, f.duplicate), (0.1, 0.2));
         let kinds = MaelstromBackend::unsupported_kinds(&Kind::ALL);
         let refused: Vec<Kind> = kinds.iter().map(|(k, _)| *k).collect();

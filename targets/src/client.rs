@@ -66,7 +66,10 @@ pub enum Op {
 impl Op {
     /// Whether only a Maelstrom target takes it (the KV protocol has no such request).
     pub fn maelstrom_only(&self) -> bool {
-        matches!(self, Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate)
+        matches!(
+            self,
+            Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate
+        )
     }
 }
 

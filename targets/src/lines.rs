@@ -9,7 +9,9 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 const MAX_LINE: usize = 16 << 20;
 
 /// The next non-blank line of `reader`, without its newline (or `\r\n`); `None` at its end.
-pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R) -> io::Result<Option<String>> {
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> io::Result<Option<String>> {
     let mut bytes = Vec::new();
     loop {
         let buf = reader.fill_buf().await?;

@@ -396,8 +396,13 @@ mod tests {
     fn maelstrom_workloads_add_unique_elements_and_read_whole() {
         let mut g = Generator::new(Workload::Broadcast, 1, 3);
         let ops: Vec<WorkloadOp> = (0..200).map(|_| g.next_op()).collect();
-        let adds: Vec<&Value> = ops.iter().filter(|o| o.f == "add").map(|o| &o.value).collect();
-        let unique: std::collections::HashSet<String> = adds.iter().map(|v| v.to_string()).collect();
+        let adds: Vec<&Value> = ops
+            .iter()
+            .filter(|o| o.f == "add")
+            .map(|o| &o.value)
+            .collect();
+        let unique: std::collections::HashSet<String> =
+            adds.iter().map(|v| v.to_string()).collect();
         assert_eq!(unique.len(), adds.len());
         assert!(ops.iter().any(|o| o.op == Op::ReadAll && o.f == "read"));
         let mut g = Generator::new(Workload::PnCounter, 1, 3);
@@ -409,7 +414,10 @@ mod tests {
             .collect();
         assert!(deltas.iter().any(|d| *d < 0) && deltas.iter().all(|d| (-5..=5).contains(d)));
         assert_eq!("lin-kv".parse::<Workload>(), Ok(Workload::Cas));
-        assert_eq!("txn-list-append".parse::<Workload>(), Ok(Workload::ListAppend));
+        assert_eq!(
+            "txn-list-append".parse::<Workload>(),
+            Ok(Workload::ListAppend)
+        );
     }
 
     #[test]

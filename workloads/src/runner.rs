@@ -289,14 +289,15 @@ async fn client_loop<C: Client>(
 }
 
 /// The end of a Maelstrom set or counter workload (broadcast, g-set, g-counter,
-/// pn-counter): one read of the whole value through every node, recorded as `read` of `key`.
+/// pn-counter): one read of the whole value through every node, recorded as a `read` with the
+/// key `final` (which the set and counter checkers take as the final reads).
 pub async fn final_whole_reads<C: Client + 'static>(
     config: &RunConfig,
     client: Arc<C>,
     recorder: Arc<Recorder>,
     summary: &RunSummary,
-    key: &str,
 ) -> io::Result<()> {
+    let key = faultline_checker::counter::FINAL;
     for node in 0..client.nodes() {
         let process = summary.next_process + node as u64;
         let name = config.nodes.get(node).cloned();

@@ -85,3 +85,20 @@ pub(crate) fn reachable_tempdir() -> tempfile::TempDir {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     tmp
 }
+
+/// Whether python3 runs (a failure under `CI=true`).
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub(crate) fn python_present() -> bool {
+    let found = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("python3: {e}"))
+        .and_then(|o| {
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err("python3 --version failed".into())
+            }
+        });
+    server_present("python3", found)
+}

@@ -84,7 +84,9 @@ pub fn request(op: &Op, serializable: bool) -> (&'static str, Value) {
     match op {
         Op::Txn { .. } => ("/v3/kv/txn", json!({})),
         // `invoke` answers these itself; the gateway has nothing like them.
-        Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate => ("/v3/kv/range", json!({})),
+        Op::Add { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate => {
+            ("/v3/kv/range", json!({}))
+        }
         Op::Read { key } => {
             let mut body = json!({ "key": B64.encode(key) });
             if serializable {

@@ -38,9 +38,8 @@ pub const PRECONDITION_FAILED: u64 = 22;
 impl Message {
     /// Parses one line a node printed; the error says what is wrong with it.
     pub fn parse(line: &str) -> Result<Message, String> {
-        let message: Message = serde_json::from_str(line).map_err(|e| {
-            format!("`{}` is not a Maelstrom message ({e})", shorten(line))
-        })?;
+        let message: Message = serde_json::from_str(line)
+            .map_err(|e| format!("`{}` is not a Maelstrom message ({e})", shorten(line)))?;
         if !message.body.get("type").is_some_and(Value::is_string) {
             return Err(format!(
                 "`{}` has a body without a string \"type\"",
@@ -67,7 +66,11 @@ impl Message {
 }
 
 /// A request body of `kind` with `msg_id` and the given fields.
-pub fn request(kind: &str, msg_id: u64, fields: impl IntoIterator<Item = (&'static str, Value)>) -> Body {
+pub fn request(
+    kind: &str,
+    msg_id: u64,
+    fields: impl IntoIterator<Item = (&'static str, Value)>,
+) -> Body {
     let mut body = Body::new();
     body.insert("type".into(), Value::from(kind));
     body.insert("msg_id".into(), Value::from(msg_id));
@@ -103,7 +106,15 @@ pub fn error_completion(body: &Body) -> Completion {
     let error = if code == PRECONDITION_FAILED {
         "mismatch".to_string()
     } else {
-        format!("error {code} ({}){}", code_name(code), if text.is_empty() { String::new() } else { format!(": {text}") })
+        format!(
+            "error {code} ({}){}",
+            code_name(code),
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            }
+        )
     };
     if DEFINITE.contains(&code) {
         Completion::Fail { error }
@@ -146,7 +157,8 @@ mod tests {
 
     #[test]
     fn a_line_parses_and_prints_back() {
-        let line = r#"{"src":"n1","dest":"c2","body":{"type":"read_ok","in_reply_to":4,"value":3}}"#;
+        let line =
+            r#"{"src":"n1","dest":"c2","body":{"type":"read_ok","in_reply_to":4,"value":3}}"#;
         let m = Message::parse(line).unwrap();
         assert_eq!((m.kind(), m.in_reply_to()), ("read_ok", Some(4)));
         assert_eq!(Message::parse(&m.to_line()).unwrap(), m);
@@ -154,7 +166,11 @@ mod tests {
 
     #[test]
     fn garbage_and_bodies_without_a_type_are_refused() {
-        assert!(Message::parse("hello").unwrap_err().contains("not a Maelstrom message"));
+        assert!(
+            Message::parse("hello")
+                .unwrap_err()
+                .contains("not a Maelstrom message")
+        );
         let untyped = r#"{"src":"n1","dest":"c2","body":{"value":3}}"#;
         assert!(Message::parse(untyped).unwrap_err().contains("\"type\""));
     }
@@ -163,16 +179,26 @@ mod tests {
     fn definite_codes_fail_and_the_rest_are_unknown() {
         let body = |code: u64| error(code, "why", Some(1));
         for code in DEFINITE {
-            assert!(matches!(error_completion(&body(code)), Completion::Fail { .. }), "{code}");
+            assert!(
+                matches!(error_completion(&body(code)), Completion::Fail { .. }),
+                "{code}"
+            );
         }
         for code in [0, 13, 1000, 4242] {
-            assert!(matches!(error_completion(&body(code)), Completion::Info { .. }), "{code}");
+            assert!(
+                matches!(error_completion(&body(code)), Completion::Info { .. }),
+                "{code}"
+            );
         }
         assert_eq!(
             error_completion(&body(22)),
-            Completion::Fail { error: "mismatch".into() }
+            Completion::Fail {
+                error: "mismatch".into()
+            }
         );
-        let Completion::Info { error } = error_completion(&body(0)) else { unreachable!() };
+        let Completion::Info { error } = error_completion(&body(0)) else {
+            unreachable!()
+        };
         assert_eq!(error, "error 0 (timeout): why");
         let no_code = json!({"type": "error"});
         assert!(matches!(

@@ -59,7 +59,9 @@ impl MaelstromTarget {
         let argv = shell_words::split(command)
             .map_err(|e| format!("maelstrom:{command}: {e} (quote as a shell would)"))?;
         if argv.is_empty() {
-            return Err("maelstrom: names no command; e.g. --target 'maelstrom:python3 echo.py'".into());
+            return Err(
+                "maelstrom: names no command; e.g. --target 'maelstrom:python3 echo.py'".into(),
+            );
         }
         if nodes == 0 {
             return Err("--nodes 0: a Maelstrom cluster needs at least one node".into());
@@ -75,7 +77,8 @@ impl MaelstromTarget {
                 .map(Duration::from_millis)
                 .map_err(|_| format!("--set {k}={v}: expected a whole number of milliseconds"))
         };
-        for (k, v) in crate::systems::key_values(settings.iter().map(String::as_str), "maelstrom")? {
+        for (k, v) in crate::systems::key_values(settings.iter().map(String::as_str), "maelstrom")?
+        {
             match k {
                 "latency-ms" => target.latency.base = ms(k, v)?,
                 "jitter-ms" => target.latency.jitter = ms(k, v)?,
@@ -179,10 +182,21 @@ impl MaelstromCluster {
             generations[i]
         };
         let log = self.log_dir.join(format!("{name}.log"));
-        let launch = Launch { argv: &self.target.argv, node: i, name, generation, log: &log };
+        let launch = Launch {
+            argv: &self.target.argv,
+            node: i,
+            name,
+            generation,
+            log: &log,
+        };
         let (process, stdin) = NodeProcess::start(&launch, self.router.clone())?;
         self.processes.lock().expect("not poisoned")[i] = Some(process);
-        let _ = self.router.send(Input::Attach { node: i, generation, stdin: Some(stdin), why: String::new() });
+        let _ = self.router.send(Input::Attach {
+            node: i,
+            generation,
+            stdin: Some(stdin),
+            why: String::new(),
+        });
         let init = json!({"node_id": name, "node_ids": self.names});
         Ok(self.control(i, "init", init))
     }
@@ -201,20 +215,37 @@ impl MaelstromCluster {
         if let Value::Object(fields) = fields {
             body.extend(fields);
         }
-        let message = Message { src: "c0".into(), dest: name.clone(), body };
+        let message = Message {
+            src: "c0".into(),
+            dest: name.clone(),
+            body,
+        };
         let (reply, answer) = oneshot::channel();
-        let _ = self.router.send(Input::Request { message, node: i, reply });
+        let _ = self.router.send(Input::Request {
+            message,
+            node: i,
+            reply,
+        });
         answer
     }
 
     /// Waits for node `i`'s `kind_ok` on `answer`; an error names the node and its log.
-    async fn await_handshake(&self, i: usize, kind: &str, answer: oneshot::Receiver<Answer>) -> Result<(), String> {
+    async fn await_handshake(
+        &self,
+        i: usize,
+        kind: &str,
+        answer: oneshot::Receiver<Answer>,
+    ) -> Result<(), String> {
         let name = &self.names[i];
         let why = match tokio::time::timeout(HANDSHAKE, answer).await {
-            Ok(Ok(Answer::Reply(body))) if body.get("type").and_then(Value::as_str) == Some(&format!("{kind}_ok")) => {
+            Ok(Ok(Answer::Reply(body)))
+                if body.get("type").and_then(Value::as_str) == Some(&format!("{kind}_ok")) =>
+            {
                 return Ok(());
             }
-            Ok(Ok(Answer::Reply(body))) => format!("it answered {kind} with {}", Value::Object(body)),
+            Ok(Ok(Answer::Reply(body))) => {
+                format!("it answered {kind} with {}", Value::Object(body))
+            }
             Ok(Ok(Answer::Broken(why))) => self.exit_status(i).await.unwrap_or(why),
             Ok(Err(_)) => "the router stopped".into(),
             Err(_) => format!("no {kind}_ok within {} s", HANDSHAKE.as_secs()),
@@ -228,7 +259,8 @@ impl MaelstromCluster {
     /// How node `i`'s process ended, if it has (waiting a moment for it).
     async fn exit_status(&self, i: usize) -> Option<String> {
         for _ in 0..20 {
-            let status = (self.processes.lock().expect("not poisoned")[i].as_mut()).and_then(NodeProcess::exited);
+            let status = (self.processes.lock().expect("not poisoned")[i].as_mut())
+                .and_then(NodeProcess::exited);
             if status.is_some() {
                 return status;
             }
@@ -239,9 +271,16 @@ impl MaelstromCluster {
 
     /// SIGKILLs node `i`: messages to it are lost until it is restarted.
     pub fn kill(&self, i: usize) {
-        let Ok(generations) = self.generations.lock() else { return };
+        let Ok(generations) = self.generations.lock() else {
+            return;
+        };
         let why = format!("{} was killed", self.names[i]);
-        let _ = self.router.send(Input::Attach { node: i, generation: generations[i], stdin: None, why });
+        let _ = self.router.send(Input::Attach {
+            node: i,
+            generation: generations[i],
+            stdin: None,
+            why,
+        });
         if let Ok(mut processes) = self.processes.lock() {
             processes[i].take();
         }
@@ -322,23 +361,44 @@ impl Client for MaelstromClient {
         self.invoke_as(0, node, op, timeout).await
     }
 
-    async fn invoke_as(&self, client: usize, node: usize, op: &Op, timeout: Duration) -> Completion {
+    async fn invoke_as(
+        &self,
+        client: usize,
+        node: usize,
+        op: &Op,
+        timeout: Duration,
+    ) -> Completion {
         let msg_id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let body = match request(self.dialect, op, msg_id) {
             Ok(body) => body,
             Err(error) => return Completion::Fail { error },
         };
         let src = format!("c{}", client + 1);
-        let message = Message { src: src.clone(), dest: self.names[node].clone(), body };
+        let message = Message {
+            src: src.clone(),
+            dest: self.names[node].clone(),
+            body,
+        };
         let (reply, answer) = oneshot::channel();
-        let _ = self.router.send(Input::Request { message, node, reply });
+        let _ = self.router.send(Input::Request {
+            message,
+            node,
+            reply,
+        });
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(Answer::Reply(body))) => complete(self.dialect, op, &body),
             Ok(Ok(Answer::Broken(error))) => Completion::Info { error },
-            Ok(Err(_)) => Completion::Info { error: "the router stopped".into() },
+            Ok(Err(_)) => Completion::Info {
+                error: "the router stopped".into(),
+            },
             Err(_) => {
-                let _ = self.router.send(Input::Forget { client: src, msg_id });
-                Completion::Info { error: format!("no reply within {} ms", timeout.as_millis()) }
+                let _ = self.router.send(Input::Forget {
+                    client: src,
+                    msg_id,
+                });
+                Completion::Info {
+                    error: format!("no reply within {} ms", timeout.as_millis()),
+                }
             }
         }
     }
@@ -357,13 +417,25 @@ fn key(key: &str) -> Value {
 
 /// The request body for `op` in `dialect`.
 fn request(dialect: Dialect, op: &Op, msg_id: u64) -> Result<Body, String> {
-    let body = |kind, fields: Vec<(&'static str, Value)>| Ok(message::request(kind, msg_id, fields));
+    let body =
+        |kind, fields: Vec<(&'static str, Value)>| Ok(message::request(kind, msg_id, fields));
     match op {
         Op::Read { key: k } => body("read", vec![("key", key(k))]),
-        Op::Write { key: k, value } => body("write", vec![("key", key(k)), ("value", value.clone())]),
-        Op::Cas { key: k, expect, value } => {
-            body("cas", vec![("key", key(k)), ("from", expect.clone()), ("to", value.clone())])
+        Op::Write { key: k, value } => {
+            body("write", vec![("key", key(k)), ("value", value.clone())])
         }
+        Op::Cas {
+            key: k,
+            expect,
+            value,
+        } => body(
+            "cas",
+            vec![
+                ("key", key(k)),
+                ("from", expect.clone()),
+                ("to", value.clone()),
+            ],
+        ),
         Op::Txn { ops } => body("txn", vec![("txn", Value::Array(ops.clone()))]),
         Op::Add { value } => match dialect {
             Dialect::Broadcast => body("broadcast", vec![("message", value.clone())]),
@@ -382,15 +454,25 @@ fn complete(dialect: Dialect, op: &Op, body: &Body) -> Completion {
     let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
     if kind == "error" {
         if matches!(op, Op::Read { .. }) && message::error_code(body) == Some(KEY_MISSING) {
-            return Completion::Ok { value: Value::Null, meta: None };
+            return Completion::Ok {
+                value: Value::Null,
+                meta: None,
+            };
         }
         return message::error_completion(body);
     }
     let asked = request(dialect, op, 0).ok();
-    let asked = asked.as_ref().and_then(|b| b.get("type")).and_then(Value::as_str).unwrap_or("");
+    let asked = asked
+        .as_ref()
+        .and_then(|b| b.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if kind != format!("{asked}_ok") {
         return Completion::Info {
-            error: format!("a `{asked}` request was answered with `{kind}`: {}", message::shorten(&Value::Object(body.clone()).to_string())),
+            error: format!(
+                "a `{asked}` request was answered with `{kind}`: {}",
+                message::shorten(&Value::Object(body.clone()).to_string())
+            ),
         };
     }
     let field = match (op, dialect) {
@@ -403,10 +485,18 @@ fn complete(dialect: Dialect, op: &Op, body: &Body) -> Completion {
         (Op::Write { .. } | Op::Cas { .. } | Op::Add { .. }, _) => None,
     };
     match field {
-        None => Completion::Ok { value: Value::Null, meta: None },
+        None => Completion::Ok {
+            value: Value::Null,
+            meta: None,
+        },
         Some(field) => match body.get(field) {
-            Some(value) => Completion::Ok { value: value.clone(), meta: None },
-            None => Completion::Info { error: format!("`{kind}` without \"{field}\"") },
+            Some(value) => Completion::Ok {
+                value: value.clone(),
+                meta: None,
+            },
+            None => Completion::Info {
+                error: format!("`{kind}` without \"{field}\""),
+            },
         },
     }
 }
@@ -425,35 +515,106 @@ mod tests {
         assert_eq!(request(Dialect::Broadcast, &add, 1).unwrap()["message"], 5);
         assert_eq!(request(Dialect::GSet, &add, 1).unwrap()["element"], 5);
         assert_eq!(request(Dialect::Counter, &add, 1).unwrap()["delta"], 5);
-        let cas = Op::Cas { key: "k3".into(), expect: json!(1), value: json!(2) };
+        let cas = Op::Cas {
+            key: "k3".into(),
+            expect: json!(1),
+            value: json!(2),
+        };
         let body = request(Dialect::Plain, &cas, 9).unwrap();
-        assert_eq!(Value::Object(body), json!({"type": "cas", "msg_id": 9, "key": 3, "from": 1, "to": 2}));
+        assert_eq!(
+            Value::Object(body),
+            json!({"type": "cas", "msg_id": 9, "key": 3, "from": 1, "to": 2})
+        );
     }
 
     #[test]
     fn replies_complete_operations() {
         let read = Op::Read { key: "k1".into() };
-        let ok = complete(Dialect::Plain, &read, &reply(json!({"type": "read_ok", "value": 4})));
-        assert_eq!(ok, Completion::Ok { value: json!(4), meta: None });
-        let missing = complete(Dialect::Plain, &read, &reply(json!({"type": "error", "code": 20})));
-        assert_eq!(missing, Completion::Ok { value: Value::Null, meta: None });
-        let all = complete(Dialect::Broadcast, &Op::ReadAll, &reply(json!({"type": "read_ok", "messages": [1, 2]})));
-        assert_eq!(all, Completion::Ok { value: json!([1, 2]), meta: None });
-        let wrong = complete(Dialect::Plain, &Op::Generate, &reply(json!({"type": "echo_ok"})));
+        let ok = complete(
+            Dialect::Plain,
+            &read,
+            &reply(json!({"type": "read_ok", "value": 4})),
+        );
+        assert_eq!(
+            ok,
+            Completion::Ok {
+                value: json!(4),
+                meta: None
+            }
+        );
+        let missing = complete(
+            Dialect::Plain,
+            &read,
+            &reply(json!({"type": "error", "code": 20})),
+        );
+        assert_eq!(
+            missing,
+            Completion::Ok {
+                value: Value::Null,
+                meta: None
+            }
+        );
+        let all = complete(
+            Dialect::Broadcast,
+            &Op::ReadAll,
+            &reply(json!({"type": "read_ok", "messages": [1, 2]})),
+        );
+        assert_eq!(
+            all,
+            Completion::Ok {
+                value: json!([1, 2]),
+                meta: None
+            }
+        );
+        let wrong = complete(
+            Dialect::Plain,
+            &Op::Generate,
+            &reply(json!({"type": "echo_ok"})),
+        );
         assert!(matches!(wrong, Completion::Info { .. }));
-        let cas = Op::Cas { key: "k1".into(), expect: json!(1), value: json!(2) };
-        let mismatch = complete(Dialect::Plain, &cas, &reply(json!({"type": "error", "code": 22})));
-        assert_eq!(mismatch, Completion::Fail { error: "mismatch".into() });
-        let crash = complete(Dialect::Plain, &cas, &reply(json!({"type": "error", "code": 13})));
+        let cas = Op::Cas {
+            key: "k1".into(),
+            expect: json!(1),
+            value: json!(2),
+        };
+        let mismatch = complete(
+            Dialect::Plain,
+            &cas,
+            &reply(json!({"type": "error", "code": 22})),
+        );
+        assert_eq!(
+            mismatch,
+            Completion::Fail {
+                error: "mismatch".into()
+            }
+        );
+        let crash = complete(
+            Dialect::Plain,
+            &cas,
+            &reply(json!({"type": "error", "code": 13})),
+        );
         assert!(matches!(crash, Completion::Info { .. }));
     }
 
     #[test]
     fn settings_are_checked() {
-        let t = MaelstromTarget::parse("python3 node.py", &["latency-ms=5,topology=line".into()], 3).unwrap();
-        assert_eq!((t.latency.base, t.topology, t.argv.len()), (Duration::from_millis(5), Topology::Line, 2));
-        assert!(MaelstromTarget::parse("x", &["topology=star".into()], 3).unwrap_err().contains("grid"));
-        assert!(MaelstromTarget::parse("x", &["speed=1".into()], 3).unwrap_err().contains("latency-ms"));
+        let t =
+            MaelstromTarget::parse("python3 node.py", &["latency-ms=5,topology=line".into()], 3)
+                .unwrap();
+        assert_eq!(
+            (t.latency.base, t.topology, t.argv.len()),
+            (Duration::from_millis(5), Topology::Line, 2)
+        );
+        assert!(
+            MaelstromTarget::parse("x", &["topology=star".into()], 3)
+                .unwrap_err()
+                .contains("grid")
+        );
+        assert!(
+            MaelstromTarget::parse("x", &["speed=1".into()], 3)
+                .unwrap_err()
+                .contains("latency-ms")
+        );
         assert!(MaelstromTarget::parse("", &[], 3).is_err());
     }
 }

@@ -139,15 +139,37 @@ mod tests {
     }
 
     fn faulty() -> Network {
-        let latency = Latency { base: ms(5), jitter: ms(5) };
+        let latency = Latency {
+            base: ms(5),
+            jitter: ms(5),
+        };
         let mut net = Network::new(3, latency, 7);
-        net.set_faults(0, NodeFaults { loss: 0.3, duplicate: 0.3, jitter: ms(20), ..NodeFaults::default() });
-        net.set_faults(2, NodeFaults { drop_from: vec![1], ..NodeFaults::default() });
+        net.set_faults(
+            0,
+            NodeFaults {
+                loss: 0.3,
+                duplicate: 0.3,
+                jitter: ms(20),
+                ..NodeFaults::default()
+            },
+        );
+        net.set_faults(
+            2,
+            NodeFaults {
+                drop_from: vec![1],
+                ..NodeFaults::default()
+            },
+        );
         net
     }
 
     fn offer(net: &mut Network) -> Vec<Route> {
-        let places = [Place::Node(0), Place::Node(1), Place::Node(2), Place::Outside];
+        let places = [
+            Place::Node(0),
+            Place::Node(1),
+            Place::Node(2),
+            Place::Outside,
+        ];
         (0..2000)
             .map(|i| net.route(places[i % 4], places[(i / 4) % 4]))
             .collect()
@@ -165,19 +187,39 @@ mod tests {
     #[test]
     fn partitions_cut_one_way_between_nodes_only() {
         let mut net = faulty();
-        assert_eq!(net.route(Place::Node(1), Place::Node(2)), Route::Dropped(Drop::Partition));
-        assert!(matches!(net.route(Place::Node(2), Place::Node(1)), Route::Deliver(_)));
-        assert!(matches!(net.route(Place::Outside, Place::Node(2)), Route::Deliver(_)));
+        assert_eq!(
+            net.route(Place::Node(1), Place::Node(2)),
+            Route::Dropped(Drop::Partition)
+        );
+        assert!(matches!(
+            net.route(Place::Node(2), Place::Node(1)),
+            Route::Deliver(_)
+        ));
+        assert!(matches!(
+            net.route(Place::Outside, Place::Node(2)),
+            Route::Deliver(_)
+        ));
     }
 
     #[test]
     fn packet_faults_lose_duplicate_and_delay_what_a_node_sends() {
         let mut net = faulty();
-        let routes: Vec<Route> = (0..4000).map(|_| net.route(Place::Node(0), Place::Node(1))).collect();
-        let lost = routes.iter().filter(|r| **r == Route::Dropped(Drop::Loss)).count();
-        let twice = routes.iter().filter(|r| matches!(r, Route::Deliver(d) if d.len() == 2)).count();
+        let routes: Vec<Route> = (0..4000)
+            .map(|_| net.route(Place::Node(0), Place::Node(1)))
+            .collect();
+        let lost = routes
+            .iter()
+            .filter(|r| **r == Route::Dropped(Drop::Loss))
+            .count();
+        let twice = routes
+            .iter()
+            .filter(|r| matches!(r, Route::Deliver(d) if d.len() == 2))
+            .count();
         assert!((1000..1400).contains(&lost), "{lost} of 4000 lost at 30%");
-        assert!((700..1000).contains(&twice), "{twice} of 2800 duplicated at 30%");
+        assert!(
+            (700..1000).contains(&twice),
+            "{twice} of 2800 duplicated at 30%"
+        );
         for r in &routes {
             if let Route::Deliver(delays) = r {
                 assert!(delays.iter().all(|d| *d >= ms(5) && *d <= ms(30)));
@@ -185,7 +227,9 @@ mod tests {
         }
         // Node 1 has no faults: everything it sends arrives once, within the base latency.
         for _ in 0..100 {
-            let Route::Deliver(d) = net.route(Place::Node(1), Place::Node(0)) else { panic!() };
+            let Route::Deliver(d) = net.route(Place::Node(1), Place::Node(0)) else {
+                panic!()
+            };
             assert!(d.len() == 1 && d[0] >= ms(5) && d[0] <= ms(10));
         }
     }

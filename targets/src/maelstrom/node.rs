@@ -71,7 +71,14 @@ impl NodeProcess {
                 match crate::lines::read_line(&mut stdout).await {
                     Ok(Some(line)) => {
                         let line = Message::parse(&line);
-                        if router.send(Input::Printed { node, generation, line }).is_err() {
+                        if router
+                            .send(Input::Printed {
+                                node,
+                                generation,
+                                line,
+                            })
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -79,7 +86,11 @@ impl NodeProcess {
                     Err(e) => break format!("its stdout: {e}"),
                 }
             };
-            let _ = router.send(Input::Ended { node, generation, why });
+            let _ = router.send(Input::Ended {
+                node,
+                generation,
+                why,
+            });
         });
         let (lines, mut queued) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {

@@ -180,7 +180,11 @@ pub fn spawn(names: Vec<String>, latency: Latency, seed: u64) -> mpsc::Unbounded
     let router = Router {
         network: Network::new(names.len(), latency, seed),
         services: Services::new(seed),
-        index: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
+        index: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect(),
         ports: names.iter().map(|_| Port::default()).collect(),
         names,
         queue: BinaryHeap::new(),
@@ -212,31 +216,59 @@ impl Router {
 
     fn take(&mut self, input: Input) {
         match input {
-            Input::Printed { node, generation, line } if self.current(node, generation) => match line {
+            Input::Printed {
+                node,
+                generation,
+                line,
+            } if self.current(node, generation) => match line {
                 Ok(message) => self.send(Place::Node(node), message),
                 Err(why) => self.garbage(node, &why),
             },
             Input::Printed { .. } => {}
-            Input::Ended { node, generation, why } if self.current(node, generation) => {
+            Input::Ended {
+                node,
+                generation,
+                why,
+            } if self.current(node, generation) => {
                 if self.ports[node].stdin.take().is_some() {
                     let name = &self.names[node];
-                    eprintln!("faultline: node {name} stopped: {why} (its stderr is in nodes/{name}.log)");
+                    eprintln!(
+                        "faultline: node {name} stopped: {why} (its stderr is in nodes/{name}.log)"
+                    );
                     self.break_waiting(node, &format!("{name} stopped: {why}"));
                 }
             }
             Input::Ended { .. } => {}
-            Input::Request { message, node, reply } => {
-                let id = message.body.get("msg_id").and_then(serde_json::Value::as_u64).unwrap_or(0);
-                self.waiting.insert((message.src.clone(), id), (node, reply));
+            Input::Request {
+                message,
+                node,
+                reply,
+            } => {
+                let id = message
+                    .body
+                    .get("msg_id")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                self.waiting
+                    .insert((message.src.clone(), id), (node, reply));
                 self.stats.with_clients += 1;
                 self.dispatch(Place::Outside, Place::Node(node), Dest::Node(node), message);
             }
             Input::Forget { client, msg_id } => {
                 self.waiting.remove(&(client, msg_id));
             }
-            Input::Attach { node, generation, stdin, why } => {
+            Input::Attach {
+                node,
+                generation,
+                stdin,
+                why,
+            } => {
                 let down = stdin.is_none();
-                self.ports[node] = Port { generation, stdin, garbage_told: 0 };
+                self.ports[node] = Port {
+                    generation,
+                    stdin,
+                    garbage_told: 0,
+                };
                 if down {
                     self.break_waiting(node, &why);
                 }
@@ -251,14 +283,20 @@ impl Router {
     }
 
     fn current(&self, node: usize, generation: u64) -> bool {
-        self.ports.get(node).is_some_and(|p| p.generation == generation)
+        self.ports
+            .get(node)
+            .is_some_and(|p| p.generation == generation)
     }
 
     /// A message a node printed: counted, then routed.
     fn send(&mut self, from: Place, message: Message) {
         let (to, dest) = if let Some(&j) = self.index.get(&message.dest) {
             self.stats.between_nodes += 1;
-            *self.stats.by_type.entry(message.kind().to_string()).or_default() += 1;
+            *self
+                .stats
+                .by_type
+                .entry(message.kind().to_string())
+                .or_default() += 1;
             (Place::Node(j), Dest::Node(j))
         } else if Services::is_service(&message.dest) {
             self.stats.with_services += 1;
@@ -284,7 +322,12 @@ impl Router {
                 for delay in delays {
                     self.seq += 1;
                     let (seq, message) = (self.seq, message.clone());
-                    self.queue.push(Reverse(InFlight { at: now + delay, seq, to: dest, message }));
+                    self.queue.push(Reverse(InFlight {
+                        at: now + delay,
+                        seq,
+                        to: dest,
+                        message,
+                    }));
                 }
             }
         }
@@ -311,7 +354,9 @@ impl Router {
             },
             Dest::Client => {
                 self.stats.delivered += 1;
-                let Some(id) = message.in_reply_to() else { return };
+                let Some(id) = message.in_reply_to() else {
+                    return;
+                };
                 if let Some((_, reply)) = self.waiting.remove(&(message.dest.clone(), id)) {
                     let _ = reply.send(Answer::Reply(message.body));
                 }
@@ -319,10 +364,18 @@ impl Router {
             Dest::Service => {
                 self.stats.delivered += 1;
                 let now = self.started.elapsed();
-                let answer = self.services.handle(&message.dest, &message.src, &message.body, now);
-                let (Some(body), Some(&j)) = (answer, self.index.get(&message.src)) else { return };
+                let answer = self
+                    .services
+                    .handle(&message.dest, &message.src, &message.body, now);
+                let (Some(body), Some(&j)) = (answer, self.index.get(&message.src)) else {
+                    return;
+                };
                 self.stats.with_services += 1;
-                let reply = Message { src: message.dest, dest: message.src, body };
+                let reply = Message {
+                    src: message.dest,
+                    dest: message.src,
+                    body,
+                };
                 self.dispatch(Place::Outside, Place::Node(j), Dest::Node(j), reply);
             }
         }

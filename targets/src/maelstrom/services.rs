@@ -57,7 +57,13 @@ impl Services {
 
     /// Service `service` answers request `body` from `from`, at `now` (time since the run
     /// began); `None` for a message that asks for no answer (no `msg_id`).
-    pub fn handle(&mut self, service: &str, from: &str, body: &Body, now: Duration) -> Option<Body> {
+    pub fn handle(
+        &mut self,
+        service: &str,
+        from: &str,
+        body: &Body,
+        now: Duration,
+    ) -> Option<Body> {
         let msg_id = body.get("msg_id").and_then(Value::as_u64)?;
         let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
         let mut reply = match service {
@@ -120,7 +126,10 @@ fn kv_step(store: &mut Store, body: &Body) -> (Body, bool) {
                 }
             }
         }
-        other => (message::error(10, &format!("a KV service does not take `{other}`"), None), false),
+        other => (
+            message::error(10, &format!("a KV service does not take `{other}`"), None),
+            false,
+        ),
     }
 }
 
@@ -146,7 +155,11 @@ impl SeqKv {
         let key = key_of(body);
         if body.get("type").and_then(Value::as_str) == Some("read") {
             let versions = self.history.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-            let oldest_kept = if versions.len() >= SEQ_VERSIONS { versions[0].0 } else { 0 };
+            let oldest_kept = if versions.len() >= SEQ_VERSIONS {
+                versions[0].0
+            } else {
+                0
+            };
             let floor = self.seen.get(from).copied().unwrap_or(0).max(oldest_kept);
             let at = rng.random_range(floor..=self.version);
             self.seen.insert(from.to_string(), at);
@@ -194,7 +207,10 @@ impl LwwKv {
             self.merged_at = now;
         }
         let replica = &mut self.replicas[rng.random_range(0..LWW_REPLICAS)];
-        let mut store: Store = replica.iter().map(|(k, (_, _, v))| (k.clone(), v.clone())).collect();
+        let mut store: Store = replica
+            .iter()
+            .map(|(k, (_, _, v))| (k.clone(), v.clone()))
+            .collect();
         let (reply, changed) = kv_step(&mut store, body);
         if changed {
             self.writes += 1;
@@ -209,7 +225,10 @@ impl LwwKv {
         let mut newest: BTreeMap<String, (Duration, u64, Value)> = BTreeMap::new();
         for replica in &self.replicas {
             for (k, stamped) in replica {
-                if newest.get(k).is_none_or(|n| (n.0, n.1) < (stamped.0, stamped.1)) {
+                if newest
+                    .get(k)
+                    .is_none_or(|n| (n.0, n.1) < (stamped.0, stamped.1))
+                {
                     newest.insert(k.clone(), stamped.clone());
                 }
             }
@@ -239,15 +258,46 @@ mod tests {
     fn lin_kv_reads_writes_and_compares() {
         let mut s = Services::new(1);
         let r = call(&mut s, "lin-kv", "n1", json!({"type": "read", "key": 1}));
-        assert_eq!((r["type"].clone(), r["code"].clone(), r["in_reply_to"].clone()), (json!("error"), json!(20), json!(1)));
-        let r = call(&mut s, "lin-kv", "n1", json!({"type": "cas", "key": 1, "from": 0, "to": 1, "create_if_not_exists": true}));
+        assert_eq!(
+            (
+                r["type"].clone(),
+                r["code"].clone(),
+                r["in_reply_to"].clone()
+            ),
+            (json!("error"), json!(20), json!(1))
+        );
+        let r = call(
+            &mut s,
+            "lin-kv",
+            "n1",
+            json!({"type": "cas", "key": 1, "from": 0, "to": 1, "create_if_not_exists": true}),
+        );
         assert_eq!(r["type"], "cas_ok");
-        let r = call(&mut s, "lin-kv", "n2", json!({"type": "cas", "key": 1, "from": 0, "to": 2}));
+        let r = call(
+            &mut s,
+            "lin-kv",
+            "n2",
+            json!({"type": "cas", "key": 1, "from": 0, "to": 2}),
+        );
         assert_eq!(r["code"], 22);
-        call(&mut s, "lin-kv", "n2", json!({"type": "write", "key": 1, "value": 5}));
-        assert_eq!(call(&mut s, "lin-kv", "n1", json!({"type": "read", "key": 1}))["value"], 5);
-        assert_eq!(call(&mut s, "lin-tso", "n1", json!({"type": "ts"}))["ts"], 1);
-        assert_eq!(call(&mut s, "lin-tso", "n2", json!({"type": "ts"}))["ts"], 2);
+        call(
+            &mut s,
+            "lin-kv",
+            "n2",
+            json!({"type": "write", "key": 1, "value": 5}),
+        );
+        assert_eq!(
+            call(&mut s, "lin-kv", "n1", json!({"type": "read", "key": 1}))["value"],
+            5
+        );
+        assert_eq!(
+            call(&mut s, "lin-tso", "n1", json!({"type": "ts"}))["ts"],
+            1
+        );
+        assert_eq!(
+            call(&mut s, "lin-tso", "n2", json!({"type": "ts"}))["ts"],
+            2
+        );
     }
 
     #[test]
@@ -255,7 +305,12 @@ mod tests {
         let mut s = Services::new(3);
         let mut stale = 0;
         for i in 1..=200 {
-            call(&mut s, "seq-kv", "n1", json!({"type": "write", "key": "x", "value": i}));
+            call(
+                &mut s,
+                "seq-kv",
+                "n1",
+                json!({"type": "write", "key": "x", "value": i}),
+            );
             let mut last = 0;
             for _ in 0..3 {
                 let r = call(&mut s, "seq-kv", "n2", json!({"type": "read", "key": "x"}));
@@ -275,9 +330,25 @@ mod tests {
         let mut s = Services::new(5);
         let at = |ms| Duration::from_millis(ms);
         let body = |v: Value| req(v);
-        s.handle("lww-kv", "n1", &body(json!({"type": "write", "key": 1, "value": 7})), at(1));
+        s.handle(
+            "lww-kv",
+            "n1",
+            &body(json!({"type": "write", "key": 1, "value": 7})),
+            at(1),
+        );
         let reads: Vec<Value> = (0..50)
-            .map(|_| Value::Object(s.handle("lww-kv", "n1", &body(json!({"type": "read", "key": 1})), at(150)).unwrap())["value"].clone())
+            .map(|_| {
+                Value::Object(
+                    s.handle(
+                        "lww-kv",
+                        "n1",
+                        &body(json!({"type": "read", "key": 1})),
+                        at(150),
+                    )
+                    .unwrap(),
+                )["value"]
+                    .clone()
+            })
             .collect();
         assert!(reads.iter().all(|v| *v == json!(7)), "{reads:?}");
     }
