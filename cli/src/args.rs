@@ -73,6 +73,8 @@ pub(crate) enum Command {
 ///   faultline run --target bundled:saga --workload checkout --nemesis kill,partition
 ///   faultline run --target local:etcd --nodes 3 --nemesis partition,kill,pause --time-limit 30s
 ///   faultline run --target local:etcd --nodes 3 --set serializable=true --nemesis partition
+///   faultline run --target 'maelstrom:python3 examples/maelstrom/broadcast_gossip.py' \
+///       --workload broadcast --nodes 5 --rate 20 --nemesis partition,kill
 ///   faultline run --target etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 \
 ///       --nemesis kill --nemesis-cmd kill='ssh ${FAULTLINE_TARGET_HOSTS%:*} pkill -9 etcd' \
 ///       --nemesis-cmd restart='ssh ${FAULTLINE_TARGET_HOSTS%:*} systemctl start etcd'
@@ -91,7 +93,13 @@ pub(crate) struct RunArgs {
     /// it prints {"type":"hello","ops":["read","write",...]}, then answers each operation line
     /// {"id":7,"f":"read","key":"k1","value":null,"node":"n1"} with {"id":7,"type":"ok",
     /// "value":3} (or "fail"/"info" with "error"); --set name=value reaches it as
-    /// FAULTLINE_SET_NAME, --nodes-addr as FAULTLINE_HOSTS (see the README's "exec:" section).
+    /// FAULTLINE_SET_NAME, --nodes-addr as FAULTLINE_HOSTS (see the README's "exec:" section);
+    /// 'maelstrom:COMMAND ARGS...' for Maelstrom-protocol node binaries (--nodes of them),
+    /// faultline their network and their services (lin-kv, seq-kv, lww-kv, lin-tso): --set
+    /// latency-ms=N,jitter-ms=N,topology=grid|line|total|tree2|tree3|tree4; workloads echo,
+    /// unique-ids, broadcast, g-set, g-counter, pn-counter, lin-kv, txn-list-append,
+    /// txn-rw-register; faults partition (one-way too), packet, kill (a fresh start and init:
+    /// memory lost), pause.
     #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
     pub(crate) target: String,
 
@@ -115,11 +123,15 @@ pub(crate) struct RunOptions {
     /// causal (sessions writing unique values and reading across keys), checkout (orders on
     /// bundled:saga, retried with idempotency keys, judged by the saga checker), or
     /// list-append and rw-register (transactions, judged by the transactional checker at
-    /// --consistency: on bundled:raft, bundled:quorum, etcd, PostgreSQL and MariaDB).
+    /// --consistency: on bundled:raft, bundled:quorum, etcd, PostgreSQL and MariaDB);
+    /// for maelstrom: targets also Maelstrom's echo, unique-ids, broadcast and g-set (every
+    /// acknowledged element in every node's final read), g-counter and pn-counter (final
+    /// reads within the adds' bounds), and its names lin-kv (= cas), txn-list-append and
+    /// txn-rw-register.
     #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
     pub(crate) workload: faultline_workloads::Workload,
 
-    /// Nodes of a bundled cluster.
+    /// Nodes of a cluster faultline starts (bundled, local:etcd, maelstrom:).
     #[arg(long, default_value_t = 5, env = "FAULTLINE_NODES")]
     pub(crate) nodes: u32,
 
@@ -149,7 +161,8 @@ pub(crate) struct RunOptions {
     pub(crate) retries: u32,
 
     /// Checkout workload: how long to wait after the faults are healed before reading every
-    /// order's status and every service's state.
+    /// order's status and every service's state; Maelstrom's broadcast, g-set and counters:
+    /// before the final read through every node.
     #[arg(long, default_value = "3s", env = "FAULTLINE_QUIET", value_parser = parse_duration)]
     pub(crate) quiet: Duration,
 

@@ -383,3 +383,149 @@ fn a_g_counter_on_seq_kv_stays_within_its_bounds_under_partitions_and_pauses() {
     );
     assert!(v["network"]["with_services"].as_u64().unwrap() > 0, "{v}");
 }
+
+#[test]
+fn transactions_reach_the_transactional_checker() {
+    if !common::python_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = test_node(
+        dir.path(),
+        "txn.py",
+        r#"
+import threading
+lock, lists = threading.Lock(), {}
+@node.handler("txn")
+def txn(req):
+    done = []
+    with lock:
+        for f, k, v in req["body"]["txn"]:
+            if f == "r":
+                done.append([f, k, list(lists[k]) if k in lists else None])
+            else:
+                lists.setdefault(k, []).append(v)
+                done.append([f, k, v])
+    node.reply(req, {"type": "txn_ok", "txn": done})
+"#,
+    );
+    let out = run(
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--nodes",
+            "1",
+            "--workload",
+            "txn-list-append",
+            "--rate",
+            "200",
+            "--time-limit",
+            "3s",
+        ],
+    );
+    let v = verdict(&out);
+    let txn = &v["checkers"][0];
+    assert_eq!(
+        (txn["checker"].as_str(), txn["valid"].as_str()),
+        (Some("transactional"), Some("PASS")),
+        "{v}"
+    );
+    let committed = completions(&dir.path().join("out"), "txn");
+    assert!(
+        committed.len() > 300 && committed.iter().all(|(k, _, _)| k == "ok"),
+        "{}",
+        committed.len()
+    );
+}
+
+/// The processes whose command line names `path`.
+fn processes_running(path: &Path) -> Vec<String> {
+    let path = path.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&path) && !c.contains("faultline"))
+        .collect()
+}
+
+#[test]
+fn nodes_are_stopped_at_the_end_on_ctrl_c_and_after_a_kill() {
+    if !common::python_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = test_node(
+        dir.path(),
+        "stays.py",
+        r#"
+@node.handler("echo")
+def echo(req):
+    node.reply(req, {"type": "echo_ok", "echo": req["body"]["echo"]})
+"#,
+    );
+    let script = dir.path().join("stays.py");
+    // A run with kills: the restarted nodes are stopped at the end too.
+    let out = run(
+        &dir.path().join("a"),
+        &target,
+        &[
+            "--nodes",
+            "3",
+            "--workload",
+            "echo",
+            "--rate",
+            "50",
+            "--time-limit",
+            "3s",
+            "--nemesis",
+            "kill",
+            "--nemesis-interval",
+            "500ms",
+        ],
+    );
+    let v = verdict(&out);
+    assert_eq!(v["verdict"], "PASS", "{v}");
+    let history =
+        std::fs::read_to_string(run_dir(&dir.path().join("a")).join("history.jsonl")).unwrap();
+    assert!(history.contains(r#""f":"kill""#), "no kill in the history");
+    assert!(
+        processes_running(&script).is_empty(),
+        "left running: {:?}",
+        processes_running(&script)
+    );
+    // Ctrl-C.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            "--target",
+            &target,
+            "--nodes",
+            "3",
+            "--workload",
+            "echo",
+            "--time-limit",
+            "60s",
+            "--out",
+        ])
+        .arg(dir.path().join("b"))
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while processes_running(&script).len() < 3 && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(processes_running(&script).len(), 3, "three nodes run");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(
+        processes_running(&script).is_empty(),
+        "left running after Ctrl-C: {:?}",
+        processes_running(&script)
+    );
+}

@@ -120,11 +120,13 @@ pub struct MaelstromCluster {
     generations: Mutex<Vec<u64>>,
     inits: Mutex<Vec<Option<oneshot::Receiver<Answer>>>>,
     control_ids: AtomicU64,
+    send_topology: bool,
 }
 
 impl MaelstromCluster {
     /// Starts every node with its stderr under `log_dir`, sends each `init` (and `topology`
-    /// when `topology` is set) and waits for the answers. An error names the node.
+    /// when `send_topology`, at every start) and waits for the answers. An error names the
+    /// node.
     pub async fn start(
         target: MaelstromTarget,
         seed: u64,
@@ -139,6 +141,7 @@ impl MaelstromCluster {
             processes: Mutex::new(names.iter().map(|_| None).collect()),
             generations: Mutex::new(vec![0; names.len()]),
             inits: Mutex::new(names.iter().map(|_| None).collect()),
+            send_topology,
             target,
             names,
             router,
@@ -149,17 +152,21 @@ impl MaelstromCluster {
         for started in join_all(starts).await {
             started?;
         }
-        if send_topology {
-            let neighbours = cluster.target.topology.neighbours(&cluster.names);
-            let sends = (0..cluster.names.len()).map(|i| {
-                let body = json!({"topology": neighbours});
-                cluster.handshake(i, "topology", body)
-            });
-            for sent in join_all(sends).await {
-                sent?;
-            }
+        let sends = (0..cluster.names.len()).map(|i| cluster.send_topology(i));
+        for sent in join_all(sends).await {
+            sent?;
         }
         Ok(cluster)
+    }
+
+    /// Sends node `i` the topology and waits for `topology_ok`, if the workload has one.
+    async fn send_topology(&self, i: usize) -> Result<(), String> {
+        if !self.send_topology {
+            return Ok(());
+        }
+        let neighbours = self.target.topology.neighbours(&self.names);
+        self.handshake(i, "topology", json!({"topology": neighbours}))
+            .await
     }
 
     /// The nodes' names.
@@ -294,13 +301,15 @@ impl MaelstromCluster {
         Ok(())
     }
 
-    /// Waits until respawned node `i` has answered `init`.
+    /// Waits until respawned node `i` has answered `init`, then sends it the topology again
+    /// (broadcast): a node that starts over starts the workload over.
     pub async fn initialized(&self, i: usize) -> Result<(), String> {
         let answer = self.inits.lock().expect("not poisoned")[i].take();
-        match answer {
-            Some(answer) => self.await_handshake(i, "init", answer).await,
-            None => Ok(()),
+        if let Some(answer) = answer {
+            self.await_handshake(i, "init", answer).await?;
+            self.send_topology(i).await?;
         }
+        Ok(())
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT) to node `i`'s process group.
