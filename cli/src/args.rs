@@ -131,6 +131,11 @@ pub(crate) struct RunOptions {
     #[arg(long, default_value = "cas", env = "FAULTLINE_WORKLOAD", value_parser = parse_workload)]
     pub(crate) workload: faultline_workloads::Workload,
 
+    /// maelstrom: broadcast: the topology sent to the nodes — grid (Maelstrom's default),
+    /// line, total, tree2, tree3 or tree4 (the same as --set topology=…).
+    #[arg(long, value_name = "SHAPE", env = "FAULTLINE_TOPOLOGY", value_parser = parse_topology)]
+    pub(crate) topology: Option<faultline_targets::maelstrom::topology::Topology>,
+
     /// Nodes of a cluster faultline starts (bundled, local:etcd, maelstrom:).
     #[arg(long, default_value_t = 5, env = "FAULTLINE_NODES")]
     pub(crate) nodes: u32,
@@ -337,6 +342,10 @@ fn parse_crash_point(s: &str) -> Result<faultline_targets::runtime::CrashPlan, S
 }
 
 fn parse_shape(s: &str) -> Result<faultline_nemesis::Shape, String> {
+    s.parse()
+}
+
+fn parse_topology(s: &str) -> Result<faultline_targets::maelstrom::topology::Topology, String> {
     s.parse()
 }
 

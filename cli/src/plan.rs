@@ -67,7 +67,14 @@ impl RunPlan {
         if let Some(notice) = &parsed.notice {
             eprintln!("faultline: {notice}");
         }
-        let resolved = parsed.target;
+        let mut resolved = parsed.target;
+        match (&opts.topology, &mut resolved) {
+            (Some(shape), Target::Maelstrom(nodes)) => nodes.topology = *shape,
+            (Some(_), _) => {
+                return Err("--topology: only a maelstrom: target's nodes take a topology".into());
+            }
+            (None, _) => {}
+        }
         check_workload(target, &resolved, opts.workload)?;
         check_crash_points(&opts.crash_points, &resolved)?;
         let kinds = nemesis_kinds(opts, &resolved)?;

@@ -411,6 +411,7 @@ async fn start_target(
                 "command": target.argv.join(" "),
                 "latency_ms": target.latency.base.as_millis() as u64,
                 "jitter_ms": target.latency.jitter.as_millis() as u64,
+                "topology": target.topology.name(),
             });
             let send_topology = plan.opts.workload == Workload::Broadcast;
             let nodes =

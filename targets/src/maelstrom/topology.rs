@@ -37,6 +37,16 @@ impl FromStr for Topology {
 }
 
 impl Topology {
+    /// The name `--topology` takes.
+    pub fn name(self) -> String {
+        match self {
+            Topology::Grid => "grid".into(),
+            Topology::Line => "line".into(),
+            Topology::Total => "total".into(),
+            Topology::Tree(k) => format!("tree{k}"),
+        }
+    }
+
     /// Each node's neighbours, by name, for nodes `names` (in order).
     pub fn neighbours(self, names: &[String]) -> BTreeMap<String, Vec<String>> {
         let n = names.len();
@@ -106,7 +116,9 @@ mod tests {
     fn every_topology_is_symmetric_and_connected() {
         for shape in ["grid", "line", "total", "tree2", "tree3", "tree4"] {
             for n in 1..=12 {
-                let t = shape.parse::<Topology>().unwrap().neighbours(&names(n));
+                let parsed = shape.parse::<Topology>().unwrap();
+                assert_eq!(parsed.name(), shape);
+                let t = parsed.neighbours(&names(n));
                 for (a, peers) in &t {
                     for b in peers {
                         assert!(t[b].contains(a), "{shape} {n}: {a}-{b} one way");
