@@ -1,6 +1,6 @@
 //! The routed network's figures for a run against Maelstrom nodes: messages routed and per
-//! second, messages between nodes per client operation (what Maelstrom users call
-//! msgs-per-op), drops, and messages between nodes by type.
+//! second, the nodes' own messages (to each other and with services) per client operation
+//! (what Maelstrom users call msgs-per-op), drops, and messages between nodes by type.
 
 use faultline_targets::maelstrom::router::NetStats;
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ pub(crate) fn report(stats: &NetStats, operations: u64) -> Value {
         "between_nodes": stats.between_nodes,
         "with_clients": stats.with_clients,
         "with_services": stats.with_services,
-        "between_nodes_per_op": per_op(stats, operations),
+        "msgs_per_op": per_op(stats, operations),
         "delivered": stats.delivered,
         "dropped": {
             "partition": stats.dropped_partition,
@@ -32,8 +32,9 @@ fn per_second(stats: &NetStats) -> f64 {
     stats.routed() as f64 / stats.seconds.max(1e-9)
 }
 
+/// Messages between nodes and with services per client operation.
 fn per_op(stats: &NetStats, operations: u64) -> f64 {
-    stats.between_nodes as f64 / operations.max(1) as f64
+    (stats.between_nodes + stats.with_services) as f64 / operations.max(1) as f64
 }
 
 #[derive(Tabled)]
@@ -49,16 +50,13 @@ pub(crate) fn table(stats: &NetStats, operations: u64) -> String {
             "routed",
             format!("{} ({:.0}/s)", stats.routed(), per_second(stats)),
         ),
+        ("between nodes", stats.between_nodes.to_string()),
+        ("with services", stats.with_services.to_string()),
         (
-            "between nodes",
-            format!(
-                "{} ({:.2} per operation)",
-                stats.between_nodes,
-                per_op(stats, operations)
-            ),
+            "  per operation",
+            format!("{:.2} (between nodes and with services)", per_op(stats, operations)),
         ),
         ("with clients", stats.with_clients.to_string()),
-        ("with services", stats.with_services.to_string()),
         (
             "dropped",
             format!(
