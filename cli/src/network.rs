@@ -54,7 +54,10 @@ pub(crate) fn table(stats: &NetStats, operations: u64) -> String {
         ("with services", stats.with_services.to_string()),
         (
             "  per operation",
-            format!("{:.2} (between nodes and with services)", per_op(stats, operations)),
+            format!(
+                "{:.2} (between nodes and with services)",
+                per_op(stats, operations)
+            ),
         ),
         ("with clients", stats.with_clients.to_string()),
         (
