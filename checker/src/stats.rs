@@ -66,7 +66,7 @@ pub struct Stats {
 
 /// The fault windows of a history: per kind, the (start, end) times it was in effect. A heal
 /// event of `all` closes every window; a window still open at the end closes at `end`.
-fn fault_windows(history: &History, end: u64) -> Vec<(String, Vec<(u64, u64)>)> {
+pub fn fault_windows(history: &History, end: u64) -> Vec<(String, Vec<(u64, u64)>)> {
     let mut windows: Vec<(String, Vec<(u64, u64)>)> = Vec::new();
     let mut open: Vec<(String, u64)> = Vec::new();
     for event in &history.nemesis {

@@ -1,9 +1,9 @@
 //! The common shape of every checker's result (DESIGN §3).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One of three outcomes; never two. UNKNOWN is its own outcome, not a PASS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Validity {
     /// The property holds.
@@ -38,7 +38,7 @@ impl Validity {
 
 /// What every checker returns (DESIGN §3): which checker, the outcome, one line for a person,
 /// the explanation a person reads when it is not PASS, and the checker's structured report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Verdict {
     /// The outcome.
     pub valid: Validity,
@@ -48,9 +48,10 @@ pub struct Verdict {
     pub summary: String,
     /// Why it is not PASS, a few lines for a person naming the operations that show it
     /// (empty when the summary says everything).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub explanation: String,
     /// The checker's full report.
+    #[serde(default)]
     pub details: serde_json::Value,
 }
 

@@ -29,6 +29,7 @@ pub(crate) enum Command {
     /// Start and manage a local cluster of a bundled reference system.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    Report(ReportArgs),
     /// Run one node of a bundled cluster (started by `faultline cluster up`).
     #[command(hide = true)]
     Node(NodeArgs),
@@ -468,6 +469,28 @@ pub(crate) struct NodeArgs {
     pub(crate) exit_with_parent: bool,
 }
 
+/// (Re)build the HTML reports of run and comparison directories.
+///
+/// For a run directory (history.jsonl, verdict.json, run.json): report.html beside them — the
+/// verdicts, the command that replays the run, latency and throughput over time with the
+/// fault windows shaded, the per-fault-window table, and each FAIL drawn (for
+/// linearizability, the failing key's operations per process with the longest linearizable
+/// prefix and the operation that cannot be placed; for transactions, the cycle). For a
+/// comparison directory (compare.json): compare.html, and each of its runs' reports. One
+/// self-contained file each: it fetches nothing and opens anywhere, offline. `run` and
+/// `compare` write them at the end; this rebuilds them.
+///
+/// Examples:
+///   faultline report results/latest
+///   faultline report results/*-compare-register
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ReportArgs {
+    /// Run or comparison directories.
+    #[arg(required = true, value_name = "DIR")]
+    pub(crate) dirs: Vec<PathBuf>,
+}
+
 /// Check history files for linearizability or causal consistency.
 ///
 /// Reads each FILE (faultline JSONL, a Jepsen log, or Jepsen EDN — a vector or list of op maps,
@@ -487,12 +510,18 @@ pub(crate) struct NodeArgs {
 ///   faultline check history.jsonl
 ///   faultline check jepsen/*.log --model cas-register
 ///   faultline check history.edn --semantics knossos --timeout 30s --format json
+///   faultline check history.jsonl --html report.html
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct CheckArgs {
     /// History files (or run directories holding a history.jsonl).
     #[arg(required = true, value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
+
+    /// Also write the HTML report (latency, faults, and each FAIL drawn) to this file; with
+    /// several files, one report each, named OUT-<file>.html.
+    #[arg(long, value_name = "OUT.html")]
+    pub(crate) html: Option<PathBuf>,
 
     /// The model to check against; inferred from the operations when absent.
     ///

@@ -1,12 +1,13 @@
 //! `faultline check`: read each file, check it, print the verdicts, choose the exit code.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use faultline_checker::causal::Consistency;
 use faultline_checker::txn::{Model, TxnOptions};
 use faultline_checker::{Checker, Evidence, History, Options, format};
-use faultline_results::{FileCheck, explanation, json_document, table, totals};
+use faultline_results::{FileCheck, explanation, json_document, report, table, totals};
 use rayon::prelude::*;
 
 use crate::args::{CheckArgs, CheckModel, ConsistencyArg, OutputFormat};
@@ -42,7 +43,67 @@ pub(crate) fn run(args: &CheckArgs) -> ExitCode {
         ),
         OutputFormat::Table => print_table(&checks),
     }
-    exit_code(&checks)
+    let mut code = exit_code(&checks);
+    for (i, (path, check)) in args.files.iter().zip(&checks).enumerate() {
+        let Ok(judged) = &check.outcome else { continue };
+        let out = args
+            .html
+            .as_ref()
+            .map(|out| report_path(out, path, i, args.files.len()));
+        if let Some(out) = &out {
+            match write_report(path, out, args, &judged.verdicts) {
+                Ok(written) => crate::report::say(&written),
+                Err(e) => {
+                    eprintln!("faultline: the HTML report was not written: {e}");
+                    code = ExitCode::from(4);
+                }
+            }
+        }
+        let title = format!("faultline check {}", path.display());
+        crate::report::summarize(&title, &judged.verdicts, out.as_deref());
+    }
+    code
+}
+
+/// Where the report of file `i` of `count` goes: `out` itself for one file, else
+/// `out` with `-<file stem>` before its extension.
+fn report_path(out: &Path, file: &Path, i: usize, count: usize) -> PathBuf {
+    if count == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out
+        .file_stem()
+        .map_or_else(|| "report".into(), |s| s.to_string_lossy().into_owned());
+    let name = file
+        .file_stem()
+        .map_or_else(|| i.to_string(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}-{name}.html"))
+}
+
+/// The report of history `path` (a file, or a run directory with its run.json) to `out`.
+fn write_report(
+    path: &Path,
+    out: &Path,
+    args: &CheckArgs,
+    verdicts: &[faultline_checker::Verdict],
+) -> Result<faultline_results::report::Written, String> {
+    let started = Instant::now();
+    let read = format::read_path(path, args.input_format).map_err(|e| e.to_string())?;
+    let run = std::fs::read_to_string(path.join("run.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    let title = format!("faultline check {}", path.display());
+    let input = report::ReportInput {
+        title: &title,
+        history: &read.history,
+        verdicts,
+        run: run.as_ref(),
+    };
+    report::write_html(
+        out,
+        &report::render_run(&report::run_report(&input)),
+        started,
+    )
 }
 
 fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> FileCheck {

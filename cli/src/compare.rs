@@ -416,6 +416,19 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
             return ExitCode::from(CANNOT_RUN);
         }
         println!("\nresults: {}", comparison.path.display());
+        match faultline_results::report::write_compare_report(&comparison.path) {
+            Ok(written) => println!("report:  {} (open it in a browser)", written.path.display()),
+            Err(e) => eprintln!("faultline: the HTML report was not written: {e}"),
+        }
+        let summary = format!(
+            "### faultline compare ({})\n\n{}\n\nReport: `{}`\n\n",
+            opts.workload.name(),
+            render(&header, &cells, true),
+            comparison.path.join("compare.html").display()
+        );
+        if let Err(e) = faultline_results::report::append_step_summary(&summary) {
+            eprintln!("faultline: cannot write the job summary: {e}");
+        }
         if *stop.borrow() {
             return ExitCode::from(130);
         }

@@ -16,6 +16,7 @@ mod compare;
 mod judge;
 mod network;
 mod plan;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         args::Command::Compare(compare) => compare::compare(&compare),
         args::Command::Check(check) => check::run(&check),
         args::Command::Cluster(args::ClusterCommand::Up(up)) => cluster::up(&up),
+        args::Command::Report(report) => report::run(&report),
         args::Command::Node(node) => cluster::node(&node),
     }
 }

@@ -6,6 +6,7 @@
 //! into one.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,8 @@ pub(crate) struct Finished {
     pub(crate) nemesis_error: Option<String>,
     /// The routed network's table (Maelstrom nodes).
     pub(crate) network: Option<String>,
+    /// The HTML report, if it could be written.
+    pub(crate) report: Option<PathBuf>,
 }
 
 /// Watches Ctrl-C: the first stops the run gracefully (the receiver turns true), the second
@@ -112,6 +115,16 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
         match execute(&plan, dir, interrupts(), true).await {
             Ok(finished) => {
                 print_run(args.format, &finished);
+                let name = finished
+                    .dir
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                crate::report::summarize(
+                    &format!("faultline run {}", name.unwrap_or_default()),
+                    &finished.judged.verdicts,
+                    finished.report.as_deref(),
+                );
                 exit_code(&finished)
             }
             Err(e) => {
@@ -162,6 +175,9 @@ fn print_run(format: OutputFormat, finished: &Finished) {
                 }
             }
             println!("\nresults: {}", finished.dir.path.display());
+            if let Some(report) = &finished.report {
+                println!("report:  {} (open it in a browser)", report.display());
+            }
         }
     }
 }
@@ -213,7 +229,15 @@ pub(crate) async fn execute(
     if let Some((report, _)) = &network {
         verdict_json["network"] = report.clone();
     }
+    let report = match faultline_results::report::write_run_report(&dir.path) {
+        Ok(written) => Some(written.path),
+        Err(e) => {
+            eprintln!("faultline: the HTML report was not written: {e}");
+            None
+        }
+    };
     Ok(Finished {
+        report,
         network: network.map(|(_, table)| table),
         dir,
         judged,

@@ -12,6 +12,7 @@
 //! - [`RunDir`] writes a run's directory: `run.json`, `history.jsonl`, `verdict.json`,
 //!   `junit.xml`, and `latest`; [`stats_table`] and [`verdict_table`] are a run's final tables.
 
+pub mod report;
 mod run_dir;
 
 pub use run_dir::{RunDir, junit};

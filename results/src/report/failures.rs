@@ -1,0 +1,379 @@
+//! What a FAIL looks like in the report: for linearizability, the failing key's operations as
+//! bars per process over real time, the longest linearizable prefix with each operation's
+//! linearization point, and the operation that cannot be placed; for transactions, the cycle
+//! as a small graph of transactions with labelled edges; for the other checkers, their
+//! explanation.
+
+use faultline_checker::{History, Operation, Status, Verdict};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::scale::{Frame, Tick, TimeAxis, r1};
+
+/// Operations drawn around a failing one, at most.
+const WINDOW_OPS: usize = 300;
+/// Prefix operations whose span the window covers.
+const PREFIX_SHOWN: usize = 30;
+/// A process lane's height.
+const LANE: f64 = 22.0;
+
+/// One FAIL, drawn.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureView {
+    /// The checker.
+    pub checker: String,
+    /// Its one line.
+    pub summary: String,
+    /// Its explanation, as text.
+    pub explanation: String,
+    /// Linearizability: the failing key's timeline.
+    pub timeline: Option<Timeline>,
+    /// Transactions: the first cycle found.
+    pub cycle: Option<CycleGraph>,
+}
+
+/// A process's lane.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Lane {
+    /// Its middle.
+    pub y: f64,
+    /// `p3`.
+    pub label: String,
+}
+
+/// One operation's bar.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Bar {
+    /// From its invocation…
+    pub x: f64,
+    /// …to its completion (the window's end for an unfinished one).
+    pub w: f64,
+    /// Its lane's top.
+    pub y: f64,
+    /// `ok`, `fail` or `info`.
+    pub status: &'static str,
+    /// `prefix` (in the longest linearizable prefix), `failing`, or `other`.
+    pub role: &'static str,
+    /// Its linearization point, for a prefix operation.
+    pub point: Option<f64>,
+    /// For hover: the operation, and the model's state before and after it.
+    pub title: String,
+}
+
+/// The failing key's operations over real time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Timeline {
+    /// The key.
+    pub key: String,
+    /// The drawing's frame.
+    pub frame: Frame,
+    /// Time ticks.
+    pub x_ticks: Vec<Tick>,
+    /// One per process.
+    pub lanes: Vec<Lane>,
+    /// One per operation in the window.
+    pub bars: Vec<Bar>,
+    /// The operation that cannot be placed, in words.
+    pub failing: String,
+    /// The states the model could be in just before it.
+    pub states_before: Vec<String>,
+    /// A proof without search (a stale read), when there is one.
+    pub proof: Option<String>,
+}
+
+/// A transaction in a cycle.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TxnNode {
+    /// Its centre.
+    pub x: f64,
+    /// Its centre.
+    pub y: f64,
+    /// `T3`.
+    pub name: String,
+    /// Its micro-operations.
+    pub title: String,
+}
+
+/// An edge of a cycle.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TxnEdge {
+    /// From (at the edge of the source's circle).
+    pub x1: f64,
+    /// From.
+    pub y1: f64,
+    /// To (at the edge of the target's circle).
+    pub x2: f64,
+    /// To.
+    pub y2: f64,
+    /// Where its label goes.
+    pub lx: f64,
+    /// Where its label goes.
+    pub ly: f64,
+    /// `ww`, `wr`, `rw`, `process`, `realtime`.
+    pub rel: String,
+    /// Why it exists.
+    pub why: String,
+}
+
+/// A transactional anomaly's cycle.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CycleGraph {
+    /// Its class (`G-single`, ...).
+    pub anomaly: String,
+    /// In words.
+    pub explanation: String,
+    /// The transactions, on a circle.
+    pub nodes: Vec<TxnNode>,
+    /// The edges, in cycle order.
+    pub edges: Vec<TxnEdge>,
+}
+
+/// The view of a failing `verdict` over `history`, drawn `width` wide.
+pub fn view(verdict: &Verdict, history: &History, width: f64) -> FailureView {
+    let details = &verdict.details;
+    FailureView {
+        checker: verdict.checker.clone(),
+        summary: verdict.summary.clone(),
+        explanation: verdict.explanation.clone(),
+        timeline: (verdict.checker == "linearizability")
+            .then(|| {
+                details["failures"]
+                    .get(0)
+                    .map(|f| timeline(f, history, width))
+            })
+            .flatten(),
+        cycle: (verdict.checker == "transactional")
+            .then(|| details["anomalies"].as_array()?.iter().find_map(cycle))
+            .flatten(),
+    }
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Ok | Status::Mismatch => "ok",
+        Status::Fail => "fail",
+        Status::Info => "info",
+    }
+}
+
+/// `p1 read → null (line 4, ok)`: what a person needs to find the operation.
+fn describe(op: &Operation) -> String {
+    // A read's result is what matters (null included); a write that echoes its input is not.
+    let answered = op.status == Status::Ok && (op.input.is_null() || op.output != op.input);
+    let result = if answered {
+        format!(" → {}", op.output)
+    } else {
+        String::new()
+    };
+    let input = if op.input.is_null() {
+        String::new()
+    } else {
+        format!(" {}", op.input)
+    };
+    let status = status_name(op.status);
+    format!(
+        "p{} {}{input}{result} (line {}, {status})",
+        op.process, op.f, op.line
+    )
+}
+
+/// The timeline of one linearizability failure (`failure`: a `KeyFailure` as JSON).
+fn timeline(failure: &Value, history: &History, width: f64) -> Timeline {
+    let key = failure["key"].as_str().map(str::to_string);
+    let line_of = |v: &Value| v["line"].as_u64().unwrap_or(0) as usize;
+    let failing_line = line_of(&failure["op"]);
+    let prefix: Vec<(usize, String)> = (failure["prefix"].as_array().into_iter().flatten())
+        .map(|step| {
+            (
+                line_of(&step["op"]),
+                step["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let of_key: Vec<&Operation> = history.ops.iter().filter(|o| o.key == key).collect();
+    let find = |line: usize| of_key.iter().copied().find(|o| o.line == line);
+    let failing = find(failing_line);
+    // The window: the last prefix operations shown and the failing one.
+    let shown_from = prefix.len().saturating_sub(PREFIX_SHOWN);
+    let anchors: Vec<&Operation> = (prefix[shown_from..].iter().filter_map(|(l, _)| find(*l)))
+        .chain(failing)
+        .collect();
+    let start = anchors.iter().map(|o| o.call).min().unwrap_or(0);
+    let end = (anchors.iter())
+        .map(|o| o.ret.unwrap_or(o.call))
+        .max()
+        .unwrap_or(start)
+        .max(start + 1);
+    let pad = (end - start) / 20;
+    let (start, end) = (start.saturating_sub(pad), end + pad);
+    let mut window: Vec<&Operation> = (of_key.iter().copied())
+        .filter(|o| o.call <= end && o.ret.is_none_or(|r| r >= start))
+        .collect();
+    let centre = failing.map_or(start, |f| f.call);
+    window.sort_by_key(|o| o.call.abs_diff(centre));
+    window.truncate(WINDOW_OPS);
+    window.sort_by_key(|o| o.call);
+    let mut processes: Vec<u64> = window.iter().map(|o| o.process).collect();
+    processes.sort_unstable();
+    processes.dedup();
+    let frame = Frame::new(width, 40.0 + LANE * processes.len() as f64);
+    let axis = TimeAxis::new(frame, start, end);
+    let lane_top = |p: u64| {
+        let i = processes.iter().position(|&q| q == p).unwrap_or(0);
+        r1(frame.top + LANE * i as f64)
+    };
+    let points = linearization_points(&prefix, &find);
+    let mut state_before = "the initial state".to_string();
+    let mut before_after = std::collections::HashMap::new();
+    for (line, state) in &prefix {
+        before_after.insert(*line, (state_before.clone(), state.clone()));
+        state_before.clone_from(state);
+    }
+    let states_before: Vec<String> = (failure["states_before"].as_array().into_iter().flatten())
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    let bars = window
+        .iter()
+        .map(|op| {
+            let x = axis.x(op.call);
+            let to = op.ret.map_or(frame.right, |r| axis.x(r));
+            let (role, title) = if op.line == failing_line {
+                let states = states_before.join(" | ");
+                (
+                    "failing",
+                    format!(
+                        "{} — cannot be placed; the model could be in: {states}",
+                        describe(op)
+                    ),
+                )
+            } else if let Some((before, after)) = before_after.get(&op.line) {
+                (
+                    "prefix",
+                    format!(
+                        "{} — linearized; state before: {before}; after: {after}",
+                        describe(op)
+                    ),
+                )
+            } else {
+                ("other", describe(op))
+            };
+            Bar {
+                x,
+                w: r1((to - x).max(2.0)),
+                y: lane_top(op.process),
+                status: status_name(op.status),
+                role,
+                point: points.get(&op.line).map(|&t| axis.x(t)),
+                title,
+            }
+        })
+        .collect();
+    Timeline {
+        key: key.unwrap_or_else(|| "(one object)".into()),
+        frame,
+        x_ticks: axis.ticks(),
+        lanes: (processes.iter())
+            .map(|&p| Lane {
+                y: r1(lane_top(p) + LANE / 2.0),
+                label: format!("p{p}"),
+            })
+            .collect(),
+        bars,
+        failing: failing.map_or_else(|| format!("line {failing_line}"), describe),
+        states_before,
+        proof: failure["proof"].as_str().map(str::to_string),
+    }
+}
+
+/// Each prefix operation's linearization point: the earliest moment not before its
+/// invocation nor before the previous operation's point (the prefix is a linearization, so
+/// it falls before the operation's completion).
+fn linearization_points<'a>(
+    prefix: &[(usize, String)],
+    find: &impl Fn(usize) -> Option<&'a Operation>,
+) -> std::collections::HashMap<usize, u64> {
+    let mut at = 0;
+    let mut points = std::collections::HashMap::new();
+    for (line, _) in prefix {
+        if let Some(op) = find(*line) {
+            at = op.call.max(at);
+            if let Some(ret) = op.ret {
+                at = at.min(ret);
+            }
+            points.insert(*line, at);
+        }
+    }
+    points
+}
+
+/// The cycle of a transactional anomaly (`anomaly`: an `Anomaly` as JSON), if it has one.
+fn cycle(anomaly: &Value) -> Option<CycleGraph> {
+    let steps = anomaly["cycle"].as_array().filter(|s| !s.is_empty())?;
+    let mut names: Vec<String> = Vec::new();
+    for step in steps {
+        for end in ["from", "to"] {
+            let name = step[end].as_str().unwrap_or("?").to_string();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let (cx, cy, radius) = (170.0, 130.0, 95.0);
+    let at = |i: usize| {
+        let angle =
+            std::f64::consts::TAU * i as f64 / names.len() as f64 - std::f64::consts::FRAC_PI_2;
+        (cx + radius * angle.cos(), cy + radius * angle.sin())
+    };
+    let txns = anomaly["txns"].as_array().cloned().unwrap_or_default();
+    let title = |name: &str| {
+        (txns.iter())
+            .find(|t| t["name"] == name)
+            .map(|t| {
+                format!(
+                    "{name} (line {}): {}",
+                    t["line"],
+                    t["value"].as_str().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| name.to_string())
+    };
+    let nodes = (names.iter().enumerate())
+        .map(|(i, name)| {
+            let (x, y) = at(i);
+            TxnNode {
+                x: r1(x),
+                y: r1(y),
+                name: name.clone(),
+                title: title(name),
+            }
+        })
+        .collect();
+    let index = |name: &Value| names.iter().position(|n| name == n.as_str()).unwrap_or(0);
+    let edges = steps
+        .iter()
+        .map(|step| {
+            let ((x1, y1), (x2, y2)) = (at(index(&step["from"])), at(index(&step["to"])));
+            let (dx, dy) = (x2 - x1, y2 - y1);
+            let len = (dx * dx + dy * dy).sqrt().max(1.0);
+            let (ux, uy) = (dx / len, dy / len);
+            let node = 20.0;
+            TxnEdge {
+                x1: r1(x1 + ux * node),
+                y1: r1(y1 + uy * node),
+                x2: r1(x2 - ux * (node + 4.0)),
+                y2: r1(y2 - uy * (node + 4.0)),
+                // Beside the middle, to the edge's left, so two opposite edges do not collide.
+                lx: r1((x1 + x2) / 2.0 + uy * 14.0),
+                ly: r1((y1 + y2) / 2.0 - ux * 14.0),
+                rel: step["rel"].as_str().unwrap_or("").to_string(),
+                why: step["why"].as_str().unwrap_or("").to_string(),
+            }
+        })
+        .collect();
+    Some(CycleGraph {
+        anomaly: anomaly["name"].as_str().unwrap_or("").to_string(),
+        explanation: anomaly["explanation"].as_str().unwrap_or("").to_string(),
+        nodes,
+        edges,
+    })
+}

@@ -1,0 +1,144 @@
+use faultline_checker::format::read_str;
+use faultline_checker::{Checker, Evidence, ModelKind, Options, check_all};
+
+use super::*;
+
+/// A stale read under a partition: p0 writes 1 to x, then p1 reads nothing.
+const STALE: &str = r#"{"process":0,"type":"invoke","f":"write","key":"x","value":1,"time":1000000}
+{"process":0,"type":"ok","f":"write","key":"x","value":1,"time":2000000}
+{"process":"nemesis","type":"info","f":"partition","value":{"action":"start"},"time":3000000}
+{"process":1,"type":"invoke","f":"read","key":"x","value":null,"time":5000000}
+{"process":1,"type":"ok","f":"read","key":"x","value":null,"time":6000000}
+{"process":"nemesis","type":"info","f":"partition","value":{"action":"heal"},"time":8000000}
+{"process":0,"type":"invoke","f":"read","key":"x","value":null,"time":9000000}
+{"process":0,"type":"info","f":"read","key":"x","value":null,"time":10000000}
+"#;
+
+fn judged(text: &str) -> (History, Vec<Verdict>) {
+    let history = read_str(text, None).unwrap().history;
+    let options = Options {
+        model: Some(ModelKind::Kv),
+        ..Options::default()
+    };
+    let verdicts = check_all(
+        &[Checker::Linearizability(options)],
+        &Evidence::history(&history),
+    )
+    .unwrap();
+    (history, verdicts)
+}
+
+fn report_of(history: &History, verdicts: &[Verdict], run: Option<&Value>) -> RunReport {
+    run_report(&ReportInput {
+        title: "test",
+        history,
+        verdicts,
+        run,
+    })
+}
+
+#[test]
+fn the_data_of_a_failing_run() {
+    let (history, verdicts) = judged(STALE);
+    let run = serde_json::json!({
+        "command": ["/usr/bin/faultline", "run", "--set", "n=3,w=1,r=1", "--seed", "9"],
+        "seed": 9, "target": "bundled:quorum", "workload": "register",
+    });
+    let report = report_of(&history, &verdicts, Some(&run));
+    insta::assert_json_snapshot!(report);
+}
+
+#[test]
+fn the_failing_operation_is_drawn_and_the_page_fetches_nothing() {
+    let (history, verdicts) = judged(STALE);
+    let report = report_of(&history, &verdicts, None);
+    let timeline = report.failures[0].timeline.as_ref().expect("a timeline");
+    let failing: Vec<_> = timeline
+        .bars
+        .iter()
+        .filter(|b| b.role == "failing")
+        .collect();
+    assert_eq!(failing.len(), 1);
+    assert!(failing[0].title.contains("p1 read"), "{}", failing[0].title);
+    let prefix: Vec<_> = timeline
+        .bars
+        .iter()
+        .filter(|b| b.role == "prefix")
+        .collect();
+    assert!(
+        prefix
+            .iter()
+            .all(|b| b.point.is_some_and(|p| p >= b.x && p <= b.x + b.w))
+    );
+    let html = render_run(&report);
+    assert_eq!(html.matches(r#"id="failing-op""#).count(), 1);
+    assert!(html.contains(r#"class="band fault partition""#));
+    for fetching in ["src=\"http", "href=\"http", "url(http", "@import", "<link"] {
+        assert!(!html.contains(fetching), "the page fetches: {fetching}");
+    }
+}
+
+#[test]
+fn a_big_history_is_drawn_in_columns_and_stays_small() {
+    let mut text = String::new();
+    for i in 0..200_000u64 {
+        let (p, t) = (i % 16, i * 50_000);
+        let (kind, f) = if i % 97 == 0 {
+            ("info", "write")
+        } else {
+            ("ok", if i % 2 == 0 { "read" } else { "write" })
+        };
+        text.push_str(&format!(
+            "{{\"process\":{p},\"type\":\"invoke\",\"f\":\"{f}\",\"key\":\"k{}\",\"value\":{i},\"time\":{t}}}\n\
+             {{\"process\":{p},\"type\":\"{kind}\",\"f\":\"{f}\",\"key\":\"k{}\",\"value\":{i},\"time\":{}}}\n",
+            i % 5,
+            i % 5,
+            t + 1_000_000 + (i % 13) * 300_000
+        ));
+    }
+    let history = read_str(&text, None).unwrap().history;
+    let report = report_of(&history, &[], None);
+    for plot in &report.latency {
+        assert!(
+            plot.dots.is_empty() && !plot.columns.is_empty(),
+            "{} not aggregated",
+            plot.f
+        );
+        let total: usize = plot.columns.iter().map(|c| c.count).sum();
+        assert_eq!(total, plot.operations);
+        assert!(plot.columns.len() <= 3 * plot.frame.plot_width() as usize + 3);
+    }
+    let html = render_run(&report);
+    assert!(
+        html.len() < 1_000_000,
+        "{} bytes for 200,000 operations",
+        html.len()
+    );
+}
+
+#[test]
+fn the_replay_command_pins_the_seed_and_quotes() {
+    let run = serde_json::json!({"command": ["./faultline", "run", "--target", "exec:python3 c.py"], "seed": 42});
+    assert_eq!(
+        replay_command(&run).unwrap(),
+        "faultline run --target 'exec:python3 c.py' --seed 42"
+    );
+    let run = serde_json::json!({"command": ["faultline", "run", "--seed", "1"], "seed": 1});
+    assert_eq!(replay_command(&run).unwrap(), "faultline run --seed 1");
+}
+
+#[test]
+fn the_step_summary_names_the_verdicts_and_the_report() {
+    let (_, verdicts) = judged(STALE);
+    let md = step_summary(
+        "faultline check h.jsonl",
+        &verdicts,
+        Some(Path::new("out/report.html")),
+    );
+    assert!(
+        md.starts_with("### faultline check h.jsonl: FAIL\n"),
+        "{md}"
+    );
+    assert!(md.contains("| linearizability | **FAIL** |"), "{md}");
+    assert!(md.contains("Report: `out/report.html`"), "{md}");
+}
