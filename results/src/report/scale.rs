@@ -129,7 +129,7 @@ impl LogAxis {
     /// a power of ten a decade inside, off the axis line).
     pub fn new(frame: Frame, low: f64, high: f64) -> Self {
         let low = 10f64.powf((low.max(0.01) * 0.999).log10().floor());
-        let high = 10f64.powf(high.max(low * 10.0).log10().ceil());
+        let high = 10f64.powf((high.max(low * 10.0) * 1.001).log10().ceil());
         LogAxis { frame, low, high }
     }
 
