@@ -25,11 +25,11 @@ pub(crate) fn run(args: &CheckArgs) -> ExitCode {
         max_cache_bytes: args.max_cache,
         ..Options::default()
     };
-    let checks: Vec<FileCheck> = args
+    let (checks, histories): (Vec<FileCheck>, Vec<Option<History>>) = args
         .files
         .par_iter()
         .map(|path| check_file(path, args, &options))
-        .collect();
+        .unzip();
 
     for check in &checks {
         for warning in &check.warnings {
@@ -44,14 +44,15 @@ pub(crate) fn run(args: &CheckArgs) -> ExitCode {
         OutputFormat::Table => print_table(&checks),
     }
     let mut code = exit_code(&checks);
-    for (i, (path, check)) in args.files.iter().zip(&checks).enumerate() {
+    for (i, ((path, check), history)) in args.files.iter().zip(&checks).zip(&histories).enumerate()
+    {
         let Ok(judged) = &check.outcome else { continue };
         let out = args
             .html
             .as_ref()
             .map(|out| report_path(out, path, i, args.files.len()));
-        if let Some(out) = &out {
-            match write_report(path, out, args, &judged.verdicts) {
+        if let (Some(out), Some(history)) = (&out, history) {
+            match write_report(path, out, history, &judged.verdicts) {
                 Ok(written) => crate::report::say(&written),
                 Err(e) => {
                     eprintln!("faultline: the HTML report was not written: {e}");
@@ -80,22 +81,22 @@ fn report_path(out: &Path, file: &Path, i: usize, count: usize) -> PathBuf {
     out.with_file_name(format!("{stem}-{name}.html"))
 }
 
-/// The report of history `path` (a file, or a run directory with its run.json) to `out`.
+/// The report of `history`, read from `path` (a file, or a run directory with its run.json),
+/// to `out`.
 fn write_report(
     path: &Path,
     out: &Path,
-    args: &CheckArgs,
+    history: &History,
     verdicts: &[faultline_checker::Verdict],
 ) -> Result<faultline_results::report::Written, String> {
     let started = Instant::now();
-    let read = format::read_path(path, args.input_format).map_err(|e| e.to_string())?;
     let run = std::fs::read_to_string(path.join("run.json"))
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
     let title = format!("faultline check {}", path.display());
     let input = report::ReportInput {
         title: &title,
-        history: &read.history,
+        history,
         verdicts,
         run: run.as_ref(),
     };
@@ -106,12 +107,13 @@ fn write_report(
     )
 }
 
-fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> FileCheck {
+/// Checks one file; its history too when a report will be drawn from it.
+fn check_file(path: &Path, args: &CheckArgs, options: &Options) -> (FileCheck, Option<History>) {
     let file = path.display().to_string();
     let read = match format::read_path(path, args.input_format) {
         Ok(read) => read,
         Err(e) => {
-            return FileCheck {
+            let check = FileCheck {
                 file,
                 format: None,
                 warnings: Vec::new(),
@@ -119,6 +121,7 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
                 outcome: Err(e.to_string()),
                 elapsed: Default::default(),
             };
+            return (check, None);
         }
     };
     let started = Instant::now();
@@ -140,14 +143,15 @@ fn check_file(path: &std::path::Path, args: &CheckArgs, options: &Options) -> Fi
         .map_err(|e| format!("{}:{e}", path.display())),
         Err(e) => Err(e),
     };
-    FileCheck {
+    let check = FileCheck {
         file,
         format: read.format.map(|f| f.name().to_string()),
         warnings: read.history.warnings.clone(),
         operations: read.history.ops.len(),
         outcome,
         elapsed: started.elapsed(),
-    }
+    };
+    (check, args.html.is_some().then_some(read.history))
 }
 
 /// The checker for a file that is not a run directory: the transactional checker for a

@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use faultline_checker::stats::Stats;
-use faultline_checker::{Validity, format, stats};
+use faultline_checker::{History, Validity, format, stats};
 use faultline_nemesis::{
     AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend,
     LocalMariadbBackend, LocalPostgresBackend, MaelstromBackend, ProxyBackend, Schedule,
     SharedCluster,
 };
-use faultline_results::{Judged, RunDir, explanation, period_table, stats_table, verdict_table};
+use faultline_results::{
+    Judged, RunDir, explanation, period_table, report, stats_table, verdict_table,
+};
 use faultline_targets::client::{AnyClient, HttpClient};
 use faultline_targets::cluster::Cluster;
 use faultline_targets::etcd::{EtcdClient, EtcdCluster};
@@ -225,11 +227,14 @@ pub(crate) async fn execute(
     let network = network_figures(&live, &dir, &summary).await?;
     live.stop(&dir, plan.target.writes_notes())?;
     let summary = summary?;
-    let (judged, stats, mut verdict_json) = judge_run(plan, &dir, &summary)?;
-    if let Some((report, _)) = &network {
-        verdict_json["network"] = report.clone();
-    }
-    let report = match faultline_results::report::write_run_report(&dir.path) {
+    let (judged, stats, verdict_json, history) = judge_run(
+        plan,
+        &dir,
+        &summary,
+        network.as_ref().map(|(report, _)| report),
+    )?;
+    let started = std::time::Instant::now();
+    let report = match report::write_run_report_of(&dir.path, &history, &judged.verdicts, started) {
         Ok(written) => Some(written.path),
         Err(e) => {
             eprintln!("faultline: the HTML report was not written: {e}");
@@ -743,11 +748,13 @@ async fn after(
 }
 
 /// Step 6, judge: checks the recorded history and writes `verdict.json` and `junit.xml`.
+/// Also returns the history read, for the report.
 fn judge_run(
     plan: &RunPlan,
     dir: &RunDir,
     summary: &RunSummary,
-) -> Result<(Judged, Stats, Value), String> {
+    network: Option<&Value>,
+) -> Result<(Judged, Stats, Value, History), String> {
     let read = format::read_path(&dir.history(), None).map_err(|e| e.to_string())?;
     for warning in &read.history.warnings {
         eprintln!("faultline: warning: {}: {warning}", dir.history().display());
@@ -756,7 +763,7 @@ fn judge_run(
         .ok_or_else(|| in_dir(dir, std::io::ErrorKind::NotFound.into()))?;
     let judged = crate::judge::judge(&read.history, &record, &dir.path)?;
     let stats = stats::stats(&read.history);
-    let verdict_json = json!({
+    let mut verdict_json = json!({
         "verdict": judged.validity().as_str(),
         "workload": plan.opts.workload.name(),
         "seed": plan.seed,
@@ -764,6 +771,9 @@ fn judge_run(
         "checkers": judged.verdicts,
         "stats": stats,
     });
+    if let Some(network) = network {
+        verdict_json["network"] = network.clone();
+    }
     dir.write_json("verdict.json", &verdict_json)
         .map_err(|e| in_dir(dir, e))?;
     dir.write_junit(
@@ -771,7 +781,7 @@ fn judge_run(
         &judged.verdicts,
     )
     .map_err(|e| in_dir(dir, e))?;
-    Ok((judged, stats, verdict_json))
+    Ok((judged, stats, verdict_json, read.history))
 }
 
 /// The nemesis backend for a run's target (none without faults), and the URLs the runner

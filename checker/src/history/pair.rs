@@ -29,6 +29,11 @@ pub struct Pairer {
 }
 
 impl Pairer {
+    /// Makes room for `ops` operations.
+    pub fn reserve(&mut self, ops: usize) {
+        self.history.ops.reserve(ops);
+    }
+
     /// Adds the next event of the file.
     pub fn push(&mut self, event: Event) -> Result<(), PairError> {
         let Process::Client(process) = event.process else {

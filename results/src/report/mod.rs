@@ -273,6 +273,17 @@ pub fn write_run_report(dir: &Path) -> Result<Written, String> {
     let verdict = read_json(&dir.join("verdict.json"))?;
     let verdicts: Vec<Verdict> = serde_json::from_value(verdict["checkers"].clone())
         .map_err(|e| format!("{}: {e}", dir.join("verdict.json").display()))?;
+    write_run_report_of(dir, &read.history, &verdicts, started)
+}
+
+/// Writes `report.html` into run directory `dir` for its `history` (already read) and the
+/// checkers' `verdicts`, with its `run.json`; `started` is when the work began.
+pub fn write_run_report_of(
+    dir: &Path,
+    history: &History,
+    verdicts: &[Verdict],
+    started: Instant,
+) -> Result<Written, String> {
     let run = read_json(&dir.join("run.json")).ok();
     let name = dir
         .file_name()
@@ -280,8 +291,8 @@ pub fn write_run_report(dir: &Path) -> Result<Written, String> {
     let title = format!("faultline run {name}");
     let input = ReportInput {
         title: &title,
-        history: &read.history,
-        verdicts: &verdicts,
+        history,
+        verdicts,
         run: run.as_ref(),
     };
     write_html(
