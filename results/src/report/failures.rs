@@ -13,7 +13,7 @@ use super::scale::{Frame, Tick, TimeAxis, r1};
 /// Operations drawn around a failing one, at most.
 const WINDOW_OPS: usize = 300;
 /// Prefix operations whose span the window covers.
-const PREFIX_SHOWN: usize = 30;
+const PREFIX_SHOWN: usize = 8;
 /// A process lane's height.
 const LANE: f64 = 22.0;
 

@@ -285,9 +285,9 @@ pub fn write_run_report_of(
     started: Instant,
 ) -> Result<Written, String> {
     let run = read_json(&dir.join("run.json")).ok();
-    let name = dir
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    // The directory's own name, also when reached through `latest`.
+    let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let name = (real.file_name()).map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let title = format!("faultline run {name}");
     let input = ReportInput {
         title: &title,
