@@ -146,8 +146,9 @@ fn open(path: &Path, name: &str) -> Seen {
         return {
             failing: !!failing, visible,
             bands: document.querySelectorAll("rect.band.fault").length,
-            verdict: document.getElementById("verdict").textContent,
+            verdict: document.getElementById("verdict")?.textContent,
             plots: document.querySelectorAll("svg.latency").length,
+            bars: document.querySelectorAll("rect.bar").length,
         };"#;
     let facts = driver.call(
         reqwest::Method::POST,
@@ -314,5 +315,68 @@ fn the_report_of_a_run_loads_offline_with_its_fault_windows() {
         rebuilt.status.success() && report.exists(),
         "{}",
         String::from_utf8_lossy(&rebuilt.stderr)
+    );
+}
+
+#[test]
+fn a_comparison_has_its_page_and_each_cell_its_report() {
+    if !browser_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    let out = faultline()
+        .args([
+            "compare",
+            "--workload",
+            "register",
+            "--nodes",
+            "3",
+            "--nemesis",
+            "partition",
+        ])
+        .args([
+            "--set",
+            "n=3,w=1,r=1",
+            "--set",
+            "n=3,w=2,r=2",
+            "--nemesis-interval",
+            "1s",
+        ])
+        .args(["--time-limit", "2s", "--out"])
+        .arg(dir.path())
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let comparison = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("compare.html").exists())
+        .expect("compare.html written");
+    let cells: Vec<PathBuf> = std::fs::read_dir(&comparison)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("verdict.json").exists())
+        .collect();
+    assert_eq!(cells.len(), 2);
+    assert!(cells.iter().all(|c| c.join("report.html").exists()));
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("n=3,w=1,r=1") && md.contains("compare.html"),
+        "{md}"
+    );
+    let seen = open(&comparison.join("compare.html"), "compare");
+    assert_offline(&seen);
+    assert_eq!(
+        seen.facts["bars"], 6,
+        "three charts of two cells: {}",
+        seen.facts
     );
 }

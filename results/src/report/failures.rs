@@ -30,6 +30,42 @@ pub struct FailureView {
     pub timeline: Option<Timeline>,
     /// Transactions: the first cycle found.
     pub cycle: Option<CycleGraph>,
+    /// Causal consistency and session guarantees: the first violating pattern.
+    pub pattern: Option<PatternView>,
+}
+
+/// An edge between two operations of a pattern: session order or reads-from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OpEdge {
+    /// From (the source bar's end).
+    pub x1: f64,
+    /// From.
+    pub y1: f64,
+    /// To (the target bar's start).
+    pub x2: f64,
+    /// To.
+    pub y2: f64,
+    /// `so` (session order) or `rf` (reads from).
+    pub rel: &'static str,
+}
+
+/// The operations of a causal or session-guarantee violation, with the edges among them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PatternView {
+    /// The pattern (`WriteCORead`, `read-your-writes`, ...).
+    pub pattern: String,
+    /// It told with the operations.
+    pub explanation: String,
+    /// The drawing's frame.
+    pub frame: Frame,
+    /// Time ticks.
+    pub x_ticks: Vec<Tick>,
+    /// One per process.
+    pub lanes: Vec<Lane>,
+    /// One per operation of the pattern.
+    pub bars: Vec<Bar>,
+    /// Session-order and reads-from edges among them.
+    pub edges: Vec<OpEdge>,
 }
 
 /// A process's lane.
@@ -145,6 +181,177 @@ pub fn view(verdict: &Verdict, history: &History, width: f64) -> FailureView {
         cycle: (verdict.checker == "transactional")
             .then(|| details["anomalies"].as_array()?.iter().find_map(cycle))
             .flatten(),
+        pattern: details["violations"]
+            .get(0)
+            .map(|v| pattern(v, history, width)),
+    }
+}
+
+/// The processes of `ops`, in order, and where each one's lane starts in `frame`.
+fn lanes_of(ops: &[&Operation], frame_top: f64) -> (Vec<u64>, impl Fn(u64) -> f64) {
+    let mut processes: Vec<u64> = ops.iter().map(|o| o.process).collect();
+    processes.sort_unstable();
+    processes.dedup();
+    let order = processes.clone();
+    let top = move |p: u64| {
+        let i = order.iter().position(|&q| q == p).unwrap_or(0);
+        r1(frame_top + LANE * i as f64)
+    };
+    (processes, top)
+}
+
+/// Whether `op` writes (the causal workload's writes).
+fn writes(op: &Operation) -> bool {
+    op.f.contains("write") || op.f == "put"
+}
+
+/// The operations on a shortest path of session-order and reads-from steps from `from` to
+/// `to` (history positions), both included; empty if there is none within a bound.
+fn causal_path(history: &History, from: usize, to: usize) -> Vec<usize> {
+    use std::collections::{HashMap, VecDeque};
+    let written: HashMap<(Option<&String>, String), usize> = (history.ops.iter().enumerate())
+        .filter(|(_, o)| writes(o) && o.status == Status::Ok)
+        .map(|(i, o)| ((o.key.as_ref(), o.input.to_string()), i))
+        .collect();
+    let mut next_in_session: HashMap<usize, usize> = HashMap::new();
+    let mut last: HashMap<u64, usize> = HashMap::new();
+    for (i, o) in history.ops.iter().enumerate() {
+        if let Some(prev) = last.insert(o.process, i) {
+            next_in_session.insert(prev, i);
+        }
+    }
+    let readers: HashMap<usize, Vec<usize>> = (history.ops.iter().enumerate())
+        .filter(|(_, o)| !writes(o) && o.status == Status::Ok)
+        .filter_map(|(i, o)| Some((*written.get(&(o.key.as_ref(), o.output.to_string()))?, i)))
+        .fold(HashMap::new(), |mut m, (w, r)| {
+            m.entry(w).or_insert_with(Vec::new).push(r);
+            m
+        });
+    let mut came_from: HashMap<usize, usize> = HashMap::from([(from, from)]);
+    let mut queue = VecDeque::from([from]);
+    while let Some(at) = queue.pop_front() {
+        if at == to || came_from.len() > 100_000 {
+            break;
+        }
+        let steps = next_in_session
+            .get(&at)
+            .into_iter()
+            .chain(readers.get(&at).into_iter().flatten());
+        for &next in steps {
+            if let std::collections::hash_map::Entry::Vacant(e) = came_from.entry(next) {
+                e.insert(at);
+                queue.push_back(next);
+            }
+        }
+    }
+    if !came_from.contains_key(&to) {
+        return Vec::new();
+    }
+    let mut path = vec![to];
+    while let Some(&prev) = came_from.get(path.last().expect("not empty")) {
+        if prev == *path.last().expect("not empty") {
+            break;
+        }
+        path.push(prev);
+    }
+    path
+}
+
+/// The operations of a causal violation (`violation`: a `Violation` as JSON, its `ops`
+/// positions in the history), the causal paths between them, and their session-order and
+/// reads-from edges.
+fn pattern(violation: &Value, history: &History, width: f64) -> PatternView {
+    let named: Vec<usize> = (violation["ops"].as_array().into_iter().flatten())
+        .filter_map(|i| i.as_u64().map(|i| i as usize))
+        .filter(|&i| i < history.ops.len())
+        .collect();
+    let mut members = named.clone();
+    for &a in &named {
+        for &b in &named {
+            if a != b && history.ops[a].call < history.ops[b].call {
+                members.extend(causal_path(history, a, b));
+            }
+        }
+    }
+    members.sort_unstable();
+    members.dedup();
+    let mut ops: Vec<&Operation> = members.iter().map(|&i| &history.ops[i]).collect();
+    ops.sort_by_key(|o| (o.call, o.id));
+    let start = ops.iter().map(|o| o.call).min().unwrap_or(0);
+    let end = ops
+        .iter()
+        .map(|o| o.ret.unwrap_or(o.call))
+        .max()
+        .unwrap_or(start)
+        .max(start + 1);
+    let pad = (end - start) / 20 + 1;
+    let (processes, lane_top) = lanes_of(&ops, 10.0);
+    let frame = Frame::new(width, 40.0 + LANE * processes.len() as f64);
+    let axis = TimeAxis::new(frame, start.saturating_sub(pad), end + pad);
+    let span = |o: &Operation| {
+        (
+            axis.x(o.call),
+            o.ret
+                .map_or(frame.right, |r| axis.x(r))
+                .max(axis.x(o.call) + 2.0),
+        )
+    };
+    let bars = (ops.iter())
+        .map(|op| {
+            let (x, to) = span(op);
+            Bar {
+                x,
+                w: r1(to - x),
+                y: lane_top(op.process),
+                status: status_name(op.status),
+                role: "pattern",
+                point: None,
+                title: describe(op),
+            }
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for (i, a) in ops.iter().enumerate() {
+        // Session order to the next operation of the same process only.
+        let next_of_process = ops[i + 1..]
+            .iter()
+            .find(|b| b.process == a.process)
+            .map(|b| b.id);
+        for b in &ops[i + 1..] {
+            let rf = writes(a)
+                && !writes(b)
+                && a.key == b.key
+                && b.output == a.input
+                && !a.input.is_null();
+            let rel = match (Some(b.id) == next_of_process, rf) {
+                (_, true) => "rf",
+                (true, false) => "so",
+                (false, false) => continue,
+            };
+            let ((_, x1), (x2, _)) = (span(a), span(b));
+            let mid = LANE / 2.0 + 3.0;
+            edges.push(OpEdge {
+                x1,
+                y1: r1(lane_top(a.process) + mid),
+                x2,
+                y2: r1(lane_top(b.process) + mid),
+                rel,
+            });
+        }
+    }
+    PatternView {
+        pattern: violation["pattern"].as_str().unwrap_or("").to_string(),
+        explanation: violation["explanation"].as_str().unwrap_or("").to_string(),
+        frame,
+        x_ticks: axis.ticks(),
+        lanes: (processes.iter())
+            .map(|&p| Lane {
+                y: r1(lane_top(p) + LANE / 2.0),
+                label: format!("p{p}"),
+            })
+            .collect(),
+        bars,
+        edges,
     }
 }
 

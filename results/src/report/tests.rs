@@ -142,3 +142,59 @@ fn the_step_summary_names_the_verdicts_and_the_report() {
     assert!(md.contains("| linearizability | **FAIL** |"), "{md}");
     assert!(md.contains("Report: `out/report.html`"), "{md}");
 }
+
+#[test]
+fn a_causal_violation_is_drawn_with_its_edges() {
+    // p0 writes x=1 then y=1; p1 reads y=1 then x=null: writes-follow... a WriteCOInitRead.
+    let text = r#"{"process":0,"type":"invoke","f":"write","key":"x","value":1,"time":1}
+{"process":0,"type":"ok","f":"write","key":"x","value":1,"time":2}
+{"process":0,"type":"invoke","f":"write","key":"y","value":1,"time":3}
+{"process":0,"type":"ok","f":"write","key":"y","value":1,"time":4}
+{"process":1,"type":"invoke","f":"read","key":"y","value":null,"time":5}
+{"process":1,"type":"ok","f":"read","key":"y","value":1,"time":6}
+{"process":1,"type":"invoke","f":"read","key":"x","value":null,"time":7}
+{"process":1,"type":"ok","f":"read","key":"x","value":null,"time":8}
+"#;
+    let history = read_str(text, None).unwrap().history;
+    let consistency = faultline_checker::causal::Consistency::All;
+    let verdicts = check_all(
+        &[Checker::Causal(consistency)],
+        &Evidence::history(&history),
+    )
+    .unwrap();
+    let report = report_of(&history, &verdicts, None);
+    let pattern = (report.failures.iter())
+        .find_map(|f| f.pattern.as_ref())
+        .expect("a causal FAIL drawn");
+    assert!(pattern.bars.len() >= 3, "{pattern:?}");
+    let rels: Vec<&str> = pattern.edges.iter().map(|e| e.rel).collect();
+    assert!(rels.contains(&"rf") && rels.contains(&"so"), "{rels:?}");
+    assert!(render_run(&report).contains("class=\"edge rf\""));
+}
+
+#[test]
+fn a_transactional_cycle_is_drawn_as_a_graph() {
+    // T1 appends to x and y; T2 sees its append to y but not to x: read skew (G-single).
+    let text = r#"{"process":0,"type":"invoke","f":"txn","value":[["append","x",1],["append","y",1]],"time":1}
+{"process":0,"type":"ok","f":"txn","value":[["append","x",1],["append","y",1]],"time":2}
+{"process":1,"type":"invoke","f":"txn","value":[["r","x",null],["r","y",null]],"time":3}
+{"process":1,"type":"ok","f":"txn","value":[["r","x",[]],["r","y",[1]]],"time":4}
+{"process":2,"type":"invoke","f":"txn","value":[["r","x",null]],"time":5}
+{"process":2,"type":"ok","f":"txn","value":[["r","x",[1]]],"time":6}
+"#;
+    let history = read_str(text, None).unwrap().history;
+    let options = faultline_checker::txn::TxnOptions::default();
+    let verdicts = check_all(
+        &[Checker::Transactional(options)],
+        &Evidence::history(&history),
+    )
+    .unwrap();
+    assert_eq!(verdicts[0].valid, Validity::Fail, "{}", verdicts[0].summary);
+    let report = report_of(&history, &verdicts, None);
+    let cycle = report.failures[0].cycle.as_ref().expect("a cycle drawn");
+    assert_eq!(cycle.nodes.len(), 2, "{cycle:?}");
+    let rels: Vec<&str> = cycle.edges.iter().map(|e| e.rel.as_str()).collect();
+    assert!(rels.contains(&"wr") && rels.contains(&"rw"), "{rels:?}");
+    assert!(cycle.edges.iter().all(|e| !e.why.is_empty()));
+    assert!(render_run(&report).contains("class=\"txn\""));
+}
