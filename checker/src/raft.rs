@@ -66,6 +66,31 @@ pub fn parse_notes(name: &str, text: &str) -> Result<Vec<Note>, String> {
         .collect()
 }
 
+/// The notes of every node in `nodes` from directory `notes_dir` (`<node>.jsonl` each), if
+/// the directory exists; a node whose file is missing has `None`.
+pub fn read_notes(
+    notes_dir: &std::path::Path,
+    nodes: &[String],
+) -> Result<Option<Vec<NodeNotes>>, String> {
+    if !notes_dir.is_dir() {
+        return Ok(None);
+    }
+    let mut all = Vec::new();
+    for name in nodes {
+        let path = notes_dir.join(format!("{name}.jsonl"));
+        let notes = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(parse_notes(&path.display().to_string(), &text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        all.push(NodeNotes {
+            node: name.clone(),
+            notes,
+        });
+    }
+    Ok(Some(all))
+}
+
 /// An applied entry as a violation shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AppliedEntry {

@@ -93,12 +93,14 @@ fn write_report(
     let run = std::fs::read_to_string(path.join("run.json"))
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    let notes = report::raft_notes_of(path, run.as_ref());
     let title = format!("faultline check {}", path.display());
     let input = report::ReportInput {
         title: &title,
         history,
         verdicts,
         run: run.as_ref(),
+        raft_notes: notes.as_deref(),
     };
     report::write_html(
         out,

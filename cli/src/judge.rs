@@ -42,7 +42,7 @@ impl Kept {
         };
         Ok(Kept {
             saga,
-            raft_notes: raft_notes(dir, &record.nodes)?,
+            raft_notes: raft::read_notes(&dir.join(RAFT_NOTES), &record.nodes)?,
         })
     }
 }
@@ -104,27 +104,4 @@ pub(crate) fn checkers_of(
         checkers.push(Checker::RaftSafety);
     }
     checkers
-}
-
-/// The notes of every node in `nodes`, if the run directory has [`RAFT_NOTES`] (a node whose
-/// file is missing has `None`).
-fn raft_notes(dir: &Path, nodes: &[String]) -> Result<Option<Vec<NodeNotes>>, String> {
-    let notes_dir = dir.join(RAFT_NOTES);
-    if !notes_dir.is_dir() {
-        return Ok(None);
-    }
-    let mut all = Vec::new();
-    for name in nodes {
-        let path = notes_dir.join(format!("{name}.jsonl"));
-        let notes = match std::fs::read_to_string(&path) {
-            Ok(text) => Some(raft::parse_notes(&path.display().to_string(), &text)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
-        };
-        all.push(NodeNotes {
-            node: name.clone(),
-            notes,
-        });
-    }
-    Ok(Some(all))
 }

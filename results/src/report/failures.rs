@@ -4,6 +4,7 @@
 //! as a small graph of transactions with labelled edges; for the other checkers, their
 //! explanation.
 
+use faultline_checker::raft::{NodeNotes, Note};
 use faultline_checker::{History, Operation, Status, Verdict};
 use serde::Serialize;
 use serde_json::Value;
@@ -32,6 +33,61 @@ pub struct FailureView {
     pub cycle: Option<CycleGraph>,
     /// Causal consistency and session guarantees: the first violating pattern.
     pub pattern: Option<PatternView>,
+    /// Saga: the first order with its services' effects, and its client's attempts.
+    pub order: Option<OrderView>,
+    /// Raft safety: terms and leaders per node, the conflicts marked.
+    pub raft: Option<RaftView>,
+}
+
+/// A saga order's client attempts over time and each service's effects for it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OrderView {
+    /// The order.
+    pub order: String,
+    /// What is wrong with it.
+    pub kind: String,
+    /// In words.
+    pub detail: String,
+    /// The drawing's frame (the client's attempts).
+    pub frame: Frame,
+    /// Time ticks.
+    pub x_ticks: Vec<Tick>,
+    /// One per client process that placed it.
+    pub lanes: Vec<Lane>,
+    /// One per attempt.
+    pub bars: Vec<Bar>,
+    /// Per service: (service, times its step was applied, times it was undone).
+    pub services: Vec<(String, u64, u64)>,
+}
+
+/// Terms and leaders per node, and the entries in conflict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RaftView {
+    /// The drawing's frame; x is the term.
+    pub frame: Frame,
+    /// Term ticks.
+    pub x_ticks: Vec<Tick>,
+    /// One per node.
+    pub lanes: Vec<Lane>,
+    /// A cell per term a node led; `conflict` when another node led it too.
+    pub led: Vec<TermCell>,
+    /// A mark per applied entry in conflict, at its term on its node's lane.
+    pub marks: Vec<TermCell>,
+}
+
+/// One term on one node's lane.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TermCell {
+    /// Its left edge.
+    pub x: f64,
+    /// Its width.
+    pub w: f64,
+    /// Its lane's top.
+    pub y: f64,
+    /// Whether it is part of a violation.
+    pub conflict: bool,
+    /// For hover.
+    pub title: String,
 }
 
 /// An edge between two operations of a pattern: session order or reads-from.
@@ -164,8 +220,14 @@ pub struct CycleGraph {
     pub edges: Vec<TxnEdge>,
 }
 
-/// The view of a failing `verdict` over `history`, drawn `width` wide.
-pub fn view(verdict: &Verdict, history: &History, width: f64) -> FailureView {
+/// The view of a failing `verdict` over `history` (and a Raft cluster's `notes`), drawn
+/// `width` wide.
+pub fn view(
+    verdict: &Verdict,
+    history: &History,
+    notes: Option<&[NodeNotes]>,
+    width: f64,
+) -> FailureView {
     let details = &verdict.details;
     FailureView {
         checker: verdict.checker.clone(),
@@ -181,9 +243,21 @@ pub fn view(verdict: &Verdict, history: &History, width: f64) -> FailureView {
         cycle: (verdict.checker == "transactional")
             .then(|| details["anomalies"].as_array()?.iter().find_map(cycle))
             .flatten(),
-        pattern: details["violations"]
-            .get(0)
-            .map(|v| pattern(v, history, width)),
+        pattern: (verdict.checker.starts_with("causal")
+            || details["violations"][0]["pattern"].is_string())
+        .then(|| {
+            details["violations"]
+                .get(0)
+                .map(|v| pattern(v, history, width))
+        })
+        .flatten(),
+        order: (verdict.checker == "saga")
+            .then(|| order_view(details, history, width))
+            .flatten(),
+        raft: (verdict.checker == faultline_checker::raft::CHECKER)
+            .then_some(notes)
+            .flatten()
+            .map(|notes| raft_view(details, notes, width)),
     }
 }
 
@@ -583,4 +657,146 @@ fn cycle(anomaly: &Value) -> Option<CycleGraph> {
         nodes,
         edges,
     })
+}
+
+/// The first violating order of a saga FAIL that names its services' effects: the client's
+/// attempts at it over time, and what each service did for it.
+fn order_view(details: &Value, history: &History, width: f64) -> Option<OrderView> {
+    let violation = (details["violations"].as_array()?.iter()).find(|v| {
+        v["evidence"]
+            .as_object()
+            .is_some_and(|e| e.values().any(|s| s.get("applied").is_some()))
+    })?;
+    let order = violation["order"].as_str().unwrap_or("");
+    let attempts: Vec<&Operation> = (history.ops.iter())
+        .filter(|o| o.f == "order" && o.key.as_deref() == Some(order))
+        .collect();
+    let start = attempts.iter().map(|o| o.call).min().unwrap_or(0);
+    let end = (attempts.iter().map(|o| o.ret.unwrap_or(o.call)).max())
+        .unwrap_or(start)
+        .max(start + 1);
+    let pad = (end - start) / 20 + 1;
+    let (processes, lane_top) = lanes_of(&attempts, 10.0);
+    let frame = Frame::new(width, 40.0 + LANE * processes.len().max(1) as f64);
+    let axis = TimeAxis::new(frame, start.saturating_sub(pad), end + pad);
+    let bars = (attempts.iter())
+        .map(|op| {
+            let x = axis.x(op.call);
+            let to = op.ret.map_or(frame.right, |r| axis.x(r)).max(x + 2.0);
+            let (status, title) = (status_name(op.status), describe(op));
+            Bar {
+                x,
+                w: r1(to - x),
+                y: lane_top(op.process),
+                status,
+                role: "other",
+                point: None,
+                title,
+            }
+        })
+        .collect();
+    let services = (violation["evidence"].as_object().into_iter().flatten())
+        .map(|(name, e)| {
+            let n = |k: &str| e[k].as_u64().unwrap_or(0);
+            (name.clone(), n("applied"), n("undone"))
+        })
+        .collect();
+    Some(OrderView {
+        order: order.to_string(),
+        kind: violation["kind"].as_str().unwrap_or("").to_string(),
+        detail: violation["detail"].as_str().unwrap_or("").to_string(),
+        frame,
+        x_ticks: axis.ticks(),
+        lanes: (processes.iter())
+            .map(|&p| Lane {
+                y: r1(lane_top(p) + LANE / 2.0),
+                label: format!("p{p}"),
+            })
+            .collect(),
+        bars,
+        services,
+    })
+}
+
+/// Terms and leaders per node from the nodes' `notes`, with the violations of `details`
+/// marked: two leaders of one term, and entries applied differently at one index.
+fn raft_view(details: &Value, notes: &[NodeNotes], width: f64) -> RaftView {
+    let violations = details["violations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let contested: Vec<u64> = (violations.iter())
+        .filter(|v| v["property"] == "election-safety")
+        .filter_map(|v| v["term"].as_u64())
+        .collect();
+    let led = |n: &NodeNotes| -> Vec<u64> {
+        (n.notes.iter().flatten())
+            .filter_map(|note| match note {
+                Note::Led { led } => Some(*led),
+                Note::Applied { .. } => None,
+            })
+            .collect()
+    };
+    let entries: Vec<(String, u64, String)> = (violations.iter())
+        .filter(|v| v["property"] == "state-machine-safety")
+        .flat_map(|v| {
+            let index = v["index"].clone();
+            ["first", "other"].map(|which| {
+                let e = &v[which];
+                let node = e["node"].as_str().unwrap_or("").to_string();
+                let title = format!(
+                    "index {index}: {node} applied {} (term {})",
+                    e["command"], e["term"]
+                );
+                (node, e["term"].as_u64().unwrap_or(0), title)
+            })
+        })
+        .collect();
+    let max_term = (notes.iter().flat_map(led))
+        .chain(entries.iter().map(|e| e.1))
+        .max()
+        .unwrap_or(1);
+    let frame = Frame::new(width, 40.0 + LANE * notes.len() as f64);
+    let cell = frame.plot_width() / (max_term + 1) as f64;
+    let x = |term: u64| r1(frame.left + cell * term as f64);
+    let lane_top = |i: usize| r1(frame.top + LANE * i as f64);
+    let lane_of = |node: &str| notes.iter().position(|n| n.node == node).unwrap_or(0);
+    let step = (max_term / 10).max(1);
+    let contested = &contested;
+    RaftView {
+        frame,
+        x_ticks: (0..=max_term)
+            .step_by(step as usize)
+            .map(|t| Tick {
+                at: r1(x(t) + cell / 2.0),
+                label: format!("term {t}"),
+            })
+            .collect(),
+        lanes: (notes.iter().enumerate())
+            .map(|(i, n)| Lane {
+                y: r1(lane_top(i) + LANE / 2.0),
+                label: n.node.clone(),
+            })
+            .collect(),
+        led: (notes.iter().enumerate())
+            .flat_map(|(i, n)| {
+                led(n).into_iter().map(move |t| TermCell {
+                    x: x(t),
+                    w: r1(cell.max(2.0)),
+                    y: lane_top(i),
+                    conflict: contested.contains(&t),
+                    title: format!("{} led term {t}", n.node),
+                })
+            })
+            .collect(),
+        marks: (entries.into_iter())
+            .map(|(node, term, title)| TermCell {
+                x: r1(x(term) + cell / 2.0 - 3.0),
+                w: 6.0,
+                y: lane_top(lane_of(&node)),
+                conflict: true,
+                title,
+            })
+            .collect(),
+    }
 }

@@ -16,6 +16,7 @@ mod summary;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use faultline_checker::raft::NodeNotes;
 use faultline_checker::stats::{self, PeriodStats};
 use faultline_checker::{History, Validity, Verdict};
 use serde::Serialize;
@@ -106,6 +107,8 @@ pub struct ReportInput<'a> {
     pub verdicts: &'a [Verdict],
     /// The run's record, when there was a run.
     pub run: Option<&'a Value>,
+    /// A bundled Raft cluster's notes, when the run kept them.
+    pub raft_notes: Option<&'a [NodeNotes]>,
 }
 
 /// The verdict of several: FAIL if any failed, else UNKNOWN if any was unknown, else PASS.
@@ -146,7 +149,7 @@ pub fn run_report(input: &ReportInput<'_>) -> RunReport {
         periods: stats.by_period.iter().map(period_row).collect(),
         failures: (input.verdicts.iter())
             .filter(|v| v.valid == Validity::Fail)
-            .map(|v| failures::view(v, history, WIDTH))
+            .map(|v| failures::view(v, history, input.raft_notes, WIDTH))
             .collect(),
     }
 }
@@ -289,17 +292,33 @@ pub fn write_run_report_of(
     let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let name = (real.file_name()).map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let title = format!("faultline run {name}");
+    let notes = raft_notes_of(dir, run.as_ref());
     let input = ReportInput {
         title: &title,
         history,
         verdicts,
         run: run.as_ref(),
+        raft_notes: notes.as_deref(),
     };
     write_html(
         &dir.join("report.html"),
         &render_run(&run_report(&input)),
         started,
     )
+}
+
+/// The Raft notes a run directory `dir` kept (`raft-notes/<node>.jsonl` for the nodes its
+/// `run` record names), if any.
+pub fn raft_notes_of(dir: &Path, run: Option<&Value>) -> Option<Vec<NodeNotes>> {
+    let nodes: Vec<String> = (run
+        .and_then(|r| r["nodes"].as_array())
+        .into_iter()
+        .flatten())
+    .filter_map(|n| n.as_str().map(str::to_string))
+    .collect();
+    faultline_checker::raft::read_notes(&dir.join("raft-notes"), &nodes)
+        .ok()
+        .flatten()
 }
 
 /// Writes `html` to `path`; how big and how long since `started`.

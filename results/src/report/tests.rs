@@ -34,6 +34,7 @@ fn report_of(history: &History, verdicts: &[Verdict], run: Option<&Value>) -> Ru
         history,
         verdicts,
         run,
+        raft_notes: None,
     })
 }
 
@@ -197,4 +198,100 @@ fn a_transactional_cycle_is_drawn_as_a_graph() {
     assert!(rels.contains(&"wr") && rels.contains(&"rw"), "{rels:?}");
     assert!(cycle.edges.iter().all(|e| !e.why.is_empty()));
     assert!(render_run(&report).contains("class=\"txn\""));
+}
+
+#[test]
+fn raft_terms_and_leaders_are_drawn_with_the_conflicts_marked() {
+    use faultline_checker::raft::{self, NodeNotes, parse_notes};
+    let notes = |node: &str, text: &str| NodeNotes {
+        node: node.into(),
+        notes: Some(parse_notes(node, text).unwrap()),
+    };
+    let nodes = vec![
+        notes(
+            "n1",
+            "{\"led\": 1}\n{\"applied\": 1, \"term\": 1, \"command\": \"a\"}\n",
+        ),
+        notes(
+            "n2",
+            "{\"led\": 2}\n{\"applied\": 1, \"term\": 2, \"command\": \"b\"}\n",
+        ),
+        notes("n3", "{\"led\": 2}\n"),
+    ];
+    let verdict = raft::check(&nodes, None).verdict();
+    assert_eq!(verdict.valid, Validity::Fail);
+    let history = read_str("", None).unwrap().history;
+    let report = run_report(&ReportInput {
+        title: "raft",
+        history: &history,
+        verdicts: std::slice::from_ref(&verdict),
+        run: None,
+        raft_notes: Some(&nodes),
+    });
+    let view = report.failures[0].raft.as_ref().expect("a Raft view");
+    assert_eq!(view.lanes.len(), 3);
+    let contested: Vec<&str> = (view.led.iter())
+        .filter(|c| c.conflict)
+        .map(|c| c.title.as_str())
+        .collect();
+    assert_eq!(contested, ["n2 led term 2", "n3 led term 2"]);
+    assert_eq!(
+        view.marks.len(),
+        2,
+        "both entries at index 1: {:?}",
+        view.marks
+    );
+    assert!(view.marks.iter().any(|m| m.title.contains("applied \"b\"")));
+}
+
+#[test]
+fn a_saga_order_shows_its_services_and_attempts() {
+    use faultline_checker::saga::{self, Effect, OrderFacts, SagaFacts, ServiceState};
+    let effect = |applied| {
+        std::collections::BTreeMap::from([("o1".to_string(), Effect { applied, undone: 0 })])
+    };
+    let service = |totals: &[(&str, i64)], applied| ServiceState {
+        totals: totals.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        orders: effect(applied),
+        blocked_ms: Vec::new(),
+    };
+    let facts = SagaFacts {
+        initial_stock: [("sku-1".to_string(), 10)].into(),
+        initial_balances: [("acct-1".to_string(), 100)].into(),
+        orders: vec![OrderFacts {
+            order: "o1".into(),
+            sku: "sku-1".into(),
+            qty: 1,
+            account: "acct-1".into(),
+            amount: 10,
+            client_saw: Some("completed".into()),
+            final_status: Some("completed".into()),
+            half_done_ms: None,
+            coordinator: Value::Null,
+        }],
+        services: [
+            ("inventory".to_string(), service(&[("sku-1", 9)], 1)),
+            ("payment".to_string(), service(&[("acct-1", 80)], 2)),
+            ("shipping".to_string(), service(&[("shipments", 1)], 1)),
+        ]
+        .into(),
+    };
+    let verdict = saga::check(&facts).verdict();
+    assert_eq!(verdict.valid, Validity::Fail, "{}", verdict.summary);
+    let text = r#"{"process":3,"type":"invoke","f":"order","key":"o1","value":{"order":"o1"},"time":1000}
+{"process":3,"type":"info","f":"order","key":"o1","value":null,"time":5000}
+{"process":4,"type":"invoke","f":"order","key":"o1","value":{"order":"o1"},"time":6000}
+{"process":4,"type":"ok","f":"order","key":"o1","value":{"status":"completed"},"time":9000}
+"#;
+    let history = read_str(text, None).unwrap().history;
+    let report = report_of(&history, std::slice::from_ref(&verdict), None);
+    let order = report.failures[0].order.as_ref().expect("an order view");
+    assert_eq!(order.order, "o1");
+    assert_eq!(order.bars.len(), 2, "two attempts");
+    assert!(
+        order.services.contains(&("payment".to_string(), 2, 0)),
+        "{:?}",
+        order.services
+    );
+    assert!(render_run(&report).contains("class=\"services\""));
 }
