@@ -117,14 +117,7 @@ fn processes_naming(path: &Path) -> Vec<String> {
 }
 
 fn processes_naming_now(path: &Path) -> Vec<String> {
-    let path = path.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&path))
-        .collect()
+    common::processes_naming(&path.display().to_string())
 }
 
 #[test]

@@ -440,14 +440,9 @@ def txn(req):
 
 /// The processes whose command line names `path`.
 fn processes_running(path: &Path) -> Vec<String> {
-    let path = path.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&path) && !c.contains("faultline"))
-        .collect()
+    let mut running = common::processes_naming(&path.display().to_string());
+    running.retain(|c| !c.contains("faultline"));
+    running
 }
 
 #[test]

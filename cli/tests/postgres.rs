@@ -25,14 +25,8 @@ fn run(tmp: &std::path::Path, args: &[&str]) -> (Option<i32>, Value) {
 /// What a run with its temporary files under `tmp` left: processes whose command line names
 /// a directory there, and the directories themselves.
 fn leftovers(tmp: &std::path::Path) -> Vec<String> {
-    let tmp = tmp.display().to_string();
-    let processes = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&tmp));
-    let dirs = std::fs::read_dir(&tmp)
+    let processes = common::processes_naming(&tmp.display().to_string()).into_iter();
+    let dirs = std::fs::read_dir(tmp)
         .unwrap()
         .flatten()
         .map(|e| e.path().display().to_string());

@@ -288,6 +288,46 @@ async fn client_loop<C: Client>(
     Ok(())
 }
 
+/// One node's final read as the history records it: a `read` of `key` by a fresh process,
+/// numbered after every one the main phase used.
+struct FinalRead<'a> {
+    recorder: &'a Recorder,
+    process: u64,
+    key: &'a str,
+    node: Option<String>,
+}
+
+impl<'a> FinalRead<'a> {
+    fn new(
+        config: &RunConfig,
+        recorder: &'a Recorder,
+        summary: &RunSummary,
+        node: usize,
+        key: &'a str,
+    ) -> Self {
+        FinalRead {
+            recorder,
+            process: summary.next_process + node as u64,
+            key,
+            node: config.nodes.get(node).cloned(),
+        }
+    }
+
+    /// Records its invocation or completion.
+    fn record(&self, kind: &str, value: &Value, error: Option<&str>) -> io::Result<()> {
+        self.recorder.record(&EventLine {
+            process: Who::Client(self.process),
+            kind,
+            f: "read",
+            key: Some(self.key),
+            value,
+            node: self.node.as_deref(),
+            error,
+            meta: None,
+        })
+    }
+}
+
 /// The end of a Maelstrom set or counter workload (broadcast, g-set, g-counter,
 /// pn-counter): one read of the whole value through every node, recorded as a `read` with the
 /// key `final` (which the set and counter checkers take as the final reads).
@@ -297,22 +337,16 @@ pub async fn final_whole_reads<C: Client + 'static>(
     recorder: Arc<Recorder>,
     summary: &RunSummary,
 ) -> io::Result<()> {
-    let key = faultline_checker::counter::FINAL;
     for node in 0..client.nodes() {
-        let process = summary.next_process + node as u64;
-        let name = config.nodes.get(node).cloned();
-        let record = |kind: &str, value: &Value, error: Option<&str>| {
-            recorder.record(&EventLine {
-                process: Who::Client(process),
-                kind,
-                f: "read",
-                key: Some(key),
-                value,
-                node: name.as_deref(),
-                error,
-                meta: None,
-            })
-        };
+        let read = FinalRead::new(
+            config,
+            &recorder,
+            summary,
+            node,
+            faultline_checker::counter::FINAL,
+        );
+        let record =
+            |kind: &str, value: &Value, error: Option<&str>| read.record(kind, value, error);
         record("invoke", &Value::Null, None)?;
         match client.invoke(node, &Op::ReadAll, config.op_timeout).await {
             Completion::Ok { value, .. } => record("ok", &value, None)?,
@@ -334,21 +368,9 @@ pub async fn final_reads<C: Client + 'static>(
 ) -> io::Result<()> {
     let elements = summary.elements;
     for node in 0..client.nodes() {
-        // A fresh process per final read, after every number the main phase used.
-        let process = summary.next_process + node as u64;
-        let name = config.nodes.get(node).cloned();
-        let record = |kind: &str, value: &Value, error: Option<&str>| {
-            recorder.record(&EventLine {
-                process: Who::Client(process),
-                kind,
-                f: "read",
-                key: Some("set"),
-                value,
-                node: name.as_deref(),
-                error,
-                meta: None,
-            })
-        };
+        let read = FinalRead::new(config, &recorder, summary, node, "set");
+        let record =
+            |kind: &str, value: &Value, error: Option<&str>| read.record(kind, value, error);
         record("invoke", &Value::Null, None)?;
         let mut present = Vec::new();
         let mut unsure = 0;

@@ -102,3 +102,15 @@ pub(crate) fn python_present() -> bool {
         });
     server_present("python3", found)
 }
+
+/// The command lines of the running processes that name `text` (a path, usually).
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub(crate) fn processes_naming(text: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(text))
+        .collect()
+}

@@ -2,9 +2,7 @@
 //! its stderr appended to its log, its hello read; then one operation at a time written to
 //! its stdin and the answer read from its stdout.
 
-use std::fs::OpenOptions;
 use std::io;
-use std::process::Stdio;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -44,28 +42,8 @@ impl Program {
         deadline: Instant,
     ) -> Result<Program, String> {
         let log = spec.log_dir.join(format!("{client}.log"));
-        let stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-        let mut command = std::process::Command::new(&spec.target.argv[0]);
-        command
-            .args(&spec.target.argv[1..])
-            .envs(spec.env(client))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        crate::cluster::die_with_parent(&mut command);
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start `{}`: {e}", spec.target.argv.join(" ")))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            unreachable!("stdin and stdout are piped");
-        };
+        let (child, stdin, stdout) =
+            crate::piped::spawn(&spec.target.argv, spec.env(client), &log)?;
         let mut program = Program {
             child,
             stdin,
@@ -118,7 +96,7 @@ impl Program {
 
     /// The next line of its stdout, without the newline; `None` at its end.
     async fn read_line(&mut self) -> io::Result<Option<String>> {
-        crate::lines::read_line(&mut self.stdout).await
+        crate::piped::read_line(&mut self.stdout).await
     }
 
     /// How it ended, as words: "it exited with exit status: 1", or that it closed its stdout.

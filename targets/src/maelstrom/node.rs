@@ -2,9 +2,7 @@
 //! stderr appended to `nodes/<id>.log`, each line it prints parsed and handed to the router,
 //! and the lines the router delivers written to its stdin.
 
-use std::fs::OpenOptions;
 use std::path::Path;
-use std::process::Stdio;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -42,33 +40,14 @@ impl NodeProcess {
         router: mpsc::UnboundedSender<Input>,
     ) -> Result<(NodeProcess, mpsc::UnboundedSender<String>), String> {
         let name = launch.name;
-        let stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(launch.log)
-            .map_err(|e| format!("{name}: cannot open {}: {e}", launch.log.display()))?;
-        let mut command = std::process::Command::new(&launch.argv[0]);
-        command
-            .args(&launch.argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        crate::cluster::die_with_parent(&mut command);
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("{name}: cannot start `{}`: {e}", launch.argv.join(" ")))?;
+        let (child, stdin, stdout) =
+            crate::piped::spawn(launch.argv, [], launch.log).map_err(|e| format!("{name}: {e}"))?;
         let pid = child.id().map_or(0, |p| p as i32);
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            unreachable!("stdin and stdout are piped");
-        };
         let (node, generation) = (launch.node, launch.generation);
         tokio::spawn(async move {
             let mut stdout = BufReader::new(stdout);
             let why = loop {
-                match crate::lines::read_line(&mut stdout).await {
+                match crate::piped::read_line(&mut stdout).await {
                     Ok(Some(line)) => {
                         let line = Message::parse(&line);
                         if router
