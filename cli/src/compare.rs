@@ -18,6 +18,34 @@ use crate::args::CompareArgs;
 use crate::plan::{RunPlan, run_seed};
 use crate::run::{CANNOT_RUN, Finished, execute, interrupts, runtime};
 
+/// Writes a comparison's `compare.json`, `compare.md` and `junit.xml`.
+fn write_comparison(
+    comparison: &RunDir,
+    document: &serde_json::Value,
+    markdown: &str,
+    cases: &[faultline_checker::Verdict],
+) -> std::io::Result<()> {
+    comparison.write_json("compare.json", document)?;
+    std::fs::write(comparison.path.join("compare.md"), format!("{markdown}\n"))?;
+    let xml = junit("faultline compare", cases)?;
+    std::fs::write(comparison.path.join("junit.xml"), xml)
+}
+
+/// Writes `compare.html` and appends the table to the CI job summary, saying what went wrong.
+fn show_comparison(comparison: &RunDir, workload: &str, markdown: &str) {
+    match faultline_results::report::write_compare_report(&comparison.path) {
+        Ok(written) => println!("report:  {} (open it in a browser)", written.path.display()),
+        Err(e) => eprintln!("faultline: the HTML report was not written: {e}"),
+    }
+    let summary = format!(
+        "### faultline compare ({workload})\n\n{markdown}\n\nReport: `{}`\n\n",
+        comparison.path.join("compare.html").display()
+    );
+    if let Err(e) = faultline_results::report::append_step_summary(&summary) {
+        eprintln!("faultline: cannot write the job summary: {e}");
+    }
+}
+
 /// One cell's runs, summed up.
 #[derive(Debug, Default, Serialize)]
 struct Row {
@@ -396,7 +424,6 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
         }
         let (header, cells) = table_cells(&rows);
         println!("{}", render(&header, &cells, false));
-        let markdown = render(&header, &cells, true);
         let document = json!({
             "seed": seed,
             "repeat": args.repeat,
@@ -404,31 +431,13 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
             "table": { "header": header, "rows": cells },
             "rows": rows,
         });
-        let written = comparison
-            .write_json("compare.json", &document)
-            .and_then(|()| std::fs::write(comparison.path.join("compare.md"), markdown + "\n"))
-            .and_then(|()| {
-                let xml = junit("faultline compare", &junit_cases)?;
-                std::fs::write(comparison.path.join("junit.xml"), xml)
-            });
-        if let Err(e) = written {
+        let markdown = render(&header, &cells, true);
+        if let Err(e) = write_comparison(&comparison, &document, &markdown, &junit_cases) {
             eprintln!("faultline: cannot write {}: {e}", comparison.path.display());
             return ExitCode::from(CANNOT_RUN);
         }
         println!("\nresults: {}", comparison.path.display());
-        match faultline_results::report::write_compare_report(&comparison.path) {
-            Ok(written) => println!("report:  {} (open it in a browser)", written.path.display()),
-            Err(e) => eprintln!("faultline: the HTML report was not written: {e}"),
-        }
-        let summary = format!(
-            "### faultline compare ({})\n\n{}\n\nReport: `{}`\n\n",
-            opts.workload.name(),
-            render(&header, &cells, true),
-            comparison.path.join("compare.html").display()
-        );
-        if let Err(e) = faultline_results::report::append_step_summary(&summary) {
-            eprintln!("faultline: cannot write the job summary: {e}");
-        }
+        show_comparison(&comparison, opts.workload.name(), &markdown);
         if *stop.borrow() {
             return ExitCode::from(130);
         }

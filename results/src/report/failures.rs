@@ -331,10 +331,8 @@ fn causal_path(history: &History, from: usize, to: usize) -> Vec<usize> {
     path
 }
 
-/// The operations of a causal violation (`violation`: a `Violation` as JSON, its `ops`
-/// positions in the history), the causal paths between them, and their session-order and
-/// reads-from edges.
-fn pattern(violation: &Value, history: &History, width: f64) -> PatternView {
+/// The positions of a violation's operations and of those on the causal paths between them.
+fn members(violation: &Value, history: &History) -> Vec<usize> {
     let named: Vec<usize> = (violation["ops"].as_array().into_iter().flatten())
         .filter_map(|i| i.as_u64().map(|i| i as usize))
         .filter(|&i| i < history.ops.len())
@@ -349,7 +347,16 @@ fn pattern(violation: &Value, history: &History, width: f64) -> PatternView {
     }
     members.sort_unstable();
     members.dedup();
-    let mut ops: Vec<&Operation> = members.iter().map(|&i| &history.ops[i]).collect();
+    members
+}
+
+/// The operations of a causal violation (`violation`: a `Violation` as JSON, its `ops`
+/// positions in the history), the causal paths between them, and their session-order and
+/// reads-from edges.
+fn pattern(violation: &Value, history: &History, width: f64) -> PatternView {
+    let mut ops: Vec<&Operation> = (members(violation, history).into_iter())
+        .map(|i| &history.ops[i])
+        .collect();
     ops.sort_by_key(|o| (o.call, o.id));
     let start = ops.iter().map(|o| o.call).min().unwrap_or(0);
     let end = ops
@@ -474,47 +481,16 @@ fn timeline(failure: &Value, history: &History, width: f64) -> Timeline {
     let of_key: Vec<&Operation> = history.ops.iter().filter(|o| o.key == key).collect();
     let find = |line: usize| of_key.iter().copied().find(|o| o.line == line);
     let failing = find(failing_line);
-    // The window: the last prefix operations shown and the failing one.
-    let shown_from = prefix.len().saturating_sub(PREFIX_SHOWN);
-    let anchors: Vec<&Operation> = (prefix[shown_from..].iter().filter_map(|(l, _)| find(*l)))
-        .chain(failing)
-        .collect();
-    let start = anchors.iter().map(|o| o.call).min().unwrap_or(0);
-    let end = (anchors.iter())
-        .map(|o| o.ret.unwrap_or(o.call))
-        .max()
-        .unwrap_or(start)
-        .max(start + 1);
-    let pad = (end - start) / 20;
-    let (start, end) = (start.saturating_sub(pad), end + pad);
-    let mut window: Vec<&Operation> = (of_key.iter().copied())
-        .filter(|o| o.call <= end && o.ret.is_none_or(|r| r >= start))
-        .collect();
-    let centre = failing.map_or(start, |f| f.call);
-    window.sort_by_key(|o| o.call.abs_diff(centre));
-    window.truncate(WINDOW_OPS);
-    window.sort_by_key(|o| o.call);
-    let mut processes: Vec<u64> = window.iter().map(|o| o.process).collect();
-    processes.sort_unstable();
-    processes.dedup();
+    let (window, start, end) = window(&of_key, &prefix, failing, &find);
+    let (processes, lane_top) = lanes_of(&window, 10.0);
     let frame = Frame::new(width, 40.0 + LANE * processes.len() as f64);
     let axis = TimeAxis::new(frame, start, end);
-    let lane_top = |p: u64| {
-        let i = processes.iter().position(|&q| q == p).unwrap_or(0);
-        r1(frame.top + LANE * i as f64)
-    };
     let points = linearization_points(&prefix, &find);
-    let mut state_before = "the initial state".to_string();
-    let mut before_after = std::collections::HashMap::new();
-    for (line, state) in &prefix {
-        before_after.insert(*line, (state_before.clone(), state.clone()));
-        state_before.clone_from(state);
-    }
+    let before_after = states_around(&prefix);
     let states_before: Vec<String> = (failure["states_before"].as_array().into_iter().flatten())
         .filter_map(|s| s.as_str().map(str::to_string))
         .collect();
-    let bars = window
-        .iter()
+    let bars = (window.iter())
         .map(|op| {
             let x = axis.x(op.call);
             let to = op.ret.map_or(frame.right, |r| axis.x(r));
@@ -538,13 +514,15 @@ fn timeline(failure: &Value, history: &History, width: f64) -> Timeline {
             } else {
                 ("other", describe(op))
             };
+            let point = points.get(&op.line).map(|&t| axis.x(t));
+            let (y, status) = (lane_top(op.process), status_name(op.status));
             Bar {
                 x,
                 w: r1((to - x).max(2.0)),
-                y: lane_top(op.process),
-                status: status_name(op.status),
+                y,
+                status,
                 role,
-                point: points.get(&op.line).map(|&t| axis.x(t)),
+                point,
                 title,
             }
         })
@@ -564,6 +542,46 @@ fn timeline(failure: &Value, history: &History, width: f64) -> Timeline {
         states_before,
         proof: failure["proof"].as_str().map(str::to_string),
     }
+}
+
+/// The operations of `of_key` around the failure — from the last [`PREFIX_SHOWN`] operations
+/// of the prefix to the failing one, padded, at most [`WINDOW_OPS`] nearest the failing one —
+/// in order, and the window's start and end.
+fn window<'a>(
+    of_key: &[&'a Operation],
+    prefix: &[(usize, String)],
+    failing: Option<&'a Operation>,
+    find: &impl Fn(usize) -> Option<&'a Operation>,
+) -> (Vec<&'a Operation>, u64, u64) {
+    let shown_from = prefix.len().saturating_sub(PREFIX_SHOWN);
+    let anchors: Vec<&Operation> = (prefix[shown_from..].iter().filter_map(|(l, _)| find(*l)))
+        .chain(failing)
+        .collect();
+    let start = anchors.iter().map(|o| o.call).min().unwrap_or(0);
+    let end = (anchors.iter().map(|o| o.ret.unwrap_or(o.call)).max())
+        .unwrap_or(start)
+        .max(start + 1);
+    let pad = (end - start) / 20;
+    let (start, end) = (start.saturating_sub(pad), end + pad);
+    let mut window: Vec<&Operation> = (of_key.iter().copied())
+        .filter(|o| o.call <= end && o.ret.is_none_or(|r| r >= start))
+        .collect();
+    let centre = failing.map_or(start, |f| f.call);
+    window.sort_by_key(|o| o.call.abs_diff(centre));
+    window.truncate(WINDOW_OPS);
+    window.sort_by_key(|o| o.call);
+    (window, start, end)
+}
+
+/// For each prefix operation (by line): the model's state before it and after it.
+fn states_around(prefix: &[(usize, String)]) -> std::collections::HashMap<usize, (String, String)> {
+    let mut before = "the initial state".to_string();
+    let mut around = std::collections::HashMap::new();
+    for (line, state) in prefix {
+        around.insert(*line, (before.clone(), state.clone()));
+        before.clone_from(state);
+    }
+    around
 }
 
 /// Each prefix operation's linearization point: the earliest moment not before its
