@@ -23,11 +23,11 @@ use faultline_results::{
     Judged, RunDir, explanation, period_table, report, stats_table, verdict_table,
 };
 use faultline_targets::client::{AnyClient, HttpClient};
-use faultline_targets::cluster::Cluster;
-use faultline_targets::etcd::{EtcdClient, EtcdCluster};
+use faultline_targets::cluster::{Cluster, ClusterSpec};
+use faultline_targets::etcd::{EtcdClient, EtcdCluster, EtcdSpec};
 use faultline_targets::exec::{ExecClient, ExecSpec};
-use faultline_targets::maelstrom::{Dialect, MaelstromCluster};
-use faultline_targets::mariadb::{MariaClient, MariaServer};
+use faultline_targets::maelstrom::{Dialect, MaelstromCluster, MaelstromTarget};
+use faultline_targets::mariadb::{MariaClient, MariaServer, MariaSettings};
 use faultline_targets::postgres::{PgClient, PgServer, PgSpec};
 use faultline_targets::systems::kv::node_name;
 use faultline_targets::target::Target;
@@ -358,8 +358,8 @@ async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String>
     Ok(live)
 }
 
-/// Starts the bundled cluster or the local etcd cluster a plan names (nothing for URL
-/// targets); what answers where.
+/// Starts what a plan names if faultline runs it (a bundled cluster, etcd members, a
+/// database server, Maelstrom nodes), holding it in `held`; what answers where.
 async fn start_target(
     plan: &RunPlan,
     held: &Held,
@@ -367,100 +367,15 @@ async fn start_target(
     show: bool,
 ) -> Result<Started, String> {
     let (urls, settings) = match plan.target.clone() {
-        Target::Bundled(mut spec) => {
-            spec.seed = plan.seed;
-            if show {
-                eprintln!(
-                    "faultline: starting a {}-node {} cluster",
-                    spec.nodes, spec.system
-                );
-            }
-            let started = Cluster::start(spec)
-                .await
-                .map_err(|e| format!("the bundled cluster did not start: {e}"))?;
-            let found = (started.urls(), json!(started.settings()));
-            *held.cluster.lock().expect("not poisoned") = Some(started);
-            found
-        }
-        Target::LocalEtcd(spec) => {
-            let settings = json!(spec.settings);
-            let started = EtcdCluster::start(spec)
-                .await
-                .map_err(|e| format!("the local etcd cluster did not start: {e}"))?;
-            if show {
-                eprintln!(
-                    "faultline: {} etcd members ready in {} ms ({}; data and logs in {})",
-                    started.len(),
-                    started.started_in().as_millis(),
-                    started.network().name(),
-                    started.data_dir().display()
-                );
-            }
-            let urls = started.direct_urls();
-            *held.etcd.lock().expect("not poisoned") = Some(started);
-            (urls, settings)
-        }
-        Target::LocalPostgres(spec) => {
-            let settings = json!(spec.settings);
-            let started = PgServer::start(spec)
-                .await
-                .map_err(|e| format!("the local PostgreSQL server did not start: {e}"))?;
-            if show {
-                eprintln!(
-                    "faultline: PostgreSQL ready at {} (data in {})",
-                    started.url(),
-                    started.data_dir().display()
-                );
-            }
-            let url = started.url();
-            *held.postgres.lock().expect("not poisoned") = Some(started);
-            (vec![url], settings)
-        }
+        Target::Bundled(spec) => start_bundled(spec, plan.seed, held, show).await?,
+        Target::LocalEtcd(spec) => start_local_etcd(spec, held, show).await?,
+        Target::LocalPostgres(spec) => start_postgres(spec, held, show).await?,
+        Target::LocalMariadb(settings) => start_mariadb(settings, held, show).await?,
+        Target::Maelstrom(target) => start_maelstrom(target, plan, held, dir, show).await?,
         Target::Postgres(url, settings) => (vec![url], json!(settings)),
-        Target::LocalMariadb(settings) => {
-            let started = MariaServer::start()
-                .await
-                .map_err(|e| format!("the local MariaDB server did not start: {e}"))?;
-            if show {
-                eprintln!(
-                    "faultline: MariaDB ready at {} (data in {})",
-                    started.url(),
-                    started.data_dir().display()
-                );
-            }
-            let url = started.url();
-            *held.mariadb.lock().expect("not poisoned") = Some(started);
-            (vec![url], json!(settings))
-        }
         Target::Mysql(url, settings) => (vec![url], json!(settings)),
         Target::Etcd(urls, settings) => (urls, json!(settings)),
         Target::Http(urls) => (urls, Value::Null),
-        Target::Maelstrom(target) => {
-            let settings = json!({
-                "command": target.argv.join(" "),
-                "latency_ms": target.latency.base.as_millis() as u64,
-                "jitter_ms": target.latency.jitter.as_millis() as u64,
-                "topology": target.topology.name(),
-            });
-            let send_topology = plan.opts.workload == Workload::Broadcast;
-            let nodes =
-                MaelstromCluster::start(target, plan.seed, dir.join("nodes"), send_topology)
-                    .await
-                    .map_err(|e| format!("the Maelstrom nodes did not start: {e}"))?;
-            if show {
-                eprintln!(
-                    "faultline: {} Maelstrom nodes answered init",
-                    nodes.names().len()
-                );
-            }
-            let urls = nodes
-                .names()
-                .iter()
-                .map(|n| format!("maelstrom:{n}"))
-                .collect();
-            *held.maelstrom.lock().expect("not poisoned") = Some(Arc::new(nodes));
-            (urls, settings)
-        }
         Target::Exec(exec) => {
             let settings: serde_json::Map<String, Value> = (exec.settings.iter())
                 .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -475,6 +390,118 @@ async fn start_target(
         nodes,
         settings,
     })
+}
+
+/// What a started target answers on, and its resolved settings.
+type Answering = (Vec<String>, Value);
+
+async fn start_bundled(
+    mut spec: ClusterSpec,
+    seed: u64,
+    held: &Held,
+    show: bool,
+) -> Result<Answering, String> {
+    spec.seed = seed;
+    if show {
+        eprintln!(
+            "faultline: starting a {}-node {} cluster",
+            spec.nodes, spec.system
+        );
+    }
+    let started = Cluster::start(spec)
+        .await
+        .map_err(|e| format!("the bundled cluster did not start: {e}"))?;
+    let found = (started.urls(), json!(started.settings()));
+    *held.cluster.lock().expect("not poisoned") = Some(started);
+    Ok(found)
+}
+
+async fn start_local_etcd(spec: EtcdSpec, held: &Held, show: bool) -> Result<Answering, String> {
+    let settings = json!(spec.settings);
+    let started = EtcdCluster::start(spec)
+        .await
+        .map_err(|e| format!("the local etcd cluster did not start: {e}"))?;
+    if show {
+        eprintln!(
+            "faultline: {} etcd members ready in {} ms ({}; data and logs in {})",
+            started.len(),
+            started.started_in().as_millis(),
+            started.network().name(),
+            started.data_dir().display()
+        );
+    }
+    let urls = started.direct_urls();
+    *held.etcd.lock().expect("not poisoned") = Some(started);
+    Ok((urls, settings))
+}
+
+async fn start_postgres(spec: PgSpec, held: &Held, show: bool) -> Result<Answering, String> {
+    let settings = json!(spec.settings);
+    let started = PgServer::start(spec)
+        .await
+        .map_err(|e| format!("the local PostgreSQL server did not start: {e}"))?;
+    if show {
+        eprintln!(
+            "faultline: PostgreSQL ready at {} (data in {})",
+            started.url(),
+            started.data_dir().display()
+        );
+    }
+    let url = started.url();
+    *held.postgres.lock().expect("not poisoned") = Some(started);
+    Ok((vec![url], settings))
+}
+
+async fn start_mariadb(
+    settings: MariaSettings,
+    held: &Held,
+    show: bool,
+) -> Result<Answering, String> {
+    let started = MariaServer::start()
+        .await
+        .map_err(|e| format!("the local MariaDB server did not start: {e}"))?;
+    if show {
+        eprintln!(
+            "faultline: MariaDB ready at {} (data in {})",
+            started.url(),
+            started.data_dir().display()
+        );
+    }
+    let url = started.url();
+    *held.mariadb.lock().expect("not poisoned") = Some(started);
+    Ok((vec![url], json!(settings)))
+}
+
+/// Starts the Maelstrom nodes, their logs under the run's `nodes/`; the broadcast workload
+/// sends them its topology.
+async fn start_maelstrom(
+    target: MaelstromTarget,
+    plan: &RunPlan,
+    held: &Held,
+    dir: &std::path::Path,
+    show: bool,
+) -> Result<Answering, String> {
+    let settings = json!({
+        "command": target.argv.join(" "),
+        "latency_ms": target.latency.base.as_millis() as u64,
+        "jitter_ms": target.latency.jitter.as_millis() as u64,
+        "topology": target.topology.name(),
+    });
+    let send_topology = plan.opts.workload == Workload::Broadcast;
+    let nodes = MaelstromCluster::start(target, plan.seed, dir.join("nodes"), send_topology)
+        .await
+        .map_err(|e| format!("the Maelstrom nodes did not start: {e}"))?;
+    if show {
+        eprintln!(
+            "faultline: {} Maelstrom nodes answered init",
+            nodes.names().len()
+        );
+    }
+    let urls = (nodes.names().iter())
+        .map(|n| format!("maelstrom:{n}"))
+        .collect();
+    *held.maelstrom.lock().expect("not poisoned") = Some(Arc::new(nodes));
+    Ok((urls, settings))
 }
 
 /// The client the workload drives the target through, at `urls` (the nodes', or proxies');
