@@ -358,6 +358,24 @@ fn parse_workload(s: &str) -> Result<faultline_workloads::Workload, String> {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterCommand {
     Up(ClusterUpArgs),
+    Check(ClusterCheckArgs),
+}
+
+/// Check that every node of a cluster file can be reached and broken: the first thing to run.
+///
+/// For each node of the cluster file: ssh reaches it and runs a harmless command, `nft` is
+/// there (partitions and packet faults are nftables rules), and the program each lifecycle
+/// command starts with exists. Prints what is missing per node; exit 0 when nothing is, 4
+/// otherwise. The file's shape is in the README ("Clusters on other machines").
+///
+/// Examples:
+///   faultline cluster check --cluster cluster.toml
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ClusterCheckArgs {
+    /// The cluster file (TOML: [ssh], [[nodes]] with name, host and address, [commands]).
+    #[arg(long, value_name = "FILE", env = "FAULTLINE_CLUSTER")]
+    pub(crate) cluster: PathBuf,
 }
 
 /// Start a local cluster of a bundled reference system (or real etcd) and keep it running.

@@ -12,6 +12,7 @@
 mod args;
 mod check;
 mod cluster;
+mod cluster_check;
 mod compare;
 mod judge;
 mod network;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         args::Command::Compare(compare) => compare::compare(&compare),
         args::Command::Check(check) => check::run(&check),
         args::Command::Cluster(args::ClusterCommand::Up(up)) => cluster::up(&up),
+        args::Command::Cluster(args::ClusterCommand::Check(check)) => cluster_check::run(&check),
         args::Command::Report(report) => report::run(&report),
         args::Command::Node(node) => cluster::node(&node),
     }

@@ -31,6 +31,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod runtime;
 mod server;
+pub mod ssh;
 pub mod target;
 
 /// The bundled reference systems (the `faultline-systems` crate), re-exported.

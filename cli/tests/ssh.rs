@@ -1,0 +1,169 @@
+//! Clusters on other machines, for real on one machine: three network namespaces on a bridge
+//! stand in for hosts, each running Debian's OpenSSH server with a throwaway host key and a
+//! key authorised for the test. `faultline cluster check` reaches them through the system's
+//! ssh client and names what each lacks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use faultline_targets::etcd::netns::{self, Namespaces};
+
+mod common;
+
+/// Root, `ip`, `nft`, and OpenSSH's server and client: a failure under `CI=true`.
+fn fixture_possible() -> bool {
+    let found = if !nix::unistd::geteuid().is_root() {
+        Err("the SSH fixture makes network namespaces: run the tests as root".to_string())
+    } else if !Path::new("/usr/sbin/sshd").exists() {
+        Err("/usr/sbin/sshd is missing (Debian's openssh-server)".to_string())
+    } else if Command::new("ssh").arg("-V").output().is_err() {
+        Err("ssh is missing (Debian's openssh-client)".to_string())
+    } else {
+        netns::available()
+    };
+    common::server_present("sshd in network namespaces", found)
+}
+
+/// Three "hosts": namespaces with an sshd each (but for the nodes in `down`); the node in
+/// `no_nft` has a PATH without /usr/sbin, so `nft` is not found there. Stops its sshds on drop.
+struct Hosts {
+    namespaces: Namespaces,
+    dir: tempfile::TempDir,
+}
+
+impl Hosts {
+    fn start(down: &[usize], no_nft: &[usize]) -> Hosts {
+        let namespaces = Namespaces::create(3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keygen = |name: &str| {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.path().join(name))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        keygen("host_key");
+        keygen("id");
+        std::fs::copy(
+            dir.path().join("id.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        for i in (0..3).filter(|i| !down.contains(i)) {
+            let d = dir.path().display();
+            let mut config = format!(
+                "ListenAddress {}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+                 PidFile {d}/sshd-{i}.pid\n",
+                namespaces.node_ip(i)
+            );
+            if no_nft.contains(&i) {
+                config.push_str("SetEnv PATH=/usr/bin:/bin\n");
+            }
+            let path = dir.path().join(format!("sshd-{i}.conf"));
+            std::fs::write(&path, config).unwrap();
+            let status = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &namespaces.netns(i),
+                    "/usr/sbin/sshd",
+                    "-f",
+                ])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(status.success(), "sshd in namespace {i} did not start");
+        }
+        Hosts { namespaces, dir }
+    }
+
+    /// A cluster file for the hosts with `commands` (TOML lines).
+    fn cluster_file(&self, commands: &str) -> PathBuf {
+        let mut text = format!(
+            "[ssh]\nuser = \"root\"\nidentity = \"{}\"\noptions = [\"StrictHostKeyChecking=no\", \"UserKnownHostsFile=/dev/null\"]\n",
+            self.dir.path().join("id").display()
+        );
+        for i in 0..3 {
+            let ip = self.namespaces.node_ip(i);
+            text.push_str(&format!(
+                "\n[[nodes]]\nname = \"n{}\"\nhost = \"{ip}\"\naddress = \"{ip}:2379\"\n",
+                i + 1
+            ));
+        }
+        text.push_str(&format!("\n[commands]\n{commands}\n"));
+        let path = self.dir.path().join("cluster.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            let pid = std::fs::read_to_string(self.dir.path().join(format!("sshd-{i}.pid")));
+            if let Ok(pid) = pid.map(|p| p.trim().parse::<i32>()) {
+                if let Ok(pid) = pid {
+                    let pid = nix::unistd::Pid::from_raw(pid);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn cluster_check_names_a_node_without_sshd_and_one_without_nft() {
+    if !fixture_possible() {
+        return;
+    }
+    let hosts = Hosts::start(&[1], &[2]);
+    let file = hosts.cluster_file("start = \"sh -c true\"\nkill = \"no-such-program-here -9\"");
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["cluster", "check", "--cluster"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = |node: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {node} ")))
+            .unwrap_or_else(|| panic!("no row for {node}:\n{stdout}"))
+            .to_string()
+    };
+    let (n1, n2, n3) = (row("n1"), row("n2"), row("n3"));
+    assert!(
+        n1.contains("│ ok ") && n1.contains("kill: `no-such-program-here` not found"),
+        "{n1}"
+    );
+    assert!(n2.contains("unreachable"), "{n2}");
+    assert!(n3.contains("nft") && n3.contains("missing"), "{n3}");
+    assert!(!n1.contains("missing"), "nft is there on n1: {n1}");
+}
+
+#[test]
+fn a_broken_cluster_file_is_named_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(&file, "[[nodes]]\nname = \"n1\"\nhots = \"10.0.0.1\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["cluster", "check", "--cluster"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cluster.toml") && stderr.contains("line 3") && stderr.contains("hots"),
+        "{stderr}"
+    );
+}
