@@ -104,11 +104,9 @@ impl Drop for Hosts {
     fn drop(&mut self) {
         for i in 0..3 {
             let pid = std::fs::read_to_string(self.dir.path().join(format!("sshd-{i}.pid")));
-            if let Ok(pid) = pid.map(|p| p.trim().parse::<i32>()) {
-                if let Ok(pid) = pid {
-                    let pid = nix::unistd::Pid::from_raw(pid);
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-                }
+            if let Ok(Ok(pid)) = pid.map(|p| p.trim().parse::<i32>()) {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             }
         }
     }
