@@ -249,6 +249,14 @@ pub(crate) struct RunOptions {
     )]
     pub(crate) nodes_addr: Vec<String>,
 
+    /// A cluster on other machines, reached over ssh: the cluster file (see `faultline
+    /// cluster check --help` and the README). Its `setup` and `start` commands run on every
+    /// node first and `stop` at the end; faults go through nftables and its lifecycle
+    /// commands over ssh; `etcd://`, `http://` and `exec:` targets take their addresses from
+    /// it when given none (`--target etcd://`).
+    #[arg(long, value_name = "FILE", env = "FAULTLINE_CLUSTER")]
+    pub(crate) cluster: Option<PathBuf>,
+
     /// The directory of PostgreSQL's server binaries (initdb, postgres) for local:postgres
     /// (default: the newest /usr/lib/postgresql/<v>/bin, else initdb on PATH).
     #[arg(long, value_name = "DIR", env = "FAULTLINE_PG_BIN")]

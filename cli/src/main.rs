@@ -17,6 +17,7 @@ mod compare;
 mod judge;
 mod network;
 mod plan;
+mod remote;
 mod report;
 mod run;
 

@@ -14,10 +14,11 @@ use faultline_checker::Checker;
 use faultline_checker::txn::{Assumption, Model};
 use faultline_nemesis::{
     Backend, CommandBackend, Kind, LocalEtcdBackend, LocalMariadbBackend, LocalPostgresBackend,
-    MaelstromBackend, ProxyBackend, Shape,
+    MaelstromBackend, ProxyBackend, Shape, SshBackend,
 };
 use faultline_targets::etcd::Network;
 use faultline_targets::runtime::{CrashPlan, CrashPoint};
+use faultline_targets::ssh::cluster_file::ClusterFile;
 use faultline_targets::systems::system_info;
 use faultline_targets::target::{Target, TargetContext};
 use faultline_workloads::Workload;
@@ -44,6 +45,8 @@ pub(crate) struct RunPlan {
     pub(crate) seed: u64,
     /// The options as given.
     pub(crate) opts: RunOptions,
+    /// The cluster file, for a cluster on other machines.
+    pub(crate) cluster: Option<ClusterFile>,
 }
 
 impl RunPlan {
@@ -55,11 +58,15 @@ impl RunPlan {
         opts: &RunOptions,
     ) -> Result<Self, String> {
         check_options(opts)?;
+        let cluster = opts.cluster.as_deref().map(ClusterFile::read).transpose()?;
+        let (target, nodes_addr) =
+            with_cluster_addresses(target, &opts.nodes_addr, cluster.as_ref())?;
+        let target = target.as_str();
         let cx = TargetContext {
             nodes: opts.nodes,
             etcd_bin: opts.etcd_bin.clone(),
             pg_bin: opts.pg_bin.clone(),
-            nodes_addr: opts.nodes_addr.clone(),
+            nodes_addr,
             exe: std::env::current_exe()
                 .map_err(|e| format!("cannot find my own executable to start nodes: {e}"))?,
         };
@@ -76,8 +83,13 @@ impl RunPlan {
             (None, _) => {}
         }
         check_workload(target, &resolved, opts.workload)?;
+        if cluster.is_some() && resolved.started_by_faultline() {
+            return Err(format!(
+                "--cluster names a cluster on other machines; {target} is one faultline starts here"
+            ));
+        }
         check_crash_points(&opts.crash_points, &resolved)?;
-        let kinds = nemesis_kinds(opts, &resolved)?;
+        let kinds = nemesis_kinds(opts, &resolved, cluster.as_ref())?;
         let shapes = if opts.partition_shapes.is_empty() && resolved.names_leader() {
             Shape::ALL.to_vec()
         } else {
@@ -101,6 +113,7 @@ impl RunPlan {
             shapes,
             seed: run_seed(opts),
             opts: opts.clone(),
+            cluster,
         })
     }
 
@@ -240,10 +253,46 @@ fn check_crash_points(plans: &[CrashPlan], target: &Target) -> Result<(), String
     Ok(())
 }
 
+/// The target with the cluster file's addresses filled in where it names none (`etcd://`,
+/// `http://`), and `--nodes-addr` filled in for an `exec:` target given none.
+fn with_cluster_addresses(
+    target: &str,
+    nodes_addr: &[String],
+    cluster: Option<&ClusterFile>,
+) -> Result<(String, Vec<String>), String> {
+    let Some(file) = cluster else {
+        return Ok((target.to_string(), nodes_addr.to_vec()));
+    };
+    let addresses = || {
+        file.addresses().ok_or_else(|| {
+            format!(
+                "--target {target} names no nodes, and not every node of --cluster has an address"
+            )
+        })
+    };
+    if let Some(scheme) = ["etcd://", "http://", "https://"]
+        .into_iter()
+        .find(|s| target == *s)
+    {
+        return Ok((
+            format!("{scheme}{}", addresses()?.join(",")),
+            nodes_addr.to_vec(),
+        ));
+    }
+    if target.starts_with("exec:") && nodes_addr.is_empty() {
+        return Ok((target.to_string(), addresses()?));
+    }
+    Ok((target.to_string(), nodes_addr.to_vec()))
+}
+
 /// The faults to inject, resolved for the target and checked against what its backend can
 /// do: partition and clock skew for bundled targets unless told otherwise, partition, kill and
 /// pause for local:etcd, nothing for URLs.
-fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String> {
+fn nemesis_kinds(
+    opts: &RunOptions,
+    target: &Target,
+    cluster: Option<&ClusterFile>,
+) -> Result<Vec<Kind>, String> {
     let network = target.etcd_network();
     let kinds = match (&opts.nemesis, target) {
         (Some(list), _) => Kind::parse_list(list).map_err(|e| format!("--nemesis: {e}"))?,
@@ -263,6 +312,19 @@ fn nemesis_kinds(opts: &RunOptions, target: &Target) -> Result<Vec<Kind>, String
                     started and broken by faultline itself"
                 .into(),
         );
+    }
+    if let Some(file) = cluster {
+        if !opts.nemesis_cmd.is_empty() {
+            return Err(
+                "--nemesis-cmd and --cluster both say how to break the cluster: give one".into(),
+            );
+        }
+        if let Some((kind, why)) = SshBackend::unsupported_kinds(file, &kinds).first() {
+            return Err(format!(
+                "--nemesis {kind}: cannot be applied over ssh: {why}"
+            ));
+        }
+        return Ok(kinds);
     }
     let unsupported = match target {
         Target::Bundled(_) => Vec::new(),

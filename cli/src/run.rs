@@ -17,7 +17,7 @@ use faultline_checker::{History, Validity, format, stats};
 use faultline_nemesis::{
     AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend,
     LocalMariadbBackend, LocalPostgresBackend, MaelstromBackend, ProxyBackend, Schedule,
-    SharedCluster,
+    SharedCluster, SshBackend,
 };
 use faultline_results::{
     Judged, RunDir, explanation, period_table, report, stats_table, verdict_table,
@@ -225,7 +225,7 @@ pub(crate) async fn execute(
         let _ = progress.await;
     }
     let network = network_figures(&live, &dir, &summary).await?;
-    live.stop(&dir, plan.target.writes_notes())?;
+    live.stop(&dir, plan.target.writes_notes()).await?;
     let summary = summary?;
     let (judged, stats, verdict_json, history) = judge_run(
         plan,
@@ -296,6 +296,7 @@ struct Held {
     postgres: Arc<Mutex<Option<PgServer>>>,
     mariadb: Arc<Mutex<Option<MariaServer>>>,
     maelstrom: SharedCluster,
+    remote: tokio::sync::Mutex<Option<crate::remote::Remote>>,
 }
 
 impl Drop for Held {
@@ -320,8 +321,11 @@ impl Drop for Held {
 
 impl Live {
     /// Step 5, stop: every node (keeping the notes of a system whose nodes write them) and
-    /// every member.
-    fn stop(&mut self, dir: &RunDir, notes: bool) -> Result<(), String> {
+    /// every member; a cluster on other machines is stopped over ssh and its logs kept.
+    async fn stop(&mut self, dir: &RunDir, notes: bool) -> Result<(), String> {
+        if let Some(mut remote) = self.held.remote.lock().await.take() {
+            remote.stop(&dir.path).await?;
+        }
         if let Some(mut stopped) = self.held.cluster.lock().expect("not poisoned").take() {
             stopped.stop();
             if notes {
@@ -344,6 +348,9 @@ async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String>
     // Whatever starts is held here from the first moment: dropped, it stops.
     let held = Held::default();
     let started = start_target(plan, &held, &dir.path, show).await?;
+    if let Some(file) = &plan.cluster {
+        *held.remote.lock().await = Some(crate::remote::Remote::start(file.clone(), show).await?);
+    }
     let (backend, client_urls) = backend(plan, &held, &started.urls).await?;
     let live = Live {
         client: Arc::new(client(plan, &held, client_urls, &started.nodes, dir)?),
@@ -351,11 +358,20 @@ async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String>
         started,
         backend,
     };
-    live.client
-        .check_reachable(Duration::from_secs(2))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(live)
+    // A cluster just started over ssh may take a while to serve.
+    let patience = if plan.cluster.is_some() {
+        Duration::from_secs(30)
+    } else {
+        Duration::ZERO
+    };
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match live.client.check_reachable(Duration::from_secs(2)).await {
+            Ok(()) => return Ok(live),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
 }
 
 /// Starts what a plan names if faultline runs it (a bundled cluster, etcd members, a
@@ -822,6 +838,10 @@ async fn backend(
     let opts = &plan.opts;
     if plan.kinds.is_empty() {
         return Ok((None, urls.to_vec()));
+    }
+    if let (Some(file), Some(remote)) = (&plan.cluster, held.remote.lock().await.as_ref()) {
+        let backend = SshBackend::new(remote.ssh.clone(), file.clone()).await?;
+        return Ok((Some(AnyBackend::Ssh(Box::new(backend))), urls.to_vec()));
     }
     let backend = match &plan.target {
         Target::Bundled(_) => AnyBackend::Bundled(BundledBackend::new(held.cluster.clone())?),

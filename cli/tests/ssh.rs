@@ -165,3 +165,158 @@ fn a_broken_cluster_file_is_named_with_its_line() {
         "{stderr}"
     );
 }
+
+/// Lifecycle commands that run one etcd member per namespace, found by its data directory
+/// under `data` (the `[e]` keeps pkill from matching the shell that runs it). TOML literal
+/// strings: what is between the single quotes reaches the node's shell as written.
+fn etcd_commands(hosts: &Hosts, data: &Path) -> String {
+    let d = data.display();
+    let peers: Vec<String> = (0..3)
+        .map(|i| format!("n{}=http://{}:2380", i + 1, hosts.namespaces.node_ip(i)))
+        .collect();
+    let me = format!("[e]tcd --name $FAULTLINE_NODE --data-dir {d}/$FAULTLINE_NODE ");
+    let ip = r#"IP=$(ip -4 -o addr show eth0 | awk "{print \$4}" | cut -d/ -f1)"#;
+    format!(
+        "setup = 'mkdir -p {d}'\n\
+         start = '{ip}; setsid nohup etcd --name $FAULTLINE_NODE --data-dir {d}/$FAULTLINE_NODE --listen-client-urls http://$IP:2379 --advertise-client-urls http://$IP:2379 --listen-peer-urls http://$IP:2380 --initial-advertise-peer-urls http://$IP:2380 --initial-cluster {} --initial-cluster-state new --election-timeout 500 --heartbeat-interval 50 >> {d}/$FAULTLINE_NODE.log 2>&1 < /dev/null &'\n\
+         stop = 'pkill -CONT -f \"{me}\"; pkill -f \"{me}\"; sleep 1; pkill -9 -f \"{me}\"; true'\n\
+         kill = 'pkill -9 -f \"{me}\"'\n\
+         pause = 'pkill -STOP -f \"{me}\"'\n\
+         resume = 'pkill -CONT -f \"{me}\"'\n\
+         logs = ['{d}/$FAULTLINE_NODE.log']",
+        peers.join(",")
+    )
+}
+
+/// The etcd members running with data under `data`.
+fn members(data: &Path) -> Vec<String> {
+    let mut running = common::processes_naming(&format!("--data-dir {}/", data.display()));
+    running.retain(|c| c.starts_with("etcd "));
+    running
+}
+
+/// This run's or a dead run's nftables tables in the namespaces.
+fn ssh_tables(hosts: &Hosts) -> Vec<String> {
+    (0..3)
+        .flat_map(|i| {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &hosts.namespaces.netns(i),
+                    "nft",
+                    "list",
+                    "tables",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("faultline_ssh_"))
+                .map(|l| format!("n{}: {l}", i + 1))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn etcd_through_ssh_is_linearizable_under_faults_and_nothing_is_left() {
+    if !fixture_possible() {
+        return;
+    }
+    if !common::server_present(
+        "etcd",
+        Command::new("etcd")
+            .arg("--version")
+            .output()
+            .map_err(|e| e.to_string()),
+    ) {
+        return;
+    }
+    let hosts = Hosts::start(&[], &[]);
+    let data = hosts.dir.path().join("data");
+    let file = hosts.cluster_file(&etcd_commands(&hosts, &data));
+    // A dead run's rules on n2: the next run removes them.
+    let stale = "add table inet faultline_ssh_4000000\n";
+    let mut nft = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &hosts.namespaces.netns(1),
+            "nft",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(nft.stdin.as_mut().unwrap(), stale.as_bytes()).unwrap();
+    drop(nft.stdin.take());
+    assert!(nft.wait().unwrap().success());
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--target", "etcd://", "--cluster"])
+        .arg(&file)
+        .args([
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition,kill,pause",
+            "--nemesis-interval",
+            "1s",
+        ])
+        .args([
+            "--partition-shapes",
+            "one,minority,majority",
+            "--op-timeout",
+            "500ms",
+        ])
+        .args([
+            "--time-limit",
+            "12s",
+            "--rate",
+            "100",
+            "--seed",
+            "1",
+            "--format",
+            "json",
+            "--out",
+        ])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(
+        verdict["checkers"][0]["valid"], "PASS",
+        "{verdict}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("removed the rules a killed run left on n2"),
+        "{stderr}"
+    );
+    // The partitions cut traffic: operations during them were not all answered.
+    let periods = verdict["stats"]["by_period"].as_array().unwrap();
+    let partition = periods
+        .iter()
+        .find(|p| p["period"] == "partition")
+        .unwrap_or_else(|| panic!("no partition window: {periods:?}\n{stderr}"));
+    assert!(
+        partition["availability"].as_f64().unwrap() < 1.0,
+        "{partition}\n{stderr}"
+    );
+    // Nothing left: no rules, no member, and the logs came back.
+    assert!(
+        ssh_tables(&hosts).is_empty(),
+        "left: {:?}",
+        ssh_tables(&hosts)
+    );
+    assert!(
+        members(&data).is_empty(),
+        "left running: {:?}",
+        members(&data)
+    );
+    let run = std::fs::canonicalize(out_dir.path().join("latest")).unwrap();
+    assert!(run.join("nodes/n1/n1.log").exists(), "no log copied back");
+}

@@ -15,6 +15,8 @@
 //! - [`ServerBackend`]: a local database server, PostgreSQL or MariaDB (signals).
 //! - [`ProxyBackend`]: TCP proxies in front of a URL target's nodes (packet faults).
 //! - [`MaelstromBackend`]: Maelstrom-protocol nodes, with faultline as their network.
+//! - [`SshBackend`]: a cluster on other machines, through nftables and lifecycle commands
+//!   over ssh (a cluster file).
 //! - [`CommandBackend`]: the user's own shell commands, for clusters on other machines.
 //! - [`AnyBackend`]: whichever of these a run uses.
 
@@ -28,6 +30,7 @@ mod processes;
 mod proxy;
 mod schedule;
 mod server;
+mod ssh;
 
 pub use bundled::BundledBackend;
 pub use command::{CommandBackend, ENVIRONMENT};
@@ -37,6 +40,7 @@ pub use maelstrom::{MaelstromBackend, SharedCluster};
 pub use proxy::ProxyBackend;
 pub use schedule::{Schedule, Step};
 pub use server::{LocalMariadbBackend, LocalPostgresBackend, LocalServer, ServerBackend};
+pub use ssh::SshBackend;
 
 use std::future::Future;
 
@@ -76,6 +80,8 @@ pub enum AnyBackend {
     Command(CommandBackend, Option<ProxyBackend>),
     /// Maelstrom nodes and the router between them.
     Maelstrom(MaelstromBackend),
+    /// A cluster on other machines, over ssh.
+    Ssh(Box<SshBackend>),
 }
 
 impl Backend for AnyBackend {
@@ -87,6 +93,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalMariadb(b) => b.unsupported(kinds),
             AnyBackend::Proxy(b) => b.unsupported(kinds),
             AnyBackend::Maelstrom(b) => b.unsupported(kinds),
+            AnyBackend::Ssh(b) => b.unsupported(kinds),
             AnyBackend::Command(b, proxies) => b
                 .unsupported(kinds)
                 .into_iter()
@@ -103,6 +110,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalMariadb(b) => b.apply(fault).await,
             AnyBackend::Proxy(b) => b.apply(fault).await,
             AnyBackend::Maelstrom(b) => b.apply(fault).await,
+            AnyBackend::Ssh(b) => b.apply(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.apply(fault).await,
             AnyBackend::Command(b, _) => b.apply(fault).await,
         }
@@ -116,6 +124,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalMariadb(b) => b.heal(fault).await,
             AnyBackend::Proxy(b) => b.heal(fault).await,
             AnyBackend::Maelstrom(b) => b.heal(fault).await,
+            AnyBackend::Ssh(b) => b.heal(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.heal(fault).await,
             AnyBackend::Command(b, _) => b.heal(fault).await,
         }
@@ -129,6 +138,7 @@ impl Backend for AnyBackend {
             AnyBackend::LocalMariadb(b) => b.heal_all().await,
             AnyBackend::Proxy(b) => b.heal_all().await,
             AnyBackend::Maelstrom(b) => b.heal_all().await,
+            AnyBackend::Ssh(b) => b.heal_all().await,
             AnyBackend::Command(b, proxies) => {
                 let commands = b.heal_all().await;
                 if let Some(p) = proxies {

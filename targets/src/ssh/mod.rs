@@ -53,9 +53,9 @@ impl Ssh {
         self.control.path().join("%C")
     }
 
-    /// `ssh` with the file's options and multiplexing, for `host`, ready for the remote part.
-    fn ssh(&self, host: &str) -> Command {
-        let mut command = Command::new("ssh");
+    /// `ssh` with the file's options and multiplexing, running `script` on `host` with `env`.
+    fn ssh(&self, host: &str, env: &[(&str, &str)], script: &str) -> std::process::Command {
+        let mut command = std::process::Command::new("ssh");
         command.args([
             "-o",
             "BatchMode=yes",
@@ -80,7 +80,20 @@ impl Ssh {
         for option in &self.options.options {
             command.args(["-o", option]);
         }
-        command.arg(host);
+        let assignments: Vec<String> = (env.iter())
+            .map(|(k, v)| format!("{k}={}", shell_words::quote(v)))
+            .collect();
+        let remote = format!(
+            "{} sh -c {}",
+            assignments.join(" "),
+            shell_words::quote(script)
+        );
+        command.arg(host).arg("--").arg(remote.trim_start());
+        command.stdin(std::process::Stdio::null());
+        self.hosts
+            .lock()
+            .expect("not poisoned")
+            .insert(host.to_string());
         command
     }
 
@@ -92,24 +105,8 @@ impl Ssh {
         script: &str,
         timeout: Duration,
     ) -> Result<Ran, String> {
-        let assignments: Vec<String> = (env.iter())
-            .map(|(k, v)| format!("{k}={}", shell_words::quote(v)))
-            .collect();
-        let remote = format!(
-            "{} sh -c {}",
-            assignments.join(" "),
-            shell_words::quote(script)
-        );
-        self.hosts
-            .lock()
-            .expect("not poisoned")
-            .insert(host.to_string());
-        let mut command = self.ssh(host);
-        command
-            .arg("--")
-            .arg(remote.trim_start())
-            .kill_on_drop(true);
-        command.stdin(std::process::Stdio::null());
+        let mut command = Command::from(self.ssh(host, env, script));
+        command.kill_on_drop(true);
         let output = tokio::time::timeout(timeout, command.output())
             .await
             .map_err(|_| format!("{host}: no answer over ssh within {} s", timeout.as_secs()))?
@@ -120,6 +117,18 @@ impl Ssh {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
+    }
+}
+
+impl Ssh {
+    /// Runs `script` on `host` and waits, blocking: for the paths out of a run that cannot
+    /// wait asynchronously (a panic's unwinding). Whether it succeeded.
+    pub fn run_blocking(&self, host: &str, env: &[(&str, &str)], script: &str) -> bool {
+        let mut command = self.ssh(host, env, script);
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command.status().is_ok_and(|s| s.success())
     }
 }
 
