@@ -115,12 +115,24 @@ async fn missing(ssh: &Ssh, node: &Node, env: &[(&str, &str)], program: &str) ->
     !matches!(ssh.run(&node.host, env, &script, CHECK_WITHIN).await, Ok(ran) if ran.success)
 }
 
-/// The program a shell command starts with (after any `NAME=value` assignments).
+/// The program a shell command starts with (after any plain `NAME=value` assignments), when
+/// that can be told without running a shell: `None` for a command that starts with a command
+/// substitution or other shell syntax.
 fn program_of(command: &str) -> Option<String> {
     let words = shell_words::split(command).ok()?;
-    words
-        .into_iter()
-        .find(|w| !w.contains('=') || w.starts_with('/'))
+    let assignment = |w: &str| {
+        w.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let substituted = (command.split_whitespace())
+        .take_while(|w| assignment(w))
+        .any(|w| w.contains("$(") || w.contains('`'));
+    let first = words.into_iter().find(|w| !assignment(w))?;
+    let plain = first
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_./-+".contains(c));
+    (plain && !first.starts_with('-') && !substituted).then_some(first)
 }
 
 #[cfg(test)]
@@ -138,5 +150,8 @@ mod tests {
             Some("etcd")
         );
         assert_eq!(program_of("'unterminated"), None);
+        assert_eq!(program_of("IP=$(ip -4 addr) ; etcd --name x"), None);
+        assert_eq!(program_of("setsid nohup etcd &").as_deref(), Some("setsid"));
+        assert_eq!(program_of("pkill -f \"[e]tcd\"").as_deref(), Some("pkill"));
     }
 }

@@ -31,14 +31,21 @@ fn table() -> String {
     format!("faultline_ssh_{}", std::process::id())
 }
 
+/// What a node is now, as far as this backend has made it.
+#[derive(Clone, Copy, Debug, Default)]
+struct NodeNow {
+    process: Process,
+    clock_ms: i64,
+    ruled: bool,
+}
+
 /// Applies faults to a cluster on other machines over ssh.
 pub struct SshBackend {
     ssh: Arc<Ssh>,
     file: ClusterFile,
     desired: Desired,
-    /// What each node is now: its process, and whether it has rules.
-    process: Vec<Process>,
-    ruled: Vec<bool>,
+    /// What each node is now.
+    now: Vec<NodeNow>,
     /// How long each fault took to be in force on every node it touched.
     took: Vec<Duration>,
 }
@@ -51,8 +58,7 @@ impl SshBackend {
         let backend = SshBackend {
             ssh,
             desired: Desired::new(nodes),
-            process: vec![Process::Running; nodes],
-            ruled: vec![false; nodes],
+            now: vec![NodeNow::default(); nodes],
             took: Vec::new(),
             file,
         };
@@ -168,68 +174,58 @@ impl SshBackend {
         ))
     }
 
-    /// Brings node `i` to its wanted state: its process through the lifecycle commands, its
-    /// clock, its rules.
-    async fn push_one(&self, i: usize, was: Process, ruled: bool) -> Result<bool, String> {
+    /// Brings node `i` to its wanted state in one ssh round trip: its process through the
+    /// lifecycle commands, its clock (when it changes), its rules. Whether it has rules now.
+    async fn push_one(&self, i: usize, was: NodeNow) -> Result<bool, String> {
         let wanted = self.desired.node(i as NodeId).clone();
         let c = &self.file.commands;
-        let command = |c: &Option<String>| c.clone().unwrap_or_default();
-        match (was, wanted.process) {
-            (Process::Running, Process::Killed) | (Process::Paused, Process::Killed) => {
-                self.run(i, &command(&c.kill), &[]).await?;
-            }
-            (Process::Killed, Process::Running) => {
-                self.run(i, &command(&c.start), &[]).await?;
-            }
-            (Process::Running, Process::Paused) => {
-                self.run(i, &command(&c.pause), &[]).await?;
-            }
-            (Process::Paused, Process::Running) => {
-                self.run(i, &command(&c.resume), &[]).await?;
-            }
-            _ => {}
-        }
-        if let Some(clock) = &c.clock {
-            let offset = wanted.clock_offset_ms.to_string();
-            self.run(i, clock, &[("FAULTLINE_OFFSET_MS", &offset)])
-                .await?;
+        let lifecycle = match (was.process, wanted.process) {
+            (Process::Running | Process::Paused, Process::Killed) => c.kill.as_deref(),
+            (Process::Killed, Process::Running) => c.start.as_deref(),
+            (Process::Running, Process::Paused) => c.pause.as_deref(),
+            (Process::Paused, Process::Running) => c.resume.as_deref(),
+            _ => None,
+        };
+        let mut steps: Vec<String> = lifecycle.map(str::to_string).into_iter().collect();
+        if let Some(clock) = c
+            .clock
+            .as_deref()
+            .filter(|_| was.clock_ms != wanted.clock_offset_ms)
+        {
+            steps.push(format!(
+                "export FAULTLINE_OFFSET_MS={}\n{clock}",
+                wanted.clock_offset_ms
+            ));
         }
         let t = table();
-        match self.rules(&wanted) {
-            Some(rules) => {
-                let delete = if ruled {
-                    format!("nft delete table inet {t}; ")
-                } else {
-                    String::new()
-                };
-                self.run(
-                    i,
-                    &format!("{delete}nft -f - <<'FAULTLINE'\n{rules}FAULTLINE"),
-                    &[],
-                )
-                .await?;
-                Ok(true)
-            }
-            None if ruled => {
-                self.run(i, &format!("nft delete table inet {t}"), &[])
-                    .await?;
-                Ok(false)
-            }
-            None => Ok(false),
+        let rules = self.rules(&wanted);
+        if was.ruled {
+            steps.push(format!("nft delete table inet {t}"));
         }
+        if let Some(rules) = &rules {
+            steps.push(format!("nft -f - <<'FAULTLINE'\n{rules}FAULTLINE"));
+        }
+        if !steps.is_empty() {
+            self.run(i, &format!("set -e\n{}", steps.join("\n")), &[])
+                .await?;
+        }
+        Ok(rules.is_some())
     }
 
     /// Brings `nodes` to their wanted states, all at once; remembers how long it took.
     async fn push(&mut self, nodes: &[NodeId]) -> Result<(), String> {
         let started = Instant::now();
-        let pushes = nodes.iter().map(|&n| {
-            let i = n as usize;
-            self.push_one(i, self.process[i], self.ruled[i])
-        });
+        let pushes = nodes
+            .iter()
+            .map(|&n| self.push_one(n as usize, self.now[n as usize]));
         let results = join_all(pushes).await;
         for (&n, result) in nodes.iter().zip(results) {
-            self.ruled[n as usize] = result?;
-            self.process[n as usize] = self.desired.node(n).process;
+            let wanted = self.desired.node(n);
+            self.now[n as usize] = NodeNow {
+                process: wanted.process,
+                clock_ms: wanted.clock_offset_ms,
+                ruled: result?,
+            };
         }
         self.took.push(started.elapsed());
         Ok(())
