@@ -74,6 +74,7 @@ pub(crate) enum Command {
 ///   faultline run --target bundled:saga --workload checkout --nemesis kill,partition
 ///   faultline run --target local:etcd --nodes 3 --nemesis partition,kill,pause --time-limit 30s
 ///   faultline run --target local:etcd --nodes 3 --set serializable=true --nemesis partition
+///   faultline run --target etcd:// --cluster cluster.toml --nemesis partition,kill,pause
 ///   faultline run --target 'maelstrom:python3 examples/maelstrom/broadcast_gossip.py' \
 ///       --workload broadcast --nodes 5 --rate 20 --nemesis partition,kill
 ///   faultline run --target etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379 \
