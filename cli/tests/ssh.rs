@@ -167,7 +167,8 @@ fn a_broken_cluster_file_is_named_with_its_line() {
 }
 
 /// Lifecycle commands that run one etcd member per namespace, found by its data directory
-/// under `data` (the `[e]` keeps pkill from matching the shell that runs it). TOML literal
+/// under `data` (the `[e]` keeps pkill from matching the shell that runs it); `setup` removes
+/// whatever a killed run left (a member, running or paused, and its data). TOML literal
 /// strings: what is between the single quotes reaches the node's shell as written.
 fn etcd_commands(hosts: &Hosts, data: &Path) -> String {
     let d = data.display();
@@ -177,7 +178,7 @@ fn etcd_commands(hosts: &Hosts, data: &Path) -> String {
     let me = format!("[e]tcd --name $FAULTLINE_NODE --data-dir {d}/$FAULTLINE_NODE ");
     let ip = r#"IP=$(ip -4 -o addr show eth0 | awk "{print \$4}" | cut -d/ -f1)"#;
     format!(
-        "setup = 'mkdir -p {d}'\n\
+        "setup = 'pkill -9 -f \"{me}\"; rm -rf {d}/$FAULTLINE_NODE; mkdir -p {d}'\n\
          start = '{ip}; setsid nohup etcd --name $FAULTLINE_NODE --data-dir {d}/$FAULTLINE_NODE --listen-client-urls http://$IP:2379 --advertise-client-urls http://$IP:2379 --listen-peer-urls http://$IP:2380 --initial-advertise-peer-urls http://$IP:2380 --initial-cluster {} --initial-cluster-state new --election-timeout 500 --heartbeat-interval 50 >> {d}/$FAULTLINE_NODE.log 2>&1 < /dev/null &'\n\
          stop = 'pkill -CONT -f \"{me}\"; pkill -f \"{me}\"; sleep 1; pkill -9 -f \"{me}\"; true'\n\
          kill = 'pkill -9 -f \"{me}\"'\n\
@@ -319,4 +320,112 @@ fn etcd_through_ssh_is_linearizable_under_faults_and_nothing_is_left() {
     );
     let run = std::fs::canonicalize(out_dir.path().join("latest")).unwrap();
     assert!(run.join("nodes/n1/n1.log").exists(), "no log copied back");
+}
+
+/// `faultline run` against the hosts' etcd with faults, in the background.
+fn spawn_run(file: &Path, out: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--target", "etcd://", "--cluster"])
+        .arg(file)
+        .args([
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition,pause",
+            "--nemesis-interval",
+            "1s",
+        ])
+        .args([
+            "--nemesis-gap",
+            "0s",
+            "--time-limit",
+            "60s",
+            "--rate",
+            "50",
+            "--out",
+        ])
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until three members run and faults have had time to start.
+fn wait_for_faults(data: &Path) {
+    let started = std::time::Instant::now();
+    while members(data).len() < 3 && started.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(members(data).len(), 3, "three members run");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+}
+
+#[test]
+fn ctrl_c_and_kill_9_leave_nothing_behind_after_the_next_run() {
+    if !fixture_possible() {
+        return;
+    }
+    if !common::server_present(
+        "etcd",
+        Command::new("etcd")
+            .arg("--version")
+            .output()
+            .map_err(|e| e.to_string()),
+    ) {
+        return;
+    }
+    let hosts = Hosts::start(&[], &[]);
+    let data = hosts.dir.path().join("data");
+    let file = hosts.cluster_file(&etcd_commands(&hosts, &data));
+    let out = tempfile::tempdir().unwrap();
+    // Ctrl-C: healed, stopped, nothing left.
+    let mut run = spawn_run(&file, out.path());
+    wait_for_faults(&data);
+    let pid = nix::unistd::Pid::from_raw(run.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(run.wait().unwrap().code(), Some(130));
+    assert!(
+        ssh_tables(&hosts).is_empty(),
+        "left after Ctrl-C: {:?}",
+        ssh_tables(&hosts)
+    );
+    assert!(
+        members(&data).is_empty(),
+        "left after Ctrl-C: {:?}",
+        members(&data)
+    );
+    // kill -9 mid-fault: the rules and the members stay; the next run removes the rules, and
+    // its `setup` the members (paused or not).
+    let mut run = spawn_run(&file, out.path());
+    wait_for_faults(&data);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let next = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "--target", "etcd://", "--cluster"])
+        .arg(&file)
+        .args([
+            "--workload",
+            "register",
+            "--nemesis",
+            "partition",
+            "--time-limit",
+            "3s",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&next.stderr);
+    assert!(matches!(next.status.code(), Some(0 | 1)), "{stderr}");
+    assert!(
+        ssh_tables(&hosts).is_empty(),
+        "left after kill -9 and a run: {:?}",
+        ssh_tables(&hosts)
+    );
+    assert!(
+        members(&data).is_empty(),
+        "left after kill -9 and a run: {:?}",
+        members(&data)
+    );
 }

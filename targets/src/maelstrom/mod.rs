@@ -196,14 +196,8 @@ impl MaelstromCluster {
             generation,
             log: &log,
         };
-        let (process, stdin) = NodeProcess::start(&launch, self.router.clone())?;
+        let process = NodeProcess::start(&launch, self.router.clone())?;
         self.processes.lock().expect("not poisoned")[i] = Some(process);
-        let _ = self.router.send(Input::Attach {
-            node: i,
-            generation,
-            stdin: Some(stdin),
-            why: String::new(),
-        });
         let init = json!({"node_id": name, "node_ids": self.names});
         Ok(self.control(i, "init", init))
     }
@@ -253,7 +247,9 @@ impl MaelstromCluster {
             Ok(Ok(Answer::Reply(body))) => {
                 format!("it answered {kind} with {}", Value::Object(body))
             }
-            Ok(Ok(Answer::Broken(why))) => self.exit_status(i).await.unwrap_or(why),
+            Ok(Ok(Answer::Broken(why) | Answer::Undeliverable(why))) => {
+                self.exit_status(i).await.unwrap_or(why)
+            }
             Ok(Err(_)) => "the router stopped".into(),
             Err(_) => format!("no {kind}_ok within {} s", HANDSHAKE.as_secs()),
         };
@@ -397,6 +393,8 @@ impl Client for MaelstromClient {
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(Answer::Reply(body))) => complete(self.dialect, op, &body),
             Ok(Ok(Answer::Broken(error))) => Completion::Info { error },
+            // Never sent: it cannot have happened.
+            Ok(Ok(Answer::Undeliverable(error))) => Completion::Fail { error },
             Ok(Err(_)) => Completion::Info {
                 error: "the router stopped".into(),
             },

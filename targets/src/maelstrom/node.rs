@@ -34,16 +34,42 @@ pub(super) struct Launch<'a> {
 }
 
 impl NodeProcess {
-    /// Starts a node: its printed lines go to `router`; returns it and its stdin's sender.
+    /// Starts a node and attaches it to `router`: its printed lines go there, and the lines the
+    /// router delivers to it reach its stdin.
     pub(super) fn start(
         launch: &Launch<'_>,
         router: mpsc::UnboundedSender<Input>,
-    ) -> Result<(NodeProcess, mpsc::UnboundedSender<String>), String> {
+    ) -> Result<NodeProcess, String> {
         let name = launch.name;
         let (child, stdin, stdout) =
             crate::piped::spawn(launch.argv, [], launch.log).map_err(|e| format!("{name}: {e}"))?;
         let pid = child.id().map_or(0, |p| p as i32);
+        let (lines, mut queued) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            let mut stdin = BufWriter::new(stdin);
+            while let Some(line) = queued.recv().await {
+                let mut sent = stdin.write_all(line.as_bytes()).await;
+                while let Ok(line) = queued.try_recv() {
+                    sent = sent.and(stdin.write_all(line.as_bytes()).await);
+                }
+                if sent.and(stdin.flush().await).is_err() {
+                    return; // it exited; the reader reports how
+                }
+            }
+        });
+        // The router learns of this start before any line of it: a node that prints or dies
+        // at once is not mistaken for an older start of itself.
         let (node, generation) = (launch.node, launch.generation);
+        let why = String::new();
+        let attach = Input::Attach {
+            node,
+            generation,
+            stdin: Some(lines),
+            why,
+        };
+        router
+            .send(attach)
+            .map_err(|_| format!("{name}: the router stopped"))?;
         tokio::spawn(async move {
             let mut stdout = BufReader::new(stdout);
             let why = loop {
@@ -71,20 +97,7 @@ impl NodeProcess {
                 why,
             });
         });
-        let (lines, mut queued) = mpsc::unbounded_channel::<String>();
-        tokio::spawn(async move {
-            let mut stdin = BufWriter::new(stdin);
-            while let Some(line) = queued.recv().await {
-                let mut sent = stdin.write_all(line.as_bytes()).await;
-                while let Ok(line) = queued.try_recv() {
-                    sent = sent.and(stdin.write_all(line.as_bytes()).await);
-                }
-                if sent.and(stdin.flush().await).is_err() {
-                    return; // it exited; the reader reports how
-                }
-            }
-        });
-        Ok((NodeProcess { child, pid }, lines))
+        Ok(NodeProcess { child, pid })
     }
 
     /// Sends `signal` to its process group.

@@ -81,6 +81,8 @@ pub enum Answer {
     Reply(Body),
     /// The node cannot answer any more (it died, was killed, or printed garbage): why.
     Broken(String),
+    /// The node was down when the request came: it was never delivered. Why.
+    Undeliverable(String),
 }
 
 /// The messages the router saw, by kind.
@@ -157,6 +159,8 @@ struct Port {
     generation: u64,
     stdin: Option<mpsc::UnboundedSender<String>>,
     garbage_told: u32,
+    /// Why it is down, when it is.
+    down: Option<String>,
 }
 
 /// The router's state (owned by its task).
@@ -229,31 +233,13 @@ impl Router {
                 node,
                 generation,
                 why,
-            } if self.current(node, generation) => {
-                if self.ports[node].stdin.take().is_some() {
-                    let name = &self.names[node];
-                    eprintln!(
-                        "faultline: node {name} stopped: {why} (its stderr is in nodes/{name}.log)"
-                    );
-                    self.break_waiting(node, &format!("{name} stopped: {why}"));
-                }
-            }
+            } if self.current(node, generation) => self.ended(node, &why),
             Input::Ended { .. } => {}
             Input::Request {
                 message,
                 node,
                 reply,
-            } => {
-                let id = message
-                    .body
-                    .get("msg_id")
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(0);
-                self.waiting
-                    .insert((message.src.clone(), id), (node, reply));
-                self.stats.with_clients += 1;
-                self.dispatch(Place::Outside, Place::Node(node), Dest::Node(node), message);
-            }
+            } => self.request(message, node, reply),
             Input::Forget { client, msg_id } => {
                 self.waiting.remove(&(client, msg_id));
             }
@@ -263,13 +249,14 @@ impl Router {
                 stdin,
                 why,
             } => {
-                let down = stdin.is_none();
+                let down = stdin.is_none().then_some(why);
                 self.ports[node] = Port {
                     generation,
                     stdin,
                     garbage_told: 0,
+                    down: down.clone(),
                 };
-                if down {
+                if let Some(why) = down {
                     self.break_waiting(node, &why);
                 }
             }
@@ -280,6 +267,37 @@ impl Router {
                 let _ = reply.send(stats);
             }
         }
+    }
+
+    /// Node `node`'s output ended on its own: said, and the requests waiting on it end.
+    fn ended(&mut self, node: usize, why: &str) {
+        if self.ports[node].stdin.take().is_some() {
+            let name = &self.names[node];
+            eprintln!("faultline: node {name} stopped: {why} (its stderr is in nodes/{name}.log)");
+            let why = format!("{name} stopped: {why}");
+            self.ports[node].down = Some(why.clone());
+            self.break_waiting(node, &why);
+        }
+    }
+
+    /// A client's request: to a node that is down it cannot be delivered (answered at once);
+    /// otherwise it waits for the reply.
+    fn request(&mut self, message: Message, node: usize, reply: oneshot::Sender<Answer>) {
+        if self.ports[node].stdin.is_none() {
+            let why = (self.ports[node].down.clone())
+                .unwrap_or_else(|| format!("{} is not running", self.names[node]));
+            let _ = reply.send(Answer::Undeliverable(why));
+            return;
+        }
+        let id = (message
+            .body
+            .get("msg_id")
+            .and_then(serde_json::Value::as_u64))
+        .unwrap_or(0);
+        self.waiting
+            .insert((message.src.clone(), id), (node, reply));
+        self.stats.with_clients += 1;
+        self.dispatch(Place::Outside, Place::Node(node), Dest::Node(node), message);
     }
 
     fn current(&self, node: usize, generation: u64) -> bool {
@@ -489,5 +507,54 @@ mod tests {
             "no loss or duplicate in {} deliveries",
             order.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod down {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_to_a_node_that_is_down_is_not_delivered_and_says_why() {
+        let router = spawn(vec!["n1".into()], Latency::default(), 1);
+        let (stdin, _lines) = mpsc::unbounded_channel();
+        router
+            .send(Input::Attach {
+                node: 0,
+                generation: 1,
+                stdin: Some(stdin),
+                why: String::new(),
+            })
+            .unwrap();
+        // It dies before the request comes.
+        router
+            .send(Input::Ended {
+                node: 0,
+                generation: 1,
+                why: "it exited (exit status: 3)".into(),
+            })
+            .unwrap();
+        let (reply, answer) = oneshot::channel();
+        let body = json!({"type": "init", "msg_id": 1})
+            .as_object()
+            .unwrap()
+            .clone();
+        let message = Message {
+            src: "c0".into(),
+            dest: "n1".into(),
+            body,
+        };
+        router
+            .send(Input::Request {
+                message,
+                node: 0,
+                reply,
+            })
+            .unwrap();
+        match tokio::time::timeout(Duration::from_millis(10), answer).await {
+            Ok(Ok(Answer::Undeliverable(why))) => assert!(why.contains("exit status: 3"), "{why}"),
+            other => panic!("not answered at once: {other:?}"),
+        }
     }
 }
