@@ -220,23 +220,24 @@ fn ssh_tables(hosts: &Hosts) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn etcd_through_ssh_is_linearizable_under_faults_and_nothing_is_left() {
-    if !fixture_possible() {
-        return;
-    }
-    if !common::server_present(
-        "etcd",
-        Command::new("etcd")
-            .arg("--version")
-            .output()
-            .map_err(|e| e.to_string()),
-    ) {
-        return;
+/// Three hosts with sshd, a cluster file whose commands run etcd on them, and its data
+/// directory; `None` (a skip, a failure under `CI=true`) without root, sshd or etcd.
+fn etcd_hosts() -> Option<(Hosts, PathBuf, PathBuf)> {
+    let etcd = Command::new("etcd").arg("--version").output();
+    if !fixture_possible() || !common::server_present("etcd", etcd.map_err(|e| e.to_string())) {
+        return None;
     }
     let hosts = Hosts::start(&[], &[]);
     let data = hosts.dir.path().join("data");
     let file = hosts.cluster_file(&etcd_commands(&hosts, &data));
+    Some((hosts, data, file))
+}
+
+#[test]
+fn etcd_through_ssh_is_linearizable_under_faults_and_nothing_is_left() {
+    let Some((hosts, data, file)) = etcd_hosts() else {
+        return;
+    };
     // A dead run's rules on n2: the next run removes them.
     let stale = "add table inet faultline_ssh_4000000\n";
     let mut nft = Command::new("ip")
@@ -363,21 +364,9 @@ fn wait_for_faults(data: &Path) {
 
 #[test]
 fn ctrl_c_and_kill_9_leave_nothing_behind_after_the_next_run() {
-    if !fixture_possible() {
+    let Some((hosts, data, file)) = etcd_hosts() else {
         return;
-    }
-    if !common::server_present(
-        "etcd",
-        Command::new("etcd")
-            .arg("--version")
-            .output()
-            .map_err(|e| e.to_string()),
-    ) {
-        return;
-    }
-    let hosts = Hosts::start(&[], &[]);
-    let data = hosts.dir.path().join("data");
-    let file = hosts.cluster_file(&etcd_commands(&hosts, &data));
+    };
     let out = tempfile::tempdir().unwrap();
     // Ctrl-C: healed, stopped, nothing left.
     let mut run = spawn_run(&file, out.path());
