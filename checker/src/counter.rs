@@ -48,29 +48,42 @@ pub struct CounterReport {
 /// after the quiet period).
 pub const FINAL: &str = "final";
 
-/// Whether `read`, an ok `read`, is a final read: marked so with the key [`FINAL`] when any
-/// read is (`marked`), or else begun after every one of `adds` had ended (an `info` add
-/// counts from its invocation) — the set workload reads only at the end.
-pub(crate) fn is_final(read: &Operation, adds: &[&Operation], marked: bool) -> bool {
-    if marked {
-        return read.key.as_deref() == Some(FINAL);
-    }
-    let end = adds.iter().map(|op| op.ret.unwrap_or(op.call)).max();
-    end.is_none_or(|end| read.call > end)
+/// Which reads of a history are final: those marked with the key [`FINAL`] when any read is,
+/// or else those begun after every add had ended (an `info` add counts from its invocation) —
+/// the set workload reads only at the end. Decided once per history.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum FinalReads {
+    /// The reads marked [`FINAL`].
+    Marked,
+    /// The reads begun after this time (none: every read).
+    After(Option<u64>),
 }
 
-/// Whether any read in `history` is marked final.
-pub(crate) fn any_marked(history: &History) -> bool {
-    history
-        .ops
-        .iter()
-        .any(|op| op.f == "read" && op.key.as_deref() == Some(FINAL))
+impl FinalReads {
+    /// The rule for `history`, whose adds are `adds`.
+    pub(crate) fn of(history: &History, adds: &[&Operation]) -> Self {
+        let marked =
+            (history.ops.iter()).any(|op| op.f == "read" && op.key.as_deref() == Some(FINAL));
+        if marked {
+            FinalReads::Marked
+        } else {
+            FinalReads::After(adds.iter().map(|op| op.ret.unwrap_or(op.call)).max())
+        }
+    }
+
+    /// Whether `read` is a final read.
+    pub(crate) fn contains(self, read: &Operation) -> bool {
+        match self {
+            FinalReads::Marked => read.key.as_deref() == Some(FINAL),
+            FinalReads::After(end) => end.is_none_or(|end| read.call > end),
+        }
+    }
 }
 
 /// Checks a counter history.
 pub fn check(history: &History) -> CounterReport {
     let adds: Vec<&Operation> = history.ops.iter().filter(|op| op.f == "add").collect();
-    let marked = any_marked(history);
+    let finals = FinalReads::of(history, &adds);
     let mut report = CounterReport {
         validity: Validity::Pass,
         attempted: adds.len(),
@@ -102,7 +115,7 @@ pub fn check(history: &History) -> CounterReport {
     let finals = history
         .ops
         .iter()
-        .filter(|op| op.f == "read" && op.status == Status::Ok && is_final(op, &adds, marked));
+        .filter(|op| op.f == "read" && op.status == Status::Ok && finals.contains(op));
     for read in finals {
         report.final_reads.push(read.output.clone());
         let inside = read

@@ -59,7 +59,7 @@ pub fn check(history: &History) -> SetReport {
         adds.insert(op.input.to_string(), (op.input.clone(), op.status));
     }
     let add_ops: Vec<&Operation> = history.ops.iter().filter(|op| op.f == "add").collect();
-    let marked = crate::counter::any_marked(history);
+    let finals = crate::counter::FinalReads::of(history, &add_ops);
     let all_reads: Vec<(&Operation, BTreeSet<String>)> = history
         .ops
         .iter()
@@ -74,7 +74,7 @@ pub fn check(history: &History) -> SetReport {
             )
         })
         .collect();
-    let is_final = |op: &Operation| crate::counter::is_final(op, &add_ops, marked);
+    let is_final = |op: &Operation| finals.contains(op);
     let reads: Vec<&BTreeSet<String>> = (all_reads.iter())
         .filter(|(op, _)| is_final(op))
         .map(|(_, items)| items)

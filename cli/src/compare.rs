@@ -81,6 +81,38 @@ struct Row {
 }
 
 impl Row {
+    /// Adds one run's `outcome` (of cell `label` with `seed`), its verdicts to `junit_cases`,
+    /// and what went wrong to the row's errors.
+    fn record(
+        &mut self,
+        outcome: Result<Finished, String>,
+        label: &str,
+        seed: u64,
+        junit_cases: &mut Vec<Verdict>,
+    ) {
+        match outcome {
+            Ok(finished) if finished.nemesis_error.is_some() || finished.summary.interrupted => {
+                if let Some(e) = &finished.nemesis_error {
+                    self.errors.push(format!("seed {seed}: nemesis: {e}"));
+                }
+                self.add(&finished);
+            }
+            Ok(finished) => {
+                eprintln!("        {}", one_line(&finished));
+                for v in &finished.judged.verdicts {
+                    let mut v = v.clone();
+                    v.checker = format!("{label} seed {seed}: {}", v.checker);
+                    junit_cases.push(v);
+                }
+                self.add(&finished);
+            }
+            Err(e) => {
+                eprintln!("        could not run: {e}");
+                self.errors.push(format!("seed {seed}: {e}"));
+            }
+        }
+    }
+
     fn add(&mut self, finished: &Finished) {
         let n = self.runs as f64;
         let all = &finished.stats.all;
@@ -396,29 +428,7 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
                     Ok(dir) => execute(&plan.with_seed(run_seed), dir, stop.clone(), false).await,
                     Err(e) => Err(format!("cannot create the run directory: {e}")),
                 };
-                match outcome {
-                    Ok(finished)
-                        if finished.nemesis_error.is_some() || finished.summary.interrupted =>
-                    {
-                        if let Some(e) = &finished.nemesis_error {
-                            row.errors.push(format!("seed {run_seed}: nemesis: {e}"));
-                        }
-                        row.add(&finished);
-                    }
-                    Ok(finished) => {
-                        eprintln!("        {}", one_line(&finished));
-                        for v in &finished.judged.verdicts {
-                            let mut v = v.clone();
-                            v.checker = format!("{} seed {run_seed}: {}", plan.label, v.checker);
-                            junit_cases.push(v);
-                        }
-                        row.add(&finished);
-                    }
-                    Err(e) => {
-                        eprintln!("        could not run: {e}");
-                        row.errors.push(format!("seed {run_seed}: {e}"));
-                    }
-                }
+                row.record(outcome, &plan.label, run_seed, &mut junit_cases);
             }
             rows.push(row);
         }
@@ -438,26 +448,31 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
         }
         println!("\nresults: {}", comparison.path.display());
         show_comparison(&comparison, opts.workload.name(), &markdown);
-        if *stop.borrow() {
-            return ExitCode::from(130);
-        }
-        if rows.iter().any(|r| !r.errors.is_empty()) {
-            for row in &rows {
-                for e in &row.errors {
-                    eprintln!("faultline: {}: {e}", row.target);
-                }
-            }
-            return ExitCode::from(CANNOT_RUN);
-        }
-        if args.fail_on_violation
-            && rows
-                .iter()
-                .any(|r| r.verdicts.iter().any(|(_, c)| c[1] > 0))
-        {
-            return ExitCode::from(1);
-        }
-        ExitCode::SUCCESS
+        exit_code(&rows, *stop.borrow(), args.fail_on_violation)
     })
+}
+
+/// The exit code of a comparison: 130 interrupted, 4 a cell could not run (each said), 1 a
+/// FAIL with `--fail-on-violation`, else 0.
+fn exit_code(rows: &[Row], interrupted: bool, fail_on_violation: bool) -> ExitCode {
+    if interrupted {
+        return ExitCode::from(130);
+    }
+    if rows.iter().any(|r| !r.errors.is_empty()) {
+        for row in rows {
+            for e in &row.errors {
+                eprintln!("faultline: {}: {e}", row.target);
+            }
+        }
+        return ExitCode::from(CANNOT_RUN);
+    }
+    let failed = rows
+        .iter()
+        .any(|r| r.verdicts.iter().any(|(_, c)| c[1] > 0));
+    if fail_on_violation && failed {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }
 
 /// A run in one line: verdicts and throughput.

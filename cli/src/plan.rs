@@ -293,18 +293,9 @@ fn nemesis_kinds(
     target: &Target,
     cluster: Option<&ClusterFile>,
 ) -> Result<Vec<Kind>, String> {
-    let network = target.etcd_network();
-    let kinds = match (&opts.nemesis, target) {
-        (Some(list), _) => Kind::parse_list(list).map_err(|e| format!("--nemesis: {e}"))?,
-        (None, Target::Bundled(_)) => vec![Kind::Partition, Kind::Clock],
-        (None, Target::LocalEtcd(_)) if network == Some(Network::Loopback) => {
-            vec![Kind::Kill, Kind::Pause]
-        }
-        (None, Target::LocalEtcd(_)) => vec![Kind::Partition, Kind::Kill, Kind::Pause],
-        (None, Target::Http(_) | Target::Etcd(..) | Target::Exec(_)) => Vec::new(),
-        (None, Target::LocalPostgres(_) | Target::Postgres(..)) => Vec::new(),
-        (None, Target::LocalMariadb(_) | Target::Mysql(..)) => Vec::new(),
-        (None, Target::Maelstrom(_)) => Vec::new(),
+    let kinds = match &opts.nemesis {
+        Some(list) => Kind::parse_list(list).map_err(|e| format!("--nemesis: {e}"))?,
+        None => default_kinds(target),
     };
     if !opts.nemesis_cmd.is_empty() && target.started_by_faultline() {
         return Err(
@@ -313,66 +304,17 @@ fn nemesis_kinds(
                 .into(),
         );
     }
-    if let Some(file) = cluster {
-        if !opts.nemesis_cmd.is_empty() {
+    let (unsupported, over) = match cluster {
+        Some(_) if !opts.nemesis_cmd.is_empty() => {
             return Err(
                 "--nemesis-cmd and --cluster both say how to break the cluster: give one".into(),
             );
         }
-        if let Some((kind, why)) = SshBackend::unsupported_kinds(file, &kinds).first() {
-            return Err(format!(
-                "--nemesis {kind}: cannot be applied over ssh: {why}"
-            ));
-        }
-        return Ok(kinds);
-    }
-    let unsupported = match target {
-        Target::Bundled(_) => Vec::new(),
-        Target::LocalEtcd(_) => {
-            LocalEtcdBackend::unsupported_on(network.unwrap_or(Network::Loopback), &kinds)
-        }
-        Target::Http(urls) | Target::Etcd(urls, _) if !opts.nemesis_cmd.is_empty() => {
-            let commands =
-                CommandBackend::new(&opts.nemesis_cmd, urls.clone(), opts.nemesis_cmd_timeout)?;
-            let mut missing = commands.unsupported(&kinds);
-            // Packet faults without a command go through proxies.
-            missing.retain(|(k, _)| *k != Kind::Packet || commands.handles(Kind::Packet));
-            missing
-        }
-        Target::Exec(exec) if exec.nodes.is_empty() && !kinds.is_empty() => {
-            return Err(format!(
-                "--nemesis {}: an exec: target takes faults on the nodes --nodes-addr names; \
-                 give them (host:port,...)",
-                kinds[0]
-            ));
-        }
-        Target::Exec(exec) if !opts.nemesis_cmd.is_empty() => {
-            let hosts = exec.nodes.clone();
-            let commands = CommandBackend::new(&opts.nemesis_cmd, hosts, opts.nemesis_cmd_timeout)?;
-            let mut missing = commands.unsupported(&kinds);
-            missing.retain(|(k, _)| *k != Kind::Packet || commands.handles(Kind::Packet));
-            missing
-        }
-        Target::Http(_) | Target::Etcd(..) | Target::Exec(_) => {
-            ProxyBackend::unsupported_kinds(&kinds)
-        }
-        Target::LocalPostgres(_) => LocalPostgresBackend::unsupported_kinds(&kinds),
-        Target::LocalMariadb(_) => LocalMariadbBackend::unsupported_kinds(&kinds),
-        Target::Maelstrom(_) => MaelstromBackend::unsupported_kinds(&kinds),
-        Target::Postgres(..) | Target::Mysql(..) => kinds
-            .iter()
-            .map(|&k| {
-                (
-                    k,
-                    "a server faultline does not run takes no faults yet".to_string(),
-                )
-            })
-            .collect(),
+        Some(file) => (SshBackend::unsupported_kinds(file, &kinds), "over ssh"),
+        None => (unsupported_on(opts, target, &kinds)?, "to this target"),
     };
     if let Some((kind, why)) = unsupported.first() {
-        return Err(format!(
-            "--nemesis {kind}: cannot be applied to this target: {why}"
-        ));
+        return Err(format!("--nemesis {kind}: cannot be applied {over}: {why}"));
     }
     if opts.partition_shapes.contains(&Shape::Leader) && !target.names_leader() {
         return Err(
@@ -382,6 +324,68 @@ fn nemesis_kinds(
         );
     }
     Ok(kinds)
+}
+
+/// The faults a target gets when `--nemesis` is not given.
+fn default_kinds(target: &Target) -> Vec<Kind> {
+    match target {
+        Target::Bundled(_) => vec![Kind::Partition, Kind::Clock],
+        Target::LocalEtcd(_) if target.etcd_network() == Some(Network::Loopback) => {
+            vec![Kind::Kill, Kind::Pause]
+        }
+        Target::LocalEtcd(_) => vec![Kind::Partition, Kind::Kill, Kind::Pause],
+        Target::Http(_) | Target::Etcd(..) | Target::Exec(_) | Target::Maelstrom(_) => Vec::new(),
+        Target::LocalPostgres(_) | Target::Postgres(..) => Vec::new(),
+        Target::LocalMariadb(_) | Target::Mysql(..) => Vec::new(),
+    }
+}
+
+/// The kinds among `kinds` that the backend of `target` (with the run's `--nemesis-cmd`s)
+/// cannot apply, each with the reason.
+fn unsupported_on(
+    opts: &RunOptions,
+    target: &Target,
+    kinds: &[Kind],
+) -> Result<Vec<(Kind, String)>, String> {
+    // The user's commands, with packet faults through proxies when no command takes them.
+    let commands = |hosts: Vec<String>| -> Result<Vec<(Kind, String)>, String> {
+        let commands = CommandBackend::new(&opts.nemesis_cmd, hosts, opts.nemesis_cmd_timeout)?;
+        let mut missing = commands.unsupported(kinds);
+        missing.retain(|(k, _)| *k != Kind::Packet || commands.handles(Kind::Packet));
+        Ok(missing)
+    };
+    Ok(match target {
+        Target::Bundled(_) => Vec::new(),
+        Target::LocalEtcd(_) => LocalEtcdBackend::unsupported_on(
+            target.etcd_network().unwrap_or(Network::Loopback),
+            kinds,
+        ),
+        Target::Http(urls) | Target::Etcd(urls, _) if !opts.nemesis_cmd.is_empty() => {
+            commands(urls.clone())?
+        }
+        Target::Exec(exec) if exec.nodes.is_empty() && !kinds.is_empty() => {
+            return Err(format!(
+                "--nemesis {}: an exec: target takes faults on the nodes --nodes-addr names; \
+                 give them (host:port,...)",
+                kinds[0]
+            ));
+        }
+        Target::Exec(exec) if !opts.nemesis_cmd.is_empty() => commands(exec.nodes.clone())?,
+        Target::Http(_) | Target::Etcd(..) | Target::Exec(_) => {
+            ProxyBackend::unsupported_kinds(kinds)
+        }
+        Target::LocalPostgres(_) => LocalPostgresBackend::unsupported_kinds(kinds),
+        Target::LocalMariadb(_) => LocalMariadbBackend::unsupported_kinds(kinds),
+        Target::Maelstrom(_) => MaelstromBackend::unsupported_kinds(kinds),
+        Target::Postgres(..) | Target::Mysql(..) => (kinds.iter())
+            .map(|&k| {
+                (
+                    k,
+                    "a server faultline does not run takes no faults yet".to_string(),
+                )
+            })
+            .collect(),
+    })
 }
 
 /// What started: the addresses the target answers on, its node names and its resolved

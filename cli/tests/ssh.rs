@@ -100,6 +100,20 @@ impl Hosts {
     }
 }
 
+impl Hosts {
+    /// Runs nftables `script` in host `i`'s namespace.
+    fn nft(&self, i: usize, script: &str) {
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &self.namespaces.netns(i), "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(nft.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+        drop(nft.stdin.take());
+        assert!(nft.wait().unwrap().success(), "nft -f in namespace {i}");
+    }
+}
+
 impl Drop for Hosts {
     fn drop(&mut self) {
         for i in 0..3 {
@@ -239,22 +253,7 @@ fn etcd_through_ssh_is_linearizable_under_faults_and_nothing_is_left() {
         return;
     };
     // A dead run's rules on n2: the next run removes them.
-    let stale = "add table inet faultline_ssh_4000000\n";
-    let mut nft = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &hosts.namespaces.netns(1),
-            "nft",
-            "-f",
-            "-",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(nft.stdin.as_mut().unwrap(), stale.as_bytes()).unwrap();
-    drop(nft.stdin.take());
-    assert!(nft.wait().unwrap().success());
+    hosts.nft(1, "add table inet faultline_ssh_4000000\n");
     let out_dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
         .args(["run", "--target", "etcd://", "--cluster"])
@@ -298,29 +297,34 @@ fn etcd_through_ssh_is_linearizable_under_faults_and_nothing_is_left() {
         stderr.contains("removed the rules a killed run left on n2"),
         "{stderr}"
     );
-    // The partitions cut traffic: operations during them were not all answered.
-    let periods = verdict["stats"]["by_period"].as_array().unwrap();
-    let partition = periods
-        .iter()
-        .find(|p| p["period"] == "partition")
-        .unwrap_or_else(|| panic!("no partition window: {periods:?}\n{stderr}"));
-    assert!(
-        partition["availability"].as_f64().unwrap() < 1.0,
-        "{partition}\n{stderr}"
-    );
-    // Nothing left: no rules, no member, and the logs came back.
-    assert!(
-        ssh_tables(&hosts).is_empty(),
-        "left: {:?}",
-        ssh_tables(&hosts)
-    );
-    assert!(
-        members(&data).is_empty(),
-        "left running: {:?}",
-        members(&data)
-    );
+    assert_partitions_cut(&verdict, &stderr);
+    assert_nothing_left(&hosts, &data);
     let run = std::fs::canonicalize(out_dir.path().join("latest")).unwrap();
     assert!(run.join("nodes/n1/n1.log").exists(), "no log copied back");
+}
+
+/// The partitions cut traffic: operations invoked during them were not all answered.
+fn assert_partitions_cut(verdict: &serde_json::Value, stderr: &str) {
+    let periods = verdict["stats"]["by_period"].as_array().unwrap();
+    let partition = (periods.iter())
+        .find(|p| p["period"] == "partition")
+        .unwrap_or_else(|| panic!("no partition window: {periods:?}\n{stderr}"));
+    let availability = partition["availability"].as_f64().unwrap();
+    assert!(availability < 1.0, "{partition}\n{stderr}");
+}
+
+/// No rules and no etcd member are left on any host.
+fn assert_nothing_left(hosts: &Hosts, data: &Path) {
+    assert!(
+        ssh_tables(hosts).is_empty(),
+        "left: {:?}",
+        ssh_tables(hosts)
+    );
+    assert!(
+        members(data).is_empty(),
+        "left running: {:?}",
+        members(data)
+    );
 }
 
 /// `faultline run` against the hosts' etcd with faults, in the background.

@@ -4,6 +4,9 @@
 //! as a small graph of transactions with labelled edges; for the other checkers, their
 //! explanation.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+
 use faultline_checker::raft::{NodeNotes, Note};
 use faultline_checker::{History, Operation, Status, Verdict};
 use serde::Serialize;
@@ -279,56 +282,93 @@ fn writes(op: &Operation) -> bool {
     op.f.contains("write") || op.f == "put"
 }
 
-/// The operations on a shortest path of session-order and reads-from steps from `from` to
-/// `to` (history positions), both included; empty if there is none within a bound.
-fn causal_path(history: &History, from: usize, to: usize) -> Vec<usize> {
-    use std::collections::{HashMap, VecDeque};
-    let written: HashMap<(Option<&String>, String), usize> = (history.ops.iter().enumerate())
-        .filter(|(_, o)| writes(o) && o.status == Status::Ok)
-        .map(|(i, o)| ((o.key.as_ref(), o.input.to_string()), i))
-        .collect();
-    let mut next_in_session: HashMap<usize, usize> = HashMap::new();
-    let mut last: HashMap<u64, usize> = HashMap::new();
-    for (i, o) in history.ops.iter().enumerate() {
-        if let Some(prev) = last.insert(o.process, i) {
-            next_in_session.insert(prev, i);
+/// A history's session-order and reads-from steps, to find causal paths along.
+struct CausalSteps {
+    /// Each operation's next one in its process.
+    next_in_session: HashMap<usize, usize>,
+    /// Each write's readers.
+    readers: HashMap<usize, Vec<usize>>,
+}
+
+impl CausalSteps {
+    fn of(history: &History) -> Self {
+        let written: HashMap<(Option<&String>, String), usize> = (history.ops.iter().enumerate())
+            .filter(|(_, o)| writes(o) && o.status == Status::Ok)
+            .map(|(i, o)| ((o.key.as_ref(), o.input.to_string()), i))
+            .collect();
+        let mut next_in_session = HashMap::new();
+        let mut last: HashMap<u64, usize> = HashMap::new();
+        for (i, o) in history.ops.iter().enumerate() {
+            if let Some(prev) = last.insert(o.process, i) {
+                next_in_session.insert(prev, i);
+            }
+        }
+        let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, o) in history.ops.iter().enumerate() {
+            if writes(o) || o.status != Status::Ok {
+                continue;
+            }
+            if let Some(&w) = written.get(&(o.key.as_ref(), o.output.to_string())) {
+                readers.entry(w).or_default().push(i);
+            }
+        }
+        CausalSteps {
+            next_in_session,
+            readers,
         }
     }
-    let readers: HashMap<usize, Vec<usize>> = (history.ops.iter().enumerate())
-        .filter(|(_, o)| !writes(o) && o.status == Status::Ok)
-        .filter_map(|(i, o)| Some((*written.get(&(o.key.as_ref(), o.output.to_string()))?, i)))
-        .fold(HashMap::new(), |mut m, (w, r)| {
-            m.entry(w).or_insert_with(Vec::new).push(r);
-            m
-        });
-    let mut came_from: HashMap<usize, usize> = HashMap::from([(from, from)]);
-    let mut queue = VecDeque::from([from]);
-    while let Some(at) = queue.pop_front() {
-        if at == to || came_from.len() > 100_000 {
-            break;
+
+    /// The operations on a shortest path from `from` to `to` (history positions), both
+    /// included; empty if there is none within a bound.
+    fn path(&self, from: usize, to: usize) -> Vec<usize> {
+        let mut came_from: HashMap<usize, usize> = HashMap::from([(from, from)]);
+        let mut queue = VecDeque::from([from]);
+        while let Some(at) = queue.pop_front() {
+            if at == to || came_from.len() > 100_000 {
+                break;
+            }
+            let next_in_session = self.next_in_session.get(&at).into_iter();
+            for &next in next_in_session.chain(self.readers.get(&at).into_iter().flatten()) {
+                if let Entry::Vacant(e) = came_from.entry(next) {
+                    e.insert(at);
+                    queue.push_back(next);
+                }
+            }
         }
-        let steps = next_in_session
-            .get(&at)
-            .into_iter()
-            .chain(readers.get(&at).into_iter().flatten());
-        for &next in steps {
-            if let std::collections::hash_map::Entry::Vacant(e) = came_from.entry(next) {
-                e.insert(at);
-                queue.push_back(next);
+        if !came_from.contains_key(&to) {
+            return Vec::new();
+        }
+        let mut path = vec![to];
+        let mut at = to;
+        while let Some(&prev) = came_from.get(&at).filter(|&&p| p != at) {
+            path.push(prev);
+            at = prev;
+        }
+        path
+    }
+}
+
+/// The edges among `ops` (in time order): reads-from (`rf`) from a write to a read of its
+/// value, and session order (`so`) to the next operation of the same process.
+fn related<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, &'a Operation, &'static str)> {
+    let mut edges = Vec::new();
+    for (i, &a) in ops.iter().enumerate() {
+        let later = &ops[i + 1..];
+        let next_of_process = later.iter().find(|b| b.process == a.process).map(|b| b.id);
+        for &b in later {
+            let rf = writes(a)
+                && !writes(b)
+                && a.key == b.key
+                && b.output == a.input
+                && !a.input.is_null();
+            if rf {
+                edges.push((a, b, "rf"));
+            } else if Some(b.id) == next_of_process {
+                edges.push((a, b, "so"));
             }
         }
     }
-    if !came_from.contains_key(&to) {
-        return Vec::new();
-    }
-    let mut path = vec![to];
-    while let Some(&prev) = came_from.get(path.last().expect("not empty")) {
-        if prev == *path.last().expect("not empty") {
-            break;
-        }
-        path.push(prev);
-    }
-    path
+    edges
 }
 
 /// The positions of a violation's operations and of those on the causal paths between them.
@@ -337,11 +377,12 @@ fn members(violation: &Value, history: &History) -> Vec<usize> {
         .filter_map(|i| i.as_u64().map(|i| i as usize))
         .filter(|&i| i < history.ops.len())
         .collect();
+    let steps = CausalSteps::of(history);
     let mut members = named.clone();
     for &a in &named {
         for &b in &named {
             if a != b && history.ops[a].call < history.ops[b].call {
-                members.extend(causal_path(history, a, b));
+                members.extend(steps.path(a, b));
             }
         }
     }
@@ -391,35 +432,20 @@ fn pattern(violation: &Value, history: &History, width: f64) -> PatternView {
             }
         })
         .collect();
-    let mut edges = Vec::new();
-    for (i, a) in ops.iter().enumerate() {
-        // Session order to the next operation of the same process only.
-        let next_of_process = ops[i + 1..]
-            .iter()
-            .find(|b| b.process == a.process)
-            .map(|b| b.id);
-        for b in &ops[i + 1..] {
-            let rf = writes(a)
-                && !writes(b)
-                && a.key == b.key
-                && b.output == a.input
-                && !a.input.is_null();
-            let rel = match (Some(b.id) == next_of_process, rf) {
-                (_, true) => "rf",
-                (true, false) => "so",
-                (false, false) => continue,
-            };
+    let edges = (related(&ops).into_iter())
+        .map(|(a, b, rel)| {
             let ((_, x1), (x2, _)) = (span(a), span(b));
             let mid = LANE / 2.0 + 3.0;
-            edges.push(OpEdge {
+            let (y1, y2) = (r1(lane_top(a.process) + mid), r1(lane_top(b.process) + mid));
+            OpEdge {
                 x1,
-                y1: r1(lane_top(a.process) + mid),
+                y1,
                 x2,
-                y2: r1(lane_top(b.process) + mid),
+                y2,
                 rel,
-            });
-        }
-    }
+            }
+        })
+        .collect();
     PatternView {
         pattern: violation["pattern"].as_str().unwrap_or("").to_string(),
         explanation: violation["explanation"].as_str().unwrap_or("").to_string(),
@@ -574,9 +600,9 @@ fn window<'a>(
 }
 
 /// For each prefix operation (by line): the model's state before it and after it.
-fn states_around(prefix: &[(usize, String)]) -> std::collections::HashMap<usize, (String, String)> {
+fn states_around(prefix: &[(usize, String)]) -> HashMap<usize, (String, String)> {
     let mut before = "the initial state".to_string();
-    let mut around = std::collections::HashMap::new();
+    let mut around = HashMap::new();
     for (line, state) in prefix {
         around.insert(*line, (before.clone(), state.clone()));
         before.clone_from(state);
@@ -590,9 +616,9 @@ fn states_around(prefix: &[(usize, String)]) -> std::collections::HashMap<usize,
 fn linearization_points<'a>(
     prefix: &[(usize, String)],
     find: &impl Fn(usize) -> Option<&'a Operation>,
-) -> std::collections::HashMap<usize, u64> {
+) -> HashMap<usize, u64> {
     let mut at = 0;
-    let mut points = std::collections::HashMap::new();
+    let mut points = HashMap::new();
     for (line, _) in prefix {
         if let Some(op) = find(*line) {
             at = op.call.max(at);

@@ -125,9 +125,8 @@ pub fn overall(verdicts: &[Verdict]) -> Validity {
 /// Builds the report's data.
 pub fn run_report(input: &ReportInput<'_>) -> RunReport {
     let history = input.history;
-    let (_, end) = plots::span(history);
+    let (start, end) = plots::span(history);
     let latency_frame = scale::Frame::new(WIDTH, 190.0);
-    let (start, _) = plots::span(history);
     let axis = scale::TimeAxis::new(latency_frame, start, end);
     let stats = stats::stats(history);
     RunReport {
