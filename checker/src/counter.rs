@@ -201,10 +201,9 @@ impl CounterReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::read_str;
 
     fn history(lines: &[&str]) -> History {
-        read_str(&(lines.join("\n") + "\n"), None).unwrap().history
+        History::from_lines(lines)
     }
 
     const ADDS: [&str; 8] = [

@@ -240,10 +240,9 @@ impl SetReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::read_str;
 
     fn history(lines: &[&str]) -> History {
-        read_str(&(lines.join("\n") + "\n"), None).unwrap().history
+        History::from_lines(lines)
     }
 
     #[test]

@@ -96,6 +96,16 @@ pub struct Operation {
     pub line: usize,
 }
 
+impl History {
+    /// A history for unit tests from JSONL `lines` (the faultline format).
+    #[cfg(test)]
+    pub(crate) fn from_lines(lines: &[&str]) -> History {
+        crate::format::read_str(&(lines.join("\n") + "\n"), None)
+            .expect("test lines are a history")
+            .history
+    }
+}
+
 impl Operation {
     /// An operation for unit tests: `f` with `input` and `output`, completed `status` over
     /// `call..ret` (an `info` one returns at infinity); line 1, process 0, no key.
