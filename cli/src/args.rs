@@ -303,6 +303,42 @@ pub(crate) struct RunOptions {
     /// A bearer token sent with every request to an http:// target.
     #[arg(long, env = "FAULTLINE_AUTH_TOKEN", hide_env_values = true)]
     pub(crate) auth_token: Option<String>,
+
+    /// Where a bundled system runs: process (each node an OS process on loopback, real
+    /// clocks) or sim (every node in this process on virtual time, a seeded network: a run
+    /// takes milliseconds, and a seed replays it byte for byte). sim takes bundled targets.
+    #[arg(long, value_enum, default_value_t = Runtime::Process, env = "FAULTLINE_RUNTIME")]
+    pub(crate) runtime: Runtime,
+
+    /// Replay the faults of a schedule file (as `faultline hunt` writes one) instead of
+    /// drawing them from the seed; on either runtime (a schedule that fails in the simulator
+    /// may pass on real processes, whose timing is not the simulator's).
+    #[arg(long, value_name = "FILE", env = "FAULTLINE_SCHEDULE")]
+    pub(crate) schedule: Option<PathBuf>,
+
+    /// With --runtime sim: run the seed twice and compare every simulated event and the
+    /// history's bytes (the determinism guard); exit 4 naming the first difference.
+    #[arg(long)]
+    pub(crate) check_determinism: bool,
+}
+
+/// Where a bundled system's nodes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Runtime {
+    /// One OS process per node, real sockets and clocks.
+    Process,
+    /// Every node in one thread, on virtual time.
+    Sim,
+}
+
+impl Runtime {
+    /// Its name on the command line and in `run.json`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Runtime::Process => "process",
+            Runtime::Sim => "sim",
+        }
+    }
 }
 
 /// Run the same workload, faults and seed against several settings and compare them.

@@ -20,6 +20,7 @@ mod plan;
 mod remote;
 mod report;
 mod run;
+mod sim;
 
 use std::process::ExitCode;
 

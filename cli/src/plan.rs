@@ -14,7 +14,7 @@ use faultline_checker::Checker;
 use faultline_checker::txn::{Assumption, Model};
 use faultline_nemesis::{
     Backend, CommandBackend, Kind, LocalEtcdBackend, LocalMariadbBackend, LocalPostgresBackend,
-    MaelstromBackend, ProxyBackend, Shape, SshBackend,
+    MaelstromBackend, ProxyBackend, ScheduleFile, Shape, SshBackend,
 };
 use faultline_targets::etcd::Network;
 use faultline_targets::runtime::{CrashPlan, CrashPoint};
@@ -25,7 +25,7 @@ use faultline_workloads::Workload;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::args::{RunAssumption, RunOptions};
+use crate::args::{RunAssumption, RunOptions, Runtime};
 
 /// A run with every choice resolved and checked, nothing started yet.
 #[derive(Clone)]
@@ -47,6 +47,8 @@ pub(crate) struct RunPlan {
     pub(crate) opts: RunOptions,
     /// The cluster file, for a cluster on other machines.
     pub(crate) cluster: Option<ClusterFile>,
+    /// The faults to replay instead of the seed's (`--schedule`).
+    pub(crate) schedule: Option<ScheduleFile>,
 }
 
 impl RunPlan {
@@ -89,7 +91,12 @@ impl RunPlan {
             ));
         }
         check_crash_points(&opts.crash_points, &resolved)?;
-        let kinds = nemesis_kinds(opts, &resolved, cluster.as_ref())?;
+        check_runtime(opts, &resolved)?;
+        let schedule = read_schedule(opts, &resolved)?;
+        let kinds = match &schedule {
+            Some(file) => schedule_kinds(file, opts, &resolved)?,
+            None => nemesis_kinds(opts, &resolved, cluster.as_ref())?,
+        };
         let shapes = if opts.partition_shapes.is_empty() && resolved.names_leader() {
             Shape::ALL.to_vec()
         } else {
@@ -114,7 +121,13 @@ impl RunPlan {
             seed: run_seed(opts),
             opts: opts.clone(),
             cluster,
+            schedule,
         })
+    }
+
+    /// Whether its nodes run in the simulator.
+    pub(crate) fn simulated(&self) -> bool {
+        self.opts.runtime == Runtime::Sim
     }
 
     /// The same plan under another seed (a comparison's repeated runs).
@@ -326,6 +339,54 @@ fn nemesis_kinds(
     Ok(kinds)
 }
 
+/// `--runtime sim` runs bundled systems only; `--check-determinism` needs it.
+fn check_runtime(opts: &RunOptions, target: &Target) -> Result<(), String> {
+    if opts.runtime == Runtime::Sim && !matches!(target, Target::Bundled(_)) {
+        return Err(
+            "--runtime sim: only bundled targets (bundled:quorum, bundled:raft, \
+             bundled:saga, bundled:twopc) run in the simulator"
+                .into(),
+        );
+    }
+    if opts.check_determinism && opts.runtime != Runtime::Sim {
+        return Err("--check-determinism compares two simulated runs: add --runtime sim".into());
+    }
+    Ok(())
+}
+
+/// The schedule file `--schedule` names, read and checked against the target's nodes.
+fn read_schedule(opts: &RunOptions, target: &Target) -> Result<Option<ScheduleFile>, String> {
+    let Some(path) = &opts.schedule else {
+        return Ok(None);
+    };
+    if opts.nemesis.is_some() {
+        return Err("--schedule and --nemesis both say which faults to inject: give one".into());
+    }
+    let nodes = match target {
+        Target::Bundled(spec) => spec.nodes as usize,
+        _ => opts.nodes as usize,
+    };
+    ScheduleFile::read(path, nodes).map(Some)
+}
+
+/// The kinds of a schedule file's faults, each checked against the target as `--nemesis`
+/// would be.
+fn schedule_kinds(
+    file: &ScheduleFile,
+    opts: &RunOptions,
+    target: &Target,
+) -> Result<Vec<Kind>, String> {
+    let mut kinds: Vec<Kind> = file.steps.iter().map(|s| s.fault.kind()).collect();
+    kinds.sort();
+    kinds.dedup();
+    if let Some((kind, why)) = unsupported_on(opts, target, &kinds)?.first() {
+        return Err(format!(
+            "--schedule: a {kind} fault cannot be applied to this target: {why}"
+        ));
+    }
+    Ok(kinds)
+}
+
 /// The faults a target gets when `--nemesis` is not given.
 fn default_kinds(target: &Target) -> Vec<Kind> {
     match target {
@@ -477,6 +538,12 @@ pub(crate) struct RunRecord {
     pub(crate) crash_down_ms: u64,
     #[serde(default)]
     pub(crate) partition_shapes: Vec<String>,
+    /// Where the nodes ran: `process` or `sim`.
+    #[serde(default)]
+    pub(crate) runtime: String,
+    /// The schedule file replayed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) schedule: Option<String>,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -535,6 +602,8 @@ impl RunRecord {
             crash_points: opts.crash_points.iter().map(|p| p.to_string()).collect(),
             crash_down_ms: millis(opts.crash_down),
             partition_shapes: plan.shapes.iter().map(|s| s.name().to_string()).collect(),
+            runtime: opts.runtime.name().into(),
+            schedule: opts.schedule.as_ref().map(|p| p.display().to_string()),
         }
     }
 

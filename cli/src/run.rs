@@ -17,7 +17,7 @@ use faultline_checker::{History, Validity, format, stats};
 use faultline_nemesis::{
     AnyBackend, Backend, BundledBackend, CommandBackend, Kind, LocalEtcdBackend,
     LocalMariadbBackend, LocalPostgresBackend, MaelstromBackend, ProxyBackend, Schedule,
-    SharedCluster, SshBackend,
+    SharedCluster, SimBackend, SshBackend,
 };
 use faultline_results::{
     Judged, RunDir, explanation, period_table, report, stats_table, verdict_table,
@@ -29,9 +29,11 @@ use faultline_targets::exec::{ExecClient, ExecSpec};
 use faultline_targets::maelstrom::{Dialect, MaelstromCluster, MaelstromTarget};
 use faultline_targets::mariadb::{MariaClient, MariaServer, MariaSettings};
 use faultline_targets::postgres::{PgClient, PgServer, PgSpec};
+use faultline_targets::sim::SimCluster;
 use faultline_targets::systems::kv::node_name;
+use faultline_targets::systems::sim::Trace;
 use faultline_targets::target::Target;
-use faultline_workloads::checkout::{self, CheckoutConfig, Initial, Placed};
+use faultline_workloads::checkout::{self, AnyShop, CheckoutConfig, HttpShop, Initial, Placed};
 use faultline_workloads::{EventLine, Recorder, RunConfig, RunSummary, TxnShape, Who, Workload};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -56,6 +58,9 @@ pub(crate) struct Finished {
     pub(crate) network: Option<String>,
     /// The HTML report, if it could be written.
     pub(crate) report: Option<PathBuf>,
+    /// Every simulated event, when the run was simulated with a trace (the determinism
+    /// guard).
+    pub(crate) trace: Option<Trace>,
 }
 
 /// Watches Ctrl-C: the first stops the run gracefully (the receiver turns true), the second
@@ -113,28 +118,36 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
             opts.out.display()
         );
     }
-    runtime().block_on(async {
-        match execute(&plan, dir, interrupts(), true).await {
-            Ok(finished) => {
-                print_run(args.format, &finished);
-                let name = finished
-                    .dir
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-                crate::report::summarize(
-                    &format!("faultline run {}", name.unwrap_or_default()),
-                    &finished.judged.verdicts,
-                    finished.report.as_deref(),
-                );
-                exit_code(&finished)
-            }
-            Err(e) => {
-                eprintln!("faultline: {e}");
-                ExitCode::from(CANNOT_RUN)
-            }
+    let runtime = if plan.simulated() {
+        crate::sim::runtime()
+    } else {
+        runtime()
+    };
+    let finished = match runtime.block_on(async { execute(&plan, dir, interrupts(), true).await }) {
+        Ok(finished) => finished,
+        Err(e) => {
+            eprintln!("faultline: {e}");
+            return ExitCode::from(CANNOT_RUN);
         }
-    })
+    };
+    print_run(args.format, &finished);
+    let name = finished
+        .dir
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    crate::report::summarize(
+        &format!("faultline run {}", name.unwrap_or_default()),
+        &finished.judged.verdicts,
+        finished.report.as_deref(),
+    );
+    if plan.opts.check_determinism {
+        if let Err(e) = crate::sim::check_determinism(&plan, &finished) {
+            eprintln!("faultline: the simulation is not deterministic: {e}");
+            return ExitCode::from(CANNOT_RUN);
+        }
+    }
+    exit_code(&finished)
 }
 
 /// The exit code of one run: 130 interrupted, 4 the nemesis failed, else by the verdict.
@@ -199,8 +212,9 @@ pub(crate) async fn execute(
     if show {
         eprintln!("faultline: recording {}", dir.history().display());
     }
-    let progress =
-        show.then(|| tokio::spawn(show_progress(recorder.clone(), plan.opts.time_limit)));
+    // A simulated run is over in moments; its virtual clock would only flood the terminal.
+    let progress = (show && !plan.simulated())
+        .then(|| tokio::spawn(show_progress(recorder.clone(), plan.opts.time_limit)));
     let nemesis = live
         .backend
         .take()
@@ -250,6 +264,7 @@ pub(crate) async fn execute(
         verdict_json,
         summary,
         nemesis_error,
+        trace: live.trace.take(),
     })
 }
 
@@ -285,6 +300,8 @@ struct Live {
     /// The nemesis backend, until the nemesis task takes it (none without faults).
     backend: Option<AnyBackend>,
     client: Arc<AnyClient>,
+    /// A simulated run's events, once it stopped (if they were kept).
+    trace: Option<Trace>,
 }
 
 /// Whatever faultline started for a run: a bundled cluster, a local etcd cluster or a local
@@ -297,6 +314,7 @@ struct Held {
     mariadb: Arc<Mutex<Option<MariaServer>>>,
     maelstrom: SharedCluster,
     remote: tokio::sync::Mutex<Option<crate::remote::Remote>>,
+    sim: Mutex<Option<SimCluster>>,
 }
 
 impl Drop for Held {
@@ -338,7 +356,26 @@ impl Live {
         if let Some(nodes) = self.held.maelstrom.lock().expect("not poisoned").take() {
             nodes.stop();
         }
+        if let Some(sim) = self.held.sim.lock().expect("not poisoned").take() {
+            if notes {
+                crate::sim::keep_notes(&sim, dir)?;
+            }
+            self.trace = sim.trace();
+        }
         Ok(())
+    }
+
+    /// The simulated cluster, if the run is simulated.
+    fn sim(&self) -> Option<SimCluster> {
+        self.held.sim.lock().expect("not poisoned").clone()
+    }
+
+    /// The checkout system the workload places orders with.
+    fn shop(&self) -> std::io::Result<AnyShop> {
+        Ok(match self.sim() {
+            Some(sim) => AnyShop::Sim(sim),
+            None => AnyShop::Http(HttpShop::new(&self.started.urls)?),
+        })
     }
 }
 
@@ -357,6 +394,7 @@ async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String>
         held,
         started,
         backend,
+        trace: None,
     };
     // A cluster just started over ssh may take a while to serve.
     let patience = if plan.cluster.is_some() {
@@ -383,6 +421,11 @@ async fn start_target(
     show: bool,
 ) -> Result<Started, String> {
     let (urls, settings) = match plan.target.clone() {
+        Target::Bundled(spec) if plan.simulated() => {
+            let (sim, answering) = crate::sim::start(spec, plan, show)?;
+            *held.sim.lock().expect("not poisoned") = Some(sim);
+            answering
+        }
         Target::Bundled(spec) => start_bundled(spec, plan.seed, held, show).await?,
         Target::LocalEtcd(spec) => start_local_etcd(spec, held, show).await?,
         Target::LocalPostgres(spec) => start_postgres(spec, held, show).await?,
@@ -409,7 +452,7 @@ async fn start_target(
 }
 
 /// What a started target answers on, and its resolved settings.
-type Answering = (Vec<String>, Value);
+pub(crate) type Answering = (Vec<String>, Value);
 
 async fn start_bundled(
     mut spec: ClusterSpec,
@@ -563,6 +606,10 @@ fn client(
         Target::LocalEtcd(spec) => AnyClient::Etcd(
             EtcdClient::new(urls, spec.settings.serializable).map_err(|e| e.to_string())?,
         ),
+        Target::Bundled(_) if plan.simulated() => {
+            let sim = held.sim.lock().expect("not poisoned").clone();
+            AnyClient::Sim(sim.ok_or("the simulated cluster is not running")?)
+        }
         Target::Bundled(_) | Target::Http(_) => AnyClient::Http(
             HttpClient::new(urls, plan.opts.auth_token.clone()).map_err(|e| e.to_string())?,
         ),
@@ -606,8 +653,24 @@ fn spawn_nemesis(
     recorder: &Arc<Recorder>,
     show: bool,
 ) -> Nemesis {
-    let opts = &plan.opts;
     let nodes = live.started.urls.len();
+    let mut schedule = schedule(plan, nodes);
+    let (stop, stopped) = watch::channel(false);
+    let recorder = recorder.clone();
+    let task = tokio::spawn(async move {
+        let report = |f: &str, value: Value| nemesis_event(&recorder, f, &value, show);
+        let outcome = faultline_nemesis::run(&mut schedule, &mut backend, report, stopped).await;
+        (backend, outcome)
+    });
+    Nemesis { stop, task }
+}
+
+/// The plan's fault schedule on `nodes` nodes: its schedule file's, or drawn from its seed.
+fn schedule(plan: &RunPlan, nodes: usize) -> Schedule {
+    let opts = &plan.opts;
+    if let Some(file) = &plan.schedule {
+        return Schedule::replaying(file);
+    }
     let mut schedule = Schedule::new(
         plan.kinds.clone(),
         plan.shapes.clone(),
@@ -622,14 +685,7 @@ fn spawn_nemesis(
     if opts.crash_all {
         schedule = schedule.crashing_every_node();
     }
-    let (stop, stopped) = watch::channel(false);
-    let recorder = recorder.clone();
-    let task = tokio::spawn(async move {
-        let report = |f: &str, value: Value| nemesis_event(&recorder, f, &value, show);
-        let outcome = faultline_nemesis::run(&mut schedule, &mut backend, report, stopped).await;
-        (backend, outcome)
-    });
-    Nemesis { stop, task }
+    schedule
 }
 
 /// What the record step left: the workload's outcome, and for a checkout what the services
@@ -678,8 +734,16 @@ async fn record(
         };
     }
     let opts = &plan.opts;
-    let urls = &live.started.urls;
-    let initial = match checkout::initial_state(urls).await {
+    let shop = match live.shop() {
+        Ok(shop) => Arc::new(shop),
+        Err(e) => {
+            return Recorded {
+                outcome: Err(e),
+                orders: None,
+            };
+        }
+    };
+    let initial = match checkout::initial_state(&*shop).await {
         Ok(initial) => initial,
         Err(e) => {
             return Recorded {
@@ -698,7 +762,7 @@ async fn record(
         double_click: 0.05,
         seed: plan.seed,
     };
-    match checkout::run(config, urls, initial.clone(), recorder.clone(), stop).await {
+    match checkout::run(config, shop, initial.clone(), recorder.clone(), stop).await {
         Ok((summary, placed)) => Recorded {
             outcome: Ok(summary),
             orders: Some((initial, placed)),
@@ -783,7 +847,8 @@ async fn after(
             );
         }
         tokio::time::sleep(plan.opts.quiet).await;
-        let facts = checkout::final_state(&live.started.urls, initial, placed).await;
+        let shop = live.shop().map_err(|e| format!("the run failed: {e}"))?;
+        let facts = checkout::final_state(&shop, initial, placed).await;
         dir.write_json(crate::judge::SAGA_FACTS, &json!(facts))
             .map_err(|e| in_dir(dir, e))?;
     }
@@ -844,6 +909,12 @@ async fn backend(
         return Ok((Some(AnyBackend::Ssh(Box::new(backend))), urls.to_vec()));
     }
     let backend = match &plan.target {
+        Target::Bundled(_) if plan.simulated() => {
+            let sim = held.sim.lock().expect("not poisoned").clone();
+            AnyBackend::Sim(SimBackend::new(
+                sim.ok_or("the simulated cluster is not running")?,
+            ))
+        }
         Target::Bundled(_) => AnyBackend::Bundled(BundledBackend::new(held.cluster.clone())?),
         Target::LocalEtcd(_) => AnyBackend::LocalEtcd(LocalEtcdBackend::new(held.etcd.clone())?),
         Target::LocalPostgres(_) => {

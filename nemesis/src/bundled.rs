@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Backend;
-use crate::desired::{Desired, NodeState, Process};
+use crate::desired::{Desired, Process};
 use crate::fault::{ClockMode, Fault, Kind, NodeId, name};
 use crate::processes::Processes;
 
@@ -61,7 +61,7 @@ impl BundledBackend {
                 self.processes.serving(node);
             }
             if wanted.process == Process::Running {
-                post(&self.http, &self.urls[node as usize], &faults_of(&wanted)).await?;
+                post(&self.http, &self.urls[node as usize], &&wanted.faults()).await?;
             }
         }
         Ok(())
@@ -100,23 +100,6 @@ impl BundledBackend {
     }
 }
 
-/// The fault layer configuration of a node in `state`.
-fn faults_of(state: &NodeState) -> Faults {
-    let names = |nodes: &[NodeId]| nodes.iter().map(|&n| name(n)).collect();
-    let (crash_after, crash_down_ms) = state.crash.clone().unwrap_or_default();
-    Faults {
-        drop_to: names(&state.drop_to),
-        drop_from: names(&state.drop_from),
-        loss: state.packet.loss,
-        duplicate: state.packet.duplicate,
-        delay_ms: state.packet.delay_ms,
-        jitter_ms: state.packet.jitter_ms,
-        clock_offset_ms: state.clock_offset_ms,
-        crash_after,
-        crash_down_ms,
-    }
-}
-
 impl Backend for BundledBackend {
     fn unsupported(&self, _kinds: &[Kind]) -> Vec<(Kind, String)> {
         Vec::new()
@@ -137,7 +120,7 @@ impl Backend for BundledBackend {
             let nodes = offsets
                 .iter()
                 .map(|&(n, _)| {
-                    let faults = faults_of(self.desired.node(n));
+                    let faults = self.desired.node(n).faults();
                     (self.urls[n as usize].clone(), faults)
                 })
                 .collect();

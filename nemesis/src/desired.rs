@@ -6,9 +6,9 @@
 //! [`Desired::apply`] and [`Desired::heal`] change the wanted state and return the nodes whose
 //! state changed; a backend then brings each of those nodes to its wanted state.
 
-use faultline_targets::runtime::CrashRule;
+use faultline_targets::runtime::{CrashRule, Faults};
 
-use crate::fault::{Fault, NodeId};
+use crate::fault::{Fault, NodeId, name};
 
 /// Whether a node's process runs, is killed, or is stopped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,6 +46,26 @@ pub(crate) struct NodeState {
     pub(crate) crash: Option<(Vec<CrashRule>, u64)>,
     /// Its process.
     pub(crate) process: Process,
+}
+
+impl NodeState {
+    /// The fault layer configuration of a node in this state (bundled nodes, in processes
+    /// or simulated).
+    pub(crate) fn faults(&self) -> Faults {
+        let names = |nodes: &[NodeId]| nodes.iter().map(|&n| name(n)).collect();
+        let (crash_after, crash_down_ms) = self.crash.clone().unwrap_or_default();
+        Faults {
+            drop_to: names(&self.drop_to),
+            drop_from: names(&self.drop_from),
+            loss: self.packet.loss,
+            duplicate: self.packet.duplicate,
+            delay_ms: self.packet.delay_ms,
+            jitter_ms: self.packet.jitter_ms,
+            clock_offset_ms: self.clock_offset_ms,
+            crash_after,
+            crash_down_ms,
+        }
+    }
 }
 
 /// The wanted state of every node.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use faultline_targets::runtime::CrashRule;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// A node's index in its cluster: the one node id type of every crate.
@@ -84,7 +85,8 @@ impl fmt::Display for Kind {
 }
 
 /// How a partition splits the nodes (Jepsen's vocabulary).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Shape {
     /// The first half of the nodes (by name) against the second.
     Halves,
@@ -159,7 +161,8 @@ impl FromStr for Shape {
 }
 
 /// How a clock fault moves clocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ClockMode {
     /// Set each chosen node's offset once.
     Bump,
@@ -170,8 +173,10 @@ pub enum ClockMode {
     },
 }
 
-/// A fault with every choice made: what to do, to which nodes.
-#[derive(Clone, Debug, PartialEq)]
+/// A fault with every choice made: what to do, to which nodes (by index: `n1` is 0). In a
+/// schedule file, `{"kind": "partition", ...}` with these fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
     /// Messages from `a` to `b` are dropped for every `(a, b)` in `cuts`.
     Partition {
@@ -246,6 +251,20 @@ impl Fault {
             Fault::Pause { .. } => Kind::Pause,
             Fault::Packet { .. } => Kind::Packet,
             Fault::Crash { .. } => Kind::Crash,
+        }
+    }
+
+    /// Every node it names.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        match self {
+            Fault::Partition { groups, cuts, .. } => (groups.iter().flatten().copied())
+                .chain(cuts.iter().flat_map(|&(a, b)| [a, b]))
+                .collect(),
+            Fault::Clock { offsets, .. } => offsets.iter().map(|&(n, _)| n).collect(),
+            Fault::Kill { nodes }
+            | Fault::Pause { nodes }
+            | Fault::Packet { nodes, .. }
+            | Fault::Crash { nodes, .. } => nodes.clone(),
         }
     }
 

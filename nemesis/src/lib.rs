@@ -14,6 +14,7 @@
 //! - [`LocalEtcdBackend`]: a local etcd cluster (namespaces and nftables, proxies, signals).
 //! - [`ServerBackend`]: a local database server, PostgreSQL or MariaDB (signals).
 //! - [`ProxyBackend`]: TCP proxies in front of a URL target's nodes (packet faults).
+//! - [`SimBackend`]: a bundled system in the simulator, in virtual time.
 //! - [`MaelstromBackend`]: Maelstrom-protocol nodes, with faultline as their network.
 //! - [`SshBackend`]: a cluster on other machines, through nftables and lifecycle commands
 //!   over ssh (a cluster file).
@@ -30,6 +31,7 @@ mod processes;
 mod proxy;
 mod schedule;
 mod server;
+mod sim;
 mod ssh;
 
 pub use bundled::BundledBackend;
@@ -38,8 +40,9 @@ pub use fault::{ClockMode, Fault, Kind, NodeId, Shape, name};
 pub use local_etcd::LocalEtcdBackend;
 pub use maelstrom::{MaelstromBackend, SharedCluster};
 pub use proxy::ProxyBackend;
-pub use schedule::{Schedule, Step};
+pub use schedule::{PlannedStep, Schedule, ScheduleFile, Step};
 pub use server::{LocalMariadbBackend, LocalPostgresBackend, LocalServer, ServerBackend};
+pub use sim::SimBackend;
 pub use ssh::SshBackend;
 
 use std::future::Future;
@@ -82,6 +85,8 @@ pub enum AnyBackend {
     Maelstrom(MaelstromBackend),
     /// A cluster on other machines, over ssh.
     Ssh(Box<SshBackend>),
+    /// A simulated bundled cluster.
+    Sim(SimBackend),
 }
 
 impl Backend for AnyBackend {
@@ -94,6 +99,7 @@ impl Backend for AnyBackend {
             AnyBackend::Proxy(b) => b.unsupported(kinds),
             AnyBackend::Maelstrom(b) => b.unsupported(kinds),
             AnyBackend::Ssh(b) => b.unsupported(kinds),
+            AnyBackend::Sim(b) => b.unsupported(kinds),
             AnyBackend::Command(b, proxies) => b
                 .unsupported(kinds)
                 .into_iter()
@@ -111,6 +117,7 @@ impl Backend for AnyBackend {
             AnyBackend::Proxy(b) => b.apply(fault).await,
             AnyBackend::Maelstrom(b) => b.apply(fault).await,
             AnyBackend::Ssh(b) => b.apply(fault).await,
+            AnyBackend::Sim(b) => b.apply(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.apply(fault).await,
             AnyBackend::Command(b, _) => b.apply(fault).await,
         }
@@ -125,6 +132,7 @@ impl Backend for AnyBackend {
             AnyBackend::Proxy(b) => b.heal(fault).await,
             AnyBackend::Maelstrom(b) => b.heal(fault).await,
             AnyBackend::Ssh(b) => b.heal(fault).await,
+            AnyBackend::Sim(b) => b.heal(fault).await,
             AnyBackend::Command(b, Some(p)) if !b.handles(fault.kind()) => p.heal(fault).await,
             AnyBackend::Command(b, _) => b.heal(fault).await,
         }
@@ -139,6 +147,7 @@ impl Backend for AnyBackend {
             AnyBackend::Proxy(b) => b.heal_all().await,
             AnyBackend::Maelstrom(b) => b.heal_all().await,
             AnyBackend::Ssh(b) => b.heal_all().await,
+            AnyBackend::Sim(b) => b.heal_all().await,
             AnyBackend::Command(b, proxies) => {
                 let commands = b.heal_all().await;
                 if let Some(p) = proxies {
@@ -202,6 +211,7 @@ async fn sleep_or_stop(d: std::time::Duration, stop: &mut watch::Receiver<bool>)
         return true;
     }
     tokio::select! {
+        biased;
         _ = tokio::time::sleep(d) => false,
         r = stop.wait_for(|s| *s) => r.is_ok(),
     }
@@ -218,7 +228,11 @@ pub async fn run<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     loop {
-        let step = schedule.next_step();
+        let Some(step) = schedule.next() else {
+            // A replayed schedule is over: no more faults until the stop.
+            let _ = stop.wait_for(|s| *s).await;
+            return Ok(());
+        };
         if sleep_or_stop(step.wait, &mut stop).await {
             return Ok(());
         }

@@ -3,7 +3,10 @@
 //! uniform in [0, 2 × interval), and so are waits unless a gap is given (waits in [0, gap);
 //! none with a zero gap). Equal seeds give equal schedules.
 
+use std::collections::VecDeque;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -24,6 +27,96 @@ pub struct Step {
     pub hold: Duration,
 }
 
+/// One fault of a schedule file: when it starts (from the start of the run), how long it is
+/// held, and what it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedStep {
+    /// When the fault starts, in milliseconds from the start of the workload.
+    pub at_ms: u64,
+    /// How long it is held before it is healed, in milliseconds.
+    pub hold_ms: u64,
+    /// The fault.
+    pub fault: Fault,
+}
+
+/// A fault schedule as a file (`--schedule`): the faults of a run, each at its time, replayed
+/// as written instead of the ones the seed would draw. `faultline hunt` writes them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    /// The format's version: 1.
+    pub faultline_schedule: u32,
+    /// The faults, by start time.
+    pub steps: Vec<PlannedStep>,
+}
+
+impl ScheduleFile {
+    /// A file of `steps` (sorted by their start).
+    pub fn new(mut steps: Vec<PlannedStep>) -> Self {
+        steps.sort_by_key(|s| s.at_ms);
+        ScheduleFile {
+            faultline_schedule: 1,
+            steps,
+        }
+    }
+
+    /// Reads and checks a schedule file for a cluster of `nodes`; errors name the file.
+    pub fn read(path: &std::path::Path, nodes: usize) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--schedule {}: cannot read: {e}", path.display()))?;
+        let file: ScheduleFile = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "--schedule {}: line {} column {}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        if file.faultline_schedule != 1 {
+            return Err(format!(
+                "--schedule {}: format version {} is not one this faultline reads (1)",
+                path.display(),
+                file.faultline_schedule
+            ));
+        }
+        for (i, step) in file.steps.iter().enumerate() {
+            if let Some(node) = step
+                .fault
+                .nodes()
+                .into_iter()
+                .find(|&n| n as usize >= nodes)
+            {
+                return Err(format!(
+                    "--schedule {}: step {} names node index {node}, but the cluster has {nodes} \
+                     nodes (indices 0 to {})",
+                    path.display(),
+                    i + 1,
+                    nodes.saturating_sub(1)
+                ));
+            }
+        }
+        Ok(ScheduleFile::new(file.steps))
+    }
+
+    /// The steps as the nemesis runs them: each wait counted from the previous heal.
+    fn steps(&self) -> Vec<Step> {
+        let mut free_at = 0;
+        self.steps
+            .iter()
+            .map(|planned| {
+                let wait = planned.at_ms.saturating_sub(free_at);
+                free_at = free_at.max(planned.at_ms) + planned.hold_ms;
+                Step {
+                    wait: Duration::from_millis(wait),
+                    fault: planned.fault.clone(),
+                    hold: Duration::from_millis(planned.hold_ms),
+                }
+            })
+            .collect()
+    }
+}
+
 /// A seeded generator of steps.
 #[derive(Debug)]
 pub struct Schedule {
@@ -41,6 +134,8 @@ pub struct Schedule {
     nodes: usize,
     /// The largest clock offset a clock fault sets, in milliseconds.
     max_skew_ms: i64,
+    /// Steps given in advance (a schedule file), replayed instead of drawn.
+    replay: Option<VecDeque<Step>>,
 }
 
 impl Schedule {
@@ -72,7 +167,42 @@ impl Schedule {
             max_wait: 2 * interval,
             nodes: nodes.max(1),
             max_skew_ms: 30_000,
+            replay: None,
         }
+    }
+
+    /// A schedule that replays `file`'s steps, then starts no more faults.
+    pub fn replaying(file: &ScheduleFile) -> Self {
+        let mut schedule = Schedule::new(vec![Kind::Partition], Vec::new(), Duration::ZERO, 1, 0);
+        schedule.replay = Some(file.steps().into());
+        schedule
+    }
+
+    /// The next step, or `None` when a replayed schedule has no more.
+    pub fn next(&mut self) -> Option<Step> {
+        match &mut self.replay {
+            Some(steps) => steps.pop_front(),
+            None => Some(self.next_step()),
+        }
+    }
+
+    /// The steps that start within `limit` of the start, each at its time.
+    pub fn planned(&mut self, limit: Duration) -> ScheduleFile {
+        let mut at = Duration::ZERO;
+        let mut planned = Vec::new();
+        while let Some(step) = self.next() {
+            at += step.wait;
+            if at >= limit {
+                break;
+            }
+            planned.push(PlannedStep {
+                at_ms: at.as_millis() as u64,
+                hold_ms: step.hold.as_millis() as u64,
+                fault: step.fault,
+            });
+            at += step.hold;
+        }
+        ScheduleFile::new(planned)
     }
 
     /// Each crash fault arms one of `plans` (persist, or send, when empty) and keeps a

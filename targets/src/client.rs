@@ -221,7 +221,11 @@ pub(crate) fn error_text(e: &reqwest::Error) -> String {
 
 /// Maps an HTTP answer for `op` to a completion.
 pub fn completion(op: &Op, status: u16, body: &[u8]) -> Completion {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    completion_of(op, status, serde_json::from_slice(body).ok())
+}
+
+/// [`completion`] of a body already parsed (`None`: not JSON).
+pub fn completion_of(op: &Op, status: u16, parsed: Option<Value>) -> Completion {
     let error_of = |parsed: &Option<Value>| {
         parsed
             .as_ref()
@@ -356,6 +360,8 @@ pub enum AnyClient {
     Exec(std::sync::Arc<crate::exec::ExecClient>),
     /// Maelstrom nodes, through faultline's router.
     Maelstrom(std::sync::Arc<crate::maelstrom::MaelstromClient>),
+    /// A simulated bundled cluster.
+    Sim(crate::sim::SimCluster),
 }
 
 impl AnyClient {
@@ -369,6 +375,8 @@ impl AnyClient {
             AnyClient::Exec(c) => c.check_reachable(timeout).await,
             // Every node answered `init` before the run began.
             AnyClient::Maelstrom(_) => Ok(()),
+            // Simulated nodes are in this process.
+            AnyClient::Sim(_) => Ok(()),
         }
     }
 }
@@ -382,6 +390,7 @@ impl Client for AnyClient {
             AnyClient::Mariadb(c) => c.invoke(node, op, timeout).await,
             AnyClient::Exec(c) => c.invoke(node, op, timeout).await,
             AnyClient::Maelstrom(c) => c.invoke(node, op, timeout).await,
+            AnyClient::Sim(c) => c.invoke(node, op, timeout).await,
         }
     }
 
@@ -407,6 +416,7 @@ impl Client for AnyClient {
             AnyClient::Mariadb(c) => c.nodes(),
             AnyClient::Exec(c) => c.nodes(),
             AnyClient::Maelstrom(c) => c.nodes(),
+            AnyClient::Sim(c) => Client::nodes(c),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`postgres`]: real PostgreSQL, a server faultline starts (`local:postgres`) or a URL.
 //! - [`mariadb`]: real MariaDB, a server faultline starts (`local:mariadb`) or a URL.
 //! - [`proxy::Proxy`]: a TCP proxy with delay, loss, bandwidth, reset and blackhole toxics.
+//! - [`sim::SimCluster`]: a bundled system in the simulator, on virtual time (`--runtime sim`).
 //! - [`target::Target`]: what `--target` names, parsed and checked, and what it can do.
 
 pub mod client;
@@ -31,6 +32,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod runtime;
 mod server;
+pub mod sim;
 pub mod ssh;
 pub mod target;
 

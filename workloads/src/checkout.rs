@@ -60,10 +60,9 @@ pub struct Placed {
     orders: Vec<OrderFacts>,
 }
 
-struct Shared {
+struct Shared<S> {
     config: CheckoutConfig,
-    http: reqwest::Client,
-    coordinator: String,
+    shop: Arc<S>,
     recorder: Arc<Recorder>,
     initial: Initial,
     rng: Mutex<ChaCha8Rng>,
@@ -72,29 +71,181 @@ struct Shared {
     placed: Mutex<Vec<OrderFacts>>,
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
-    let response = http
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("{url} answered {}", response.status()));
+/// A checkout system as the workload reaches it: its coordinator takes orders, every node
+/// shows its state. Over HTTP ([`HttpShop`]) or in the simulator.
+pub trait Shop: Send + Sync + 'static {
+    /// Places `order` under the idempotency `key`: the status and body answered, if any came
+    /// within `timeout`.
+    fn place(
+        &self,
+        order: &Value,
+        key: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(u16, Option<Value>), Unanswered>> + Send;
+    /// Node `node`'s own state (`GET /state`: the coordinator first, then the services).
+    fn state(&self, node: usize) -> impl Future<Output = Result<Value, String>> + Send;
+    /// What to call node `node` in an error.
+    fn name(&self, node: usize) -> String;
+    /// How many nodes.
+    fn nodes(&self) -> usize;
+}
+
+/// An attempt that got no answer.
+#[derive(Debug)]
+pub enum Unanswered {
+    /// The request was never sent (a refused connection): the order certainly did not run.
+    NotSent(String),
+    /// The request left; what became of it is unknown.
+    Lost(String),
+}
+
+/// A checkout system served over HTTP: `urls` the coordinator's, then the services'.
+pub struct HttpShop {
+    http: reqwest::Client,
+    urls: Vec<String>,
+}
+
+impl HttpShop {
+    /// A shop at `urls`.
+    pub fn new(urls: &[String]) -> io::Result<Self> {
+        Ok(HttpShop {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                .build()
+                .map_err(io::Error::other)?,
+            urls: urls.to_vec(),
+        })
     }
-    response.json().await.map_err(|e| format!("{url}: {e}"))
+}
+
+impl Shop for HttpShop {
+    async fn place(
+        &self,
+        order: &Value,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<(u16, Option<Value>), Unanswered> {
+        let answer = self
+            .http
+            .post(format!("{}/orders", self.urls[0]))
+            .header("Idempotency-Key", key)
+            .json(order)
+            .timeout(timeout)
+            .send()
+            .await;
+        match answer {
+            Err(e) if e.is_connect() => Err(Unanswered::NotSent(e.to_string())),
+            Err(e) => Err(Unanswered::Lost(e.to_string())),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                Ok((status, response.json().await.ok()))
+            }
+        }
+    }
+
+    async fn state(&self, node: usize) -> Result<Value, String> {
+        let url = format!("{}/state", self.urls[node]);
+        let response = (self.http.get(&url))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        response.json().await.map_err(|e| format!("{url}: {e}"))
+    }
+
+    fn name(&self, node: usize) -> String {
+        format!("{}/state", self.urls[node])
+    }
+
+    fn nodes(&self) -> usize {
+        self.urls.len()
+    }
+}
+
+/// Whichever shop a run uses.
+pub enum AnyShop {
+    /// Over HTTP.
+    Http(HttpShop),
+    /// In the simulator.
+    Sim(faultline_targets::sim::SimCluster),
+}
+
+impl Shop for AnyShop {
+    async fn place(
+        &self,
+        order: &Value,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<(u16, Option<Value>), Unanswered> {
+        match self {
+            AnyShop::Http(shop) => shop.place(order, key, timeout).await,
+            AnyShop::Sim(shop) => Shop::place(shop, order, key, timeout).await,
+        }
+    }
+
+    async fn state(&self, node: usize) -> Result<Value, String> {
+        match self {
+            AnyShop::Http(shop) => shop.state(node).await,
+            AnyShop::Sim(shop) => Shop::state(shop, node).await,
+        }
+    }
+
+    fn name(&self, node: usize) -> String {
+        match self {
+            AnyShop::Http(shop) => shop.name(node),
+            AnyShop::Sim(shop) => Shop::name(shop, node),
+        }
+    }
+
+    fn nodes(&self) -> usize {
+        match self {
+            AnyShop::Http(shop) => shop.nodes(),
+            AnyShop::Sim(shop) => Shop::nodes(shop),
+        }
+    }
+}
+
+impl Shop for faultline_targets::sim::SimCluster {
+    async fn place(
+        &self,
+        order: &Value,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<(u16, Option<Value>), Unanswered> {
+        match faultline_targets::sim::SimCluster::place(self, order, key, timeout).await {
+            Some(Ok((status, body))) => Ok((status, Some(body))),
+            Some(Err(refused)) => Err(Unanswered::NotSent(refused)),
+            None => Err(Unanswered::Lost(format!("no answer within {timeout:?}"))),
+        }
+    }
+
+    async fn state(&self, node: usize) -> Result<Value, String> {
+        faultline_targets::sim::SimCluster::state(self, node as u32)
+            .ok_or_else(|| format!("{} is not running", self.name(node)))
+    }
+
+    fn name(&self, node: usize) -> String {
+        faultline_targets::systems::kv::node_name(node as u32)
+    }
+
+    fn nodes(&self) -> usize {
+        faultline_targets::sim::SimCluster::nodes(self)
+    }
 }
 
 /// Reads what the services hold before the run (`urls`: coordinator first, then inventory,
 /// payment, shipping).
-pub async fn initial_state(urls: &[String]) -> Result<Initial, String> {
-    if urls.len() != 4 {
+pub async fn initial_state(shop: &impl Shop) -> Result<Initial, String> {
+    if shop.nodes() != 4 {
         return Err(format!(
             "a checkout system has a coordinator and three services; this target has {} nodes",
-            urls.len()
+            shop.nodes()
         ));
     }
-    let http = reqwest::Client::new();
     let totals = |v: &Value| -> BTreeMap<String, i64> {
         v["totals"]
             .as_object()
@@ -105,37 +256,33 @@ pub async fn initial_state(urls: &[String]) -> Result<Initial, String> {
             })
             .unwrap_or_default()
     };
-    let inventory = get_json(&http, &format!("{}/state", urls[1])).await?;
-    let payment = get_json(&http, &format!("{}/state", urls[2])).await?;
+    let inventory = shop.state(1).await?;
+    let payment = shop.state(2).await?;
     let initial = Initial {
         stock: totals(&inventory),
         balances: totals(&payment),
     };
     if initial.stock.is_empty() || initial.balances.is_empty() {
         return Err(format!(
-            "{}/state and {}/state hold no stock or no accounts: is this a checkout system?",
-            urls[1], urls[2]
+            "{} and {} hold no stock or no accounts: is this a checkout system?",
+            shop.name(1),
+            shop.name(2)
         ));
     }
     Ok(initial)
 }
 
 /// Places orders until the time or order budget is spent, or the stop signal fires.
-pub async fn run(
+pub async fn run<S: Shop>(
     config: CheckoutConfig,
-    urls: &[String],
+    shop: Arc<S>,
     initial: Initial,
     recorder: Arc<Recorder>,
     stop: watch::Receiver<bool>,
 ) -> io::Result<(RunSummary, Placed)> {
     let shared = Arc::new(Shared {
         rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(io::Error::other)?,
-        coordinator: urls[0].clone(),
+        shop,
         issued: AtomicU64::new(0),
         next_process: AtomicU64::new(config.clients as u64),
         placed: Mutex::new(Vec::new()),
@@ -172,8 +319,8 @@ enum Attempt {
     Unknown,
 }
 
-async fn client_loop(
-    shared: Arc<Shared>,
+async fn client_loop<S: Shop>(
+    shared: Arc<Shared<S>>,
     index: u64,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -253,8 +400,8 @@ async fn client_loop(
 }
 
 /// One attempt at placing `order`, recorded; `None` if the stop signal cut it short.
-async fn place(
-    shared: &Shared,
+async fn place<S: Shop>(
+    shared: &Shared<S>,
     process: u64,
     order: &Value,
     key: &str,
@@ -275,23 +422,16 @@ async fn place(
     };
     record("invoke", order, None)?;
     let timeout = shared.config.op_timeout;
-    let request = shared
-        .http
-        .post(format!("{}/orders", shared.coordinator))
-        .header("Idempotency-Key", key)
-        .json(order)
-        .timeout(timeout)
-        .send();
+    let request = shared.shop.place(order, key, timeout);
     let answer = tokio::select! {
+        biased;
         a = request => a,
         _ = stop_fired(stop) => return Ok(None),
     };
     let (attempt, value, error) = match answer {
-        Err(e) if e.is_connect() => (Attempt::Refused, Value::Null, Some(e.to_string())),
-        Err(e) => (Attempt::Unknown, Value::Null, Some(e.to_string())),
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body: Option<Value> = response.json().await.ok();
+        Err(Unanswered::NotSent(e)) => (Attempt::Refused, Value::Null, Some(e)),
+        Err(Unanswered::Lost(e)) => (Attempt::Unknown, Value::Null, Some(e)),
+        Ok((status, body)) => {
             let outcome = body
                 .as_ref()
                 .and_then(|b| b["value"]["status"].as_str())
@@ -334,27 +474,23 @@ async fn place(
 }
 
 /// After the quiet period: every order's final status and every service's state.
-pub async fn final_state(urls: &[String], initial: Initial, placed: Placed) -> SagaFacts {
-    let http = reqwest::Client::new();
+pub async fn final_state(shop: &impl Shop, initial: Initial, placed: Placed) -> SagaFacts {
     let mut facts = SagaFacts {
         initial_stock: initial.stock,
         initial_balances: initial.balances,
         orders: placed.orders,
         services: BTreeMap::new(),
     };
-    let read = |url: String| {
-        let http = http.clone();
-        async move {
-            for _ in 0..5 {
-                if let Ok(v) = get_json(&http, &url).await {
-                    return Some(v);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    let read = |node: usize| async move {
+        for _ in 0..5 {
+            if let Ok(v) = shop.state(node).await {
+                return Some(v);
             }
-            None
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        None
     };
-    if let Some(coordinator) = read(format!("{}/state", urls[0])).await {
+    if let Some(coordinator) = read(0).await {
         for order in &mut facts.orders {
             let saga = &coordinator["orders"][&order.order];
             order.final_status = saga["status"].as_str().map(str::to_string);
@@ -363,7 +499,7 @@ pub async fn final_state(urls: &[String], initial: Initial, placed: Placed) -> S
         }
     }
     for (i, name) in SERVICES.iter().enumerate() {
-        let Some(state) = read(format!("{}/state", urls[i + 1])).await else {
+        let Some(state) = read(i + 1).await else {
             continue;
         };
         let totals = state["totals"]

@@ -1,13 +1,16 @@
 //! The history as it happens: every event appended to `history.jsonl` with a dense index and a
 //! monotonic time, buffered, and flushed at least every 100 ms and at the end, so a crash of
-//! the harness leaves a checkable prefix.
+//! the harness leaves a checkable prefix. Times are tokio's, so a simulated run (on a paused
+//! clock) records virtual time.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;

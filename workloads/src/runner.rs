@@ -189,6 +189,7 @@ impl Pace<'_> {
             }
             if let Some(wait) = at.checked_sub(self.recorder.elapsed()) {
                 tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop_fired(stop.clone()) => return None,
                 }
@@ -245,6 +246,7 @@ async fn client_loop<C: Client>(
             .client
             .invoke_as(index, node, &op.op, config.op_timeout);
         let completion = tokio::select! {
+            biased;
             c = tokio::time::timeout(config.op_timeout + Duration::from_millis(20), call) => {
                 c.unwrap_or_else(|_| Completion::Info {
                     error: format!("no answer within {:?}", config.op_timeout),

@@ -1,7 +1,7 @@
 //! The process runtime: one reference-system node as an OS process (DESIGN §4.1).
 //!
 //! It serves the faultline KV protocol over HTTP on loopback ([`http`]), links to its peers over
-//! TCP ([`transport`]), applies the fault layer to every message and to its clock ([`faults`]),
+//! TCP ([`transport`]), applies the fault layer to every message and to its clock ([`crate::systems::faults`]),
 //! persists records with fsync before acting on them ([`storage`]), and drives the node state
 //! machine from one task that owns it: feed an input, drain every output in order, repeat.
 //! Ticks come every 10 ms.
@@ -11,12 +11,13 @@
 //! time a new state machine is built from the log, as after a SIGKILL and a restart. Messages
 //! already sent stay in the network.
 
-mod faults;
 mod http;
 mod storage;
 mod transport;
 
-pub use faults::{CrashPlan, CrashPoint, CrashRule, Done, Fate, FaultLayer, Faults, PlannedCrash};
+pub use crate::systems::faults::{
+    CrashPlan, CrashPoint, CrashRule, Done, Fate, FaultLayer, Faults, PlannedCrash,
+};
 pub use http::{MAX_BODY, MAX_KEY};
 pub use storage::{NOTES_FILE, Notes, Storage};
 

@@ -14,9 +14,9 @@ use super::{ClientReply, ClientRequest, Kinded, Node, NodeId, Now, Output, Reque
 /// A coordinator's or a service's state machine.
 pub trait Part {
     /// Messages between the parts.
-    type Message: Serialize + DeserializeOwned + Kinded + Send + std::fmt::Debug + 'static;
+    type Message: Serialize + DeserializeOwned + Kinded + Clone + Send + std::fmt::Debug + 'static;
     /// What the part persists.
-    type Record: Serialize + DeserializeOwned + Kinded + Send + 'static;
+    type Record: Serialize + DeserializeOwned + Kinded + Clone + Send + 'static;
     /// A peer's message arrived.
     fn step(&mut self, now: Now, from: NodeId, msg: Self::Message);
     /// Time passed.

@@ -11,11 +11,13 @@
 //! is a function of its inputs, its settings and its seed.
 
 pub mod checkout;
+pub mod faults;
 pub mod kv;
 pub mod orders;
 pub mod quorum;
 pub mod raft;
 pub mod saga;
+pub mod sim;
 pub mod twopc;
 
 pub use kv::{ClientReply, ClientRequest, NodeId, Now, RequestId, TxnState, run_txn};
@@ -256,9 +258,9 @@ pub(crate) fn serde_variant(value: &impl Serialize) -> String {
 /// A reference-system node as its runtime drives it.
 pub trait Node: Send + 'static {
     /// Messages between nodes.
-    type Message: Serialize + DeserializeOwned + Kinded + Send + std::fmt::Debug + 'static;
+    type Message: Serialize + DeserializeOwned + Kinded + Clone + Send + std::fmt::Debug + 'static;
     /// Records of durable state; a node restarted on its records recovers what it persisted.
-    type Record: Serialize + DeserializeOwned + Kinded + Send + 'static;
+    type Record: Serialize + DeserializeOwned + Kinded + Clone + Send + 'static;
 
     /// A client request arrived.
     fn handle_client(&mut self, now: Now, id: RequestId, request: ClientRequest);

@@ -1,5 +1,6 @@
-//! The fault layer between a node and the network (DESIGN §4.1), set through
-//! `POST /admin/faults`: drop messages to or from given peers (partitions, one-way too), lose,
+//! The fault layer between a node and the network (DESIGN §4.1), the same for both runtimes:
+//! the process runtime sets it through `POST /admin/faults`, the simulator ([`crate::sim`])
+//! directly. It drops messages to or from given peers (partitions, one-way too), lose,
 //! duplicate or delay a share of messages, offset the node's wall clock, and crash the node at
 //! a chosen point (right after it writes its log or sends a message).
 
@@ -7,8 +8,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::systems::NodeId;
-use crate::systems::kv::node_name;
+use crate::NodeId;
+use crate::kv::node_name;
 
 /// The faults a node applies. Each `POST /admin/faults` replaces them all; `{}` heals.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
