@@ -30,6 +30,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Cluster(ClusterCommand),
     Report(ReportArgs),
+    Hunt(HuntArgs),
     /// Run one node of a bundled cluster (started by `faultline cluster up`).
     #[command(hide = true)]
     Node(NodeArgs),
@@ -338,6 +339,111 @@ impl Runtime {
             Runtime::Process => "process",
             Runtime::Sim => "sim",
         }
+    }
+}
+
+/// Hunt for a failing seed: many simulated runs of a bundled system on every core, then the
+/// failure shrunk to the fewest faults that still fail.
+///
+/// Each seed is a whole `faultline run --runtime sim` (workload, faults, checkers) of
+/// --run-time virtual seconds, taking milliseconds of wall time. With --swarm each seed also
+/// draws its own fault mix, rate, clients, cluster size and fault pacing (swarm testing: a
+/// narrow mix finds what a broad one dilutes). At the first FAIL (or the lowest failing seed
+/// among those running), the hunt stops, replays the seed to confirm the same verdict and the
+/// same history bytes, and shrinks its fault schedule: faults removed (delta debugging), holds
+/// shortened, the run cut short, as long as the same checker still fails. The shrunk schedule
+/// is written as a file `faultline run --schedule` replays, on the simulator or on processes
+/// (where it may pass: real timing is not the simulator's).
+///
+/// Exit codes: 0 no seed failed, 1 a seed failed (printed with the command that replays it),
+/// 4 a run could not be made, 2 bad usage.
+///
+/// Examples:
+///   faultline hunt --target bundled:raft --set bug=no-read-index --workload cas
+///   faultline hunt --target bundled:quorum --set n=3,r=1,w=1 --workload register --nemesis partition
+///   faultline hunt --target bundled:raft --swarm --seeds 1..10000 --time-limit 10m
+///   faultline hunt --target bundled:raft --set bug=forget-vote -- --crash-points send:VoteGranted@1
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct HuntArgs {
+    /// The bundled system: bundled:quorum, bundled:raft, bundled:saga or bundled:twopc.
+    #[arg(long, default_value = "bundled:quorum", env = "FAULTLINE_TARGET")]
+    pub(crate) target: String,
+
+    /// Settings of the system as key=value, comma-separated; repeatable (`bug=...` plants a
+    /// bug; see `faultline cluster up --help`).
+    #[arg(long = "set", value_name = "KEY=VALUE,...")]
+    pub(crate) settings: Vec<String>,
+
+    /// The workload (default: checkout for bundled:saga and bundled:twopc, cas otherwise).
+    #[arg(long, value_parser = parse_workload)]
+    pub(crate) workload: Option<faultline_workloads::Workload>,
+
+    /// The faults each run may inject (default: every kind the system takes); with --swarm,
+    /// each seed draws a mix of these.
+    #[arg(long, value_name = "KINDS")]
+    pub(crate) nemesis: Option<String>,
+
+    /// The seeds to try, as FIRST..LAST (inclusive).
+    #[arg(long, default_value = "1..100000", value_parser = parse_seeds)]
+    pub(crate) seeds: (u64, u64),
+
+    /// Stop hunting after this much wall time (shrinking has its own --shrink-time).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) time_limit: Duration,
+
+    /// Each seed also draws its fault mix, rate, clients, cluster size and fault pacing.
+    #[arg(long)]
+    pub(crate) swarm: bool,
+
+    /// The virtual length of each run.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) run_time: Duration,
+
+    /// Nodes per run (systems with a fixed size ignore it; --swarm draws 3 or 5).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) nodes: u32,
+
+    /// Concurrent clients per run.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) clients: usize,
+
+    /// Operations per second per run (virtual).
+    #[arg(long, default_value_t = 100.0)]
+    pub(crate) rate: f64,
+
+    /// Runs at once (default: one per core).
+    #[arg(long)]
+    pub(crate) jobs: Option<usize>,
+
+    /// The longest shrinking may take.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) shrink_time: Duration,
+
+    /// Report the failing seed without shrinking its schedule.
+    #[arg(long)]
+    pub(crate) no_shrink: bool,
+
+    /// Where the failing seed's run directory and the shrunk schedule are written.
+    #[arg(long, default_value = "results", env = "FAULTLINE_OUT")]
+    pub(crate) out: PathBuf,
+
+    /// Options passed to every run as they are (after `--`), such as --crash-points,
+    /// --partition-shapes or --op-timeout.
+    #[arg(last = true, value_name = "RUN OPTIONS")]
+    pub(crate) run_options: Vec<String>,
+}
+
+/// Parses `FIRST..LAST`.
+fn parse_seeds(s: &str) -> Result<(u64, u64), String> {
+    let parsed = s
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some((first, last)) if first <= last => Ok((first, last)),
+        _ => Err(format!(
+            "`{s}` is not a seed range; write FIRST..LAST, as 1..100000"
+        )),
     }
 }
 

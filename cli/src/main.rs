@@ -14,12 +14,14 @@ mod check;
 mod cluster;
 mod cluster_check;
 mod compare;
+mod hunt;
 mod judge;
 mod network;
 mod plan;
 mod remote;
 mod report;
 mod run;
+mod shrink;
 mod sim;
 
 use std::process::ExitCode;
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         args::Command::Cluster(args::ClusterCommand::Up(up)) => cluster::up(&up),
         args::Command::Cluster(args::ClusterCommand::Check(check)) => cluster_check::run(&check),
         args::Command::Report(report) => report::run(&report),
+        args::Command::Hunt(hunt) => hunt::run(&hunt),
         args::Command::Node(node) => cluster::node(&node),
     }
 }

@@ -49,6 +49,8 @@ pub(crate) struct RunPlan {
     pub(crate) cluster: Option<ClusterFile>,
     /// The faults to replay instead of the seed's (`--schedule`).
     pub(crate) schedule: Option<ScheduleFile>,
+    /// Whether the run writes its HTML report (a hunt's many runs do not).
+    pub(crate) write_report: bool,
 }
 
 impl RunPlan {
@@ -122,6 +124,7 @@ impl RunPlan {
             opts: opts.clone(),
             cluster,
             schedule,
+            write_report: true,
         })
     }
 

@@ -219,12 +219,16 @@ pub(crate) async fn execute(
         .backend
         .take()
         .map(|b| spawn_nemesis(plan, &live, b, &recorder, show));
+    let wall = std::time::Instant::now();
     let recorded = record(plan, &live, &recorder, stop.clone()).await;
     let nemesis_error = match nemesis {
         Some(nemesis) => heal(nemesis, &recorder, show).await,
         None => None,
     };
     let summary = after(plan, &live, &recorder, &dir, recorded, stop, show).await;
+    if let (Some(sim), Ok(summary), true) = (live.sim(), &summary, show) {
+        crate::sim::print_speed(&sim, summary.invoked, wall.elapsed());
+    }
     if let AnyClient::Exec(programs) = &*live.client
         && programs.restarts() > 0
     {
@@ -248,12 +252,16 @@ pub(crate) async fn execute(
         network.as_ref().map(|(report, _)| report),
     )?;
     let started = std::time::Instant::now();
-    let report = match report::write_run_report_of(&dir.path, &history, &judged.verdicts, started) {
-        Ok(written) => Some(written.path),
-        Err(e) => {
-            eprintln!("faultline: the HTML report was not written: {e}");
-            None
+    let report = if plan.write_report {
+        match report::write_run_report_of(&dir.path, &history, &judged.verdicts, started) {
+            Ok(written) => Some(written.path),
+            Err(e) => {
+                eprintln!("faultline: the HTML report was not written: {e}");
+                None
+            }
         }
+    } else {
+        None
     };
     Ok(Finished {
         report,
@@ -666,7 +674,7 @@ fn spawn_nemesis(
 }
 
 /// The plan's fault schedule on `nodes` nodes: its schedule file's, or drawn from its seed.
-fn schedule(plan: &RunPlan, nodes: usize) -> Schedule {
+pub(crate) fn schedule(plan: &RunPlan, nodes: usize) -> Schedule {
     let opts = &plan.opts;
     if let Some(file) = &plan.schedule {
         return Schedule::replaying(file);

@@ -50,6 +50,19 @@ pub(crate) fn start(
     Ok((sim, (urls, json!(settings))))
 }
 
+/// Prints how far virtual time ran ahead of the wall clock while `operations` were recorded
+/// in `wall`.
+pub(crate) fn print_speed(sim: &SimCluster, operations: u64, wall: std::time::Duration) {
+    let virtual_s = sim.now_ms() as f64 / 1000.0;
+    let wall_s = wall.as_secs_f64().max(1e-9);
+    eprintln!(
+        "faultline: simulated {virtual_s:.1} s in {wall_s:.2} s of wall time ({:.0}× real time): \
+         {operations} client operations, {:.0} per second of wall time",
+        virtual_s / wall_s,
+        operations as f64 / wall_s
+    );
+}
+
 /// Writes the notes the simulated nodes wrote about themselves into the run directory, one
 /// file per node as the process runtime's nodes leave them.
 pub(crate) fn keep_notes(sim: &SimCluster, dir: &RunDir) -> Result<(), String> {

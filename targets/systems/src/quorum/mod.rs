@@ -31,7 +31,7 @@ pub use ring::{Ring, position};
 pub use settings::{Mode, ReadRepair, Resolution, Settings};
 pub use version::{Causality, Merge, Stamp, VClock, Version};
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -221,16 +221,16 @@ pub struct QuorumNode {
     id: NodeId,
     settings: Settings,
     ring: Ring,
-    store: HashMap<String, Vec<Version>>,
+    store: BTreeMap<String, Vec<Version>>,
     hints: BTreeMap<(NodeId, String), Vec<Version>>,
     counter: u64,
     /// The operations this node coordinates, by operation number.
-    coordinating: HashMap<u64, Coordinator>,
+    coordinating: BTreeMap<u64, Coordinator>,
     next_op: u64,
     peers: Vec<Liveness>,
     outbox: VecDeque<Output<Message, Record>>,
     /// Transactions in progress, by the id of their current sub-request.
-    txns: HashMap<RequestId, txn::TxnRun>,
+    txns: BTreeMap<RequestId, txn::TxnRun>,
     next_txn_request: RequestId,
     local: VecDeque<Message>,
     now: Now,
@@ -246,13 +246,13 @@ impl QuorumNode {
             ring: Ring::new(&ids, settings.vnodes),
             peers: vec![Liveness::default(); settings.nodes as usize],
             settings,
-            store: HashMap::new(),
+            store: BTreeMap::new(),
             hints: BTreeMap::new(),
             counter: 0,
-            coordinating: HashMap::new(),
+            coordinating: BTreeMap::new(),
             next_op: 1,
             outbox: VecDeque::new(),
-            txns: HashMap::new(),
+            txns: BTreeMap::new(),
             next_txn_request: txn::TXN_BASE,
             local: VecDeque::new(),
             now: Now::default(),

@@ -37,7 +37,10 @@ impl RaftNode {
 
     /// Answers every waiting client of a leader that stops leading.
     pub(super) fn abandon_clients(&mut self, why: &str) {
-        let waiting: Vec<RequestId> = self.waiting.drain().map(|(_, (c, _, _))| c).collect();
+        let waiting: Vec<RequestId> = std::mem::take(&mut self.waiting)
+            .into_values()
+            .map(|(c, _, _)| c)
+            .collect();
         for client in waiting {
             self.reply(client, ClientReply::Timeout(why.to_string()));
         }
@@ -191,7 +194,17 @@ impl RaftNode {
     }
 
     /// A follower forwarded a client's request to this node.
+    /// A copy of a Forward already taken (the network may deliver a message twice) is
+    /// dropped: the first copy's answer is on its way. Handles are remembered for twice the
+    /// client timeout, long past any duplicate.
     pub(super) fn on_forward(&mut self, from: NodeId, id: u64, request: ClientRequest) {
+        let now = self.now.mono_ms;
+        let window = 2 * self.settings.timeout_ms;
+        self.forwards_seen
+            .retain(|_, &mut seen| now.saturating_sub(seen) <= window);
+        if self.forwards_seen.insert((from, id), now).is_some() {
+            return;
+        }
         let handle = self.next_remote;
         self.next_remote += 1;
         self.remote.insert(handle, (from, id));

@@ -35,7 +35,7 @@ mod timers;
 pub use messages::{AppendEntries, Command, Entry, Message, Record};
 pub use settings::{Bug, Settings};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -67,13 +67,16 @@ pub struct RaftNode {
     /// The replicated key-value map and its dedup table, computed by applying the log.
     kv: KvStore,
     /// Client writes waiting for their entry to apply: index → (client, term of the entry).
-    waiting: HashMap<u64, (RequestId, u64, u64)>,
+    waiting: BTreeMap<u64, (RequestId, u64, u64)>,
     reads: Vec<PendingRead>,
     /// Requests this leader runs for followers: its own handle → (follower, their handle).
-    remote: HashMap<RequestId, (NodeId, u64)>,
+    remote: BTreeMap<RequestId, (NodeId, u64)>,
     next_remote: RequestId,
+    /// Forwarded requests taken lately, (follower, their handle) → when: a duplicated
+    /// Forward is not run twice.
+    forwards_seen: BTreeMap<(NodeId, u64), u64>,
     /// Requests this follower forwarded: handle → (client, deadline).
-    forwarded: HashMap<u64, (RequestId, u64)>,
+    forwarded: BTreeMap<u64, (RequestId, u64)>,
     outbox: VecDeque<Output<Message, Record>>,
     now: Now,
 }
@@ -100,11 +103,12 @@ impl RaftNode {
             timers: TimerTable::default(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (u64::from(id) << 32)),
             kv: KvStore::default(),
-            waiting: HashMap::new(),
+            waiting: BTreeMap::new(),
             reads: Vec::new(),
-            remote: HashMap::new(),
+            remote: BTreeMap::new(),
             next_remote: REMOTE_BASE,
-            forwarded: HashMap::new(),
+            forwards_seen: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
             outbox: VecDeque::new(),
             now: Now::default(),
             settings,

@@ -230,17 +230,24 @@ impl RaftNode {
         }
         let f = from as usize;
         leader.echoed[f] = leader.echoed[f].max(round);
+        // Only a reply that tells something new sends more at once: a duplicated or stale
+        // reply must not start a second stream of appends to the same follower (under
+        // duplication they would multiply without end). The heartbeat resends anyway.
         if success {
+            let news = index > leader.matched[f];
             leader.matched[f] = leader.matched[f].max(index);
             leader.next[f] = leader.matched[f] + 1;
             let behind = leader.next[f] <= self.log.len() as u64;
             self.advance_commit();
-            if behind {
+            if behind && news {
                 self.send_append(from);
             }
         } else {
+            let before = leader.next[f];
             leader.next[f] = (index + 1).min(leader.next[f].saturating_sub(1)).max(1);
-            self.send_append(from);
+            if leader.next[f] != before {
+                self.send_append(from);
+            }
         }
         self.serve_reads();
     }

@@ -3,7 +3,7 @@
 //! order, so every node holds the same ones — a client that retries through another node
 //! after a leader change gets the first result, applied once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
@@ -15,7 +15,7 @@ use crate::ClientReply;
 pub(super) struct KvStore {
     kv: BTreeMap<String, Value>,
     /// The first result of every idempotency key applied.
-    dedup: HashMap<String, ClientReply>,
+    dedup: BTreeMap<String, ClientReply>,
 }
 
 impl KvStore {

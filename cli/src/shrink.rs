@@ -1,0 +1,209 @@
+//! Shrinking a failing seed's fault schedule (`faultline hunt`): the fewest faults, held the
+//! shortest, in the shortest run, that still make the same checker fail.
+//!
+//! The seed's schedule is written out as a schedule file; every trial replays a smaller file
+//! with the same seed (so the workload and the network draw as before) and keeps it if the
+//! checker that failed still fails. Faults go first (delta debugging: halves, then quarters,
+//! ... removed while the failure stays), then each hold is halved while it can be, then the
+//! run is cut short.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use faultline_nemesis::{PlannedStep, ScheduleFile};
+use faultline_targets::target::Target;
+
+use crate::args::HuntArgs;
+use crate::hunt::{Outcome, RunCommand};
+
+/// Trials against a time budget, each a replay of a schedule with the failing seed.
+struct Trials<'a> {
+    command: &'a RunCommand,
+    checker: String,
+    scratch: &'a Path,
+    started: Instant,
+    budget: Duration,
+    runs: u32,
+}
+
+impl Trials<'_> {
+    /// Whether `steps` in a run of `time_limit` still fail the checker (`false` once the
+    /// budget is spent: nothing more is removed).
+    fn fails(&mut self, steps: &[PlannedStep], time_limit: Duration) -> Result<bool, String> {
+        if self.started.elapsed() >= self.budget {
+            return Ok(false);
+        }
+        self.runs += 1;
+        let file = self.scratch.join("trial.json");
+        write(&file, steps)?;
+        let trial = self.replaying(&file, time_limit);
+        let outcome: Outcome = trial.outcome(self.scratch)?;
+        Ok(outcome.failing.contains(&self.checker))
+    }
+
+    /// The failing command with `file`'s faults instead of the seed's.
+    fn replaying(&self, file: &Path, time_limit: Duration) -> RunCommand {
+        RunCommand {
+            nemesis: None,
+            nemesis_interval: None,
+            schedule: Some(file.to_path_buf()),
+            time_limit,
+            ..self.command.clone()
+        }
+    }
+}
+
+fn write(path: &Path, steps: &[PlannedStep]) -> Result<(), String> {
+    let file = ScheduleFile::new(steps.to_vec());
+    let text = serde_json::to_string_pretty(&file).expect("schedules serialise");
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}
+
+/// Shrinks the schedule of the failing `command` and writes the full and the shrunk schedule
+/// beside its run directory `kept`.
+pub(crate) fn shrink(
+    command: &RunCommand,
+    outcome: &Outcome,
+    args: &HuntArgs,
+    kept: &Path,
+) -> Result<(), String> {
+    let plan = command.plan(false)?;
+    let nodes = match &plan.target {
+        Target::Bundled(spec) => spec.nodes as usize,
+        _ => plan.opts.nodes as usize,
+    };
+    // Every fault that can start before the nemesis stops (the last operation may end up to
+    // an operation timeout after the time limit).
+    let horizon = command.time_limit + plan.opts.op_timeout + Duration::from_secs(1);
+    let full = crate::run::schedule(&plan, nodes).planned(horizon).steps;
+    let full_path = kept.join("schedule.json");
+    write(&full_path, &full)?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+    let mut trials = Trials {
+        command,
+        checker: outcome.failing.first().cloned().unwrap_or_default(),
+        scratch: scratch.path(),
+        started: Instant::now(),
+        budget: args.shrink_time,
+        runs: 0,
+    };
+    let mut time_limit = command.time_limit;
+    if !trials.fails(&full, time_limit)? {
+        println!(
+            "shrunk:   not shrunk: its {} faults replayed from {} did not fail {} again",
+            full.len(),
+            full_path.display(),
+            trials.checker
+        );
+        return Ok(());
+    }
+    let mut steps = fewest_faults(&mut trials, full.clone(), time_limit)?;
+    shorten_holds(&mut trials, &mut steps, time_limit)?;
+    while time_limit > Duration::from_secs(1) {
+        let shorter = time_limit / 2;
+        let kept_steps: Vec<PlannedStep> = (steps.iter())
+            .filter(|s| Duration::from_millis(s.at_ms) < shorter)
+            .cloned()
+            .collect();
+        if kept_steps.len() < steps.len() || !trials.fails(&kept_steps, shorter)? {
+            break;
+        }
+        time_limit = shorter;
+    }
+    let shrunk_path: PathBuf = kept.join("schedule-shrunk.json");
+    write(&shrunk_path, &steps)?;
+    println!(
+        "shrunk:   {} faults → {} in a {} run ({} runs, {:.1} s{}); the same checker ({}) fails",
+        full.len(),
+        steps.len(),
+        humantime::format_duration(time_limit),
+        trials.runs,
+        trials.started.elapsed().as_secs_f64(),
+        if trials.started.elapsed() >= trials.budget {
+            ", the --shrink-time budget spent"
+        } else {
+            ""
+        },
+        trials.checker
+    );
+    for step in &steps {
+        let mut what = step.fault.describe();
+        if let Some(map) = what.as_object_mut() {
+            map.remove("action");
+        }
+        println!(
+            "          at {:.3} s for {:.3} s: {} {what}",
+            step.at_ms as f64 / 1000.0,
+            step.hold_ms as f64 / 1000.0,
+            step.fault.kind()
+        );
+    }
+    println!(
+        "replay:   {}",
+        trials.replaying(&shrunk_path, time_limit).shell()
+    );
+    Ok(())
+}
+
+/// Delta debugging over the faults: removes chunks (halves, then smaller) while the failure
+/// stays, and tries each chunk alone.
+fn fewest_faults(
+    trials: &mut Trials<'_>,
+    mut steps: Vec<PlannedStep>,
+    time_limit: Duration,
+) -> Result<Vec<PlannedStep>, String> {
+    if trials.fails(&[], time_limit)? {
+        return Ok(Vec::new());
+    }
+    let mut parts = 2;
+    while steps.len() >= 2 {
+        let chunk = steps.len().div_ceil(parts);
+        let chunks: Vec<Vec<PlannedStep>> = steps.chunks(chunk).map(<[_]>::to_vec).collect();
+        let mut reduced = false;
+        for (i, alone) in chunks.iter().enumerate() {
+            if trials.fails(alone, time_limit)? {
+                steps = alone.clone();
+                parts = 2;
+                reduced = true;
+                break;
+            }
+            let rest: Vec<PlannedStep> = (chunks.iter().enumerate())
+                .filter(|&(j, _)| j != i)
+                .flat_map(|(_, c)| c.iter().cloned())
+                .collect();
+            if trials.fails(&rest, time_limit)? {
+                steps = rest;
+                parts = (parts - 1).max(2);
+                reduced = true;
+                break;
+            }
+        }
+        if !reduced {
+            if parts >= steps.len() {
+                break;
+            }
+            parts = (parts * 2).min(steps.len());
+        }
+    }
+    Ok(steps)
+}
+
+/// Halves each fault's hold while the failure stays (down to 10 ms).
+fn shorten_holds(
+    trials: &mut Trials<'_>,
+    steps: &mut [PlannedStep],
+    time_limit: Duration,
+) -> Result<(), String> {
+    for i in 0..steps.len() {
+        while steps[i].hold_ms > 10 {
+            let mut shorter = steps.to_vec();
+            shorter[i].hold_ms /= 2;
+            if !trials.fails(&shorter, time_limit)? {
+                break;
+            }
+            steps[i].hold_ms = shorter[i].hold_ms;
+        }
+    }
+    Ok(())
+}
