@@ -13,6 +13,8 @@
 //! be compared (the determinism guard).
 
 mod systems;
+#[cfg(test)]
+mod tests;
 mod trace;
 
 pub use systems::{DEFAULT_LATENCY, World, for_system};
