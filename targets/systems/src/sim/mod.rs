@@ -14,6 +14,8 @@
 
 mod systems;
 #[cfg(test)]
+pub(crate) mod testnet;
+#[cfg(test)]
 mod tests;
 mod trace;
 
@@ -372,6 +374,8 @@ impl<N: Node> Sim<N> {
             let crash = match output {
                 Output::Persist(record) => {
                     let kind = record.kind();
+                    #[cfg(test)]
+                    assert_eq!(kind, crate::serde_variant(&record), "a record's kind is its name");
                     self.records[id as usize].push(record);
                     self.faults[id as usize].crashes_after(Done::Persisted(kind))
                 }
@@ -386,6 +390,8 @@ impl<N: Node> Sim<N> {
                 }
                 Output::Send { to, msg } => {
                     let kind = msg.kind();
+                    #[cfg(test)]
+                    assert_eq!(kind, crate::serde_variant(&msg), "a message's kind is its name");
                     self.send(id, to, msg)
                         .then(|| self.faults[id as usize].crashes_after(Done::Sent(kind)))
                         .flatten()
