@@ -1,156 +1,86 @@
-//! The Raft node driven by an in-test network that owns the clock, delivers, drops and
-//! isolates; nodes restart from what they persisted.
+//! The Raft node in the simulator: seeded link latencies, cut links, nodes killed and
+//! restarted from what they persisted; every leader seen is kept to check one per term.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{ClientReply, Kinded};
+use crate::ClientReply;
+use crate::sim::testnet::TestNet;
+use crate::sim::{DEFAULT_LATENCY, Sim, What};
 
 struct Net {
-    nodes: Vec<RaftNode>,
-    settings: Settings,
-    queue: VecDeque<(NodeId, NodeId, Message)>,
-    replies: Vec<(RequestId, ClientReply)>,
-    persisted: Vec<Vec<Record>>,
-    /// What each node noted for the harness (who led, what was applied).
-    notes: Vec<Vec<Value>>,
-    cut: HashSet<(NodeId, NodeId)>,
-    down: HashSet<NodeId>,
-    mono: u64,
-    next_request: RequestId,
+    net: TestNet<RaftNode>,
     /// Every (term, leader) ever seen.
-    leaders: BTreeMap<u64, HashSet<NodeId>>,
+    leaders: BTreeMap<u64, BTreeSet<NodeId>>,
 }
 
 impl Net {
     fn new(nodes: u32, settings: &str) -> Self {
+        Self::with(nodes, settings, false)
+    }
+
+    /// A cluster whose every event is kept.
+    fn traced(nodes: u32, settings: &str) -> Self {
+        Self::with(nodes, settings, true)
+    }
+
+    fn with(nodes: u32, settings: &str, trace: bool) -> Self {
         let settings = Settings::new(nodes).apply([settings]).unwrap();
+        let make = move |id, records, incarnation: u64| {
+            RaftNode::new(id, settings.clone(), 7 + incarnation, records)
+        };
+        let sim = Sim::new(nodes, DEFAULT_LATENCY, 7, Box::new(make));
         Net {
-            nodes: (0..nodes)
-                .map(|id| RaftNode::new(id, settings.clone(), 7, []))
-                .collect(),
-            settings,
-            queue: VecDeque::new(),
-            replies: Vec::new(),
-            persisted: vec![Vec::new(); nodes as usize],
-            notes: vec![Vec::new(); nodes as usize],
-            cut: HashSet::new(),
-            down: HashSet::new(),
-            mono: 1,
-            next_request: 1,
+            net: TestNet::new(if trace { sim.with_trace() } else { sim }),
             leaders: BTreeMap::new(),
         }
     }
 
-    fn now(&self) -> Now {
-        Now {
-            mono_ms: self.mono,
-            wall_ms: self.mono,
-        }
+    fn node(&self, id: NodeId) -> &RaftNode {
+        self.net.node(id)
     }
 
-    fn drain(&mut self, node: NodeId) {
-        while let Some(out) = self.nodes[node as usize].poll_output() {
-            match out {
-                Output::Send { to, msg } => {
-                    assert_eq!(msg.kind(), crate::serde_variant(&msg));
-                    if !self.cut.contains(&(node, to)) && !self.down.contains(&to) {
-                        self.queue.push_back((node, to, msg));
-                    }
-                }
-                Output::Reply { id, reply } => self.replies.push((id, reply)),
-                Output::Persist(r) => {
-                    assert_eq!(r.kind(), crate::serde_variant(&r));
-                    self.persisted[node as usize].push(r)
-                }
-                Output::Note(note) => self.notes[node as usize].push(note),
-            }
-        }
-        let n = &self.nodes[node as usize];
-        if matches!(n.role, Role::Leader(_)) {
-            self.leaders.entry(n.term).or_default().insert(node);
-        }
+    fn len(&self) -> NodeId {
+        self.net.len() as NodeId
     }
 
-    fn deliver(&mut self) {
-        while let Some((from, to, msg)) = self.queue.pop_front() {
-            if self.down.contains(&to) {
-                continue;
-            }
-            let now = self.now();
-            self.nodes[to as usize].handle_peer(now, from, msg);
-            self.drain(to);
-        }
-    }
-
+    /// Lets `ms` pass, noting every leader seen.
     fn wait(&mut self, ms: u64) {
-        for _ in 0..ms / 5 {
-            self.mono += 5;
-            for id in 0..self.nodes.len() as NodeId {
-                if self.down.contains(&id) {
-                    continue;
-                }
-                let now = self.now();
-                self.nodes[id as usize].handle_tick(now);
-                self.drain(id);
+        let leaders = &mut self.leaders;
+        self.net.wait_watching(ms, |id, node| {
+            if matches!(node.role, Role::Leader(_)) {
+                leaders.entry(node.term).or_default().insert(id);
             }
-            self.deliver();
-        }
-    }
-
-    /// Moves the clock straight to the earliest deadline any node asked for and ticks the
-    /// nodes whose deadline it is (as a runtime that sleeps on `poll_timeout` does); returns
-    /// false if no node armed a timer.
-    fn jump_to_next_deadline(&mut self) -> bool {
-        let next = (0..self.nodes.len())
-            .filter(|&i| !self.down.contains(&(i as NodeId)))
-            .filter_map(|i| self.nodes[i].poll_timeout())
-            .min();
-        let Some(next) = next else {
-            return false;
-        };
-        assert!(
-            next >= self.mono,
-            "a deadline in the past: {next} < {}",
-            self.mono
-        );
-        self.mono = next;
-        for id in 0..self.nodes.len() as NodeId {
-            if self.nodes[id as usize].poll_timeout() == Some(next) {
-                let now = self.now();
-                self.nodes[id as usize].handle_tick(now);
-                self.drain(id);
-            }
-        }
-        self.deliver();
-        true
+        });
     }
 
     fn leader(&self) -> Option<NodeId> {
-        (0..self.nodes.len() as NodeId).find(|&id| {
-            !self.down.contains(&id)
-                && matches!(self.nodes[id as usize].role, Role::Leader(_))
-                && self.nodes[id as usize].term == self.max_term()
+        let max_term = self.max_term();
+        (0..self.len()).find(|&id| {
+            self.net
+                .sim
+                .node(id)
+                .is_some_and(|node| matches!(node.role, Role::Leader(_)) && node.term == max_term)
         })
     }
 
     fn max_term(&self) -> u64 {
-        self.nodes.iter().map(|n| n.term).max().unwrap_or(0)
+        (0..self.len())
+            .filter_map(|id| self.net.sim.node(id))
+            .map(|n| n.term)
+            .max()
+            .unwrap_or(0)
     }
 
     fn request(&mut self, node: NodeId, request: ClientRequest) -> ClientReply {
-        let id = self.next_request;
-        self.next_request += 1;
-        let now = self.now();
-        self.nodes[node as usize].handle_client(now, id, request);
-        self.drain(node);
-        for _ in 0..400 {
-            if let Some((_, reply)) = self.replies.iter().find(|(r, _)| *r == id) {
-                return reply.clone();
+        let id = self.net.submit(node, request);
+        for _ in 0..2_000 {
+            if self.net.answer(id).is_some() {
+                return self.net.await_reply(id, 0);
             }
-            self.wait(5);
+            self.wait(1);
         }
         panic!("no reply");
     }
@@ -169,11 +99,7 @@ impl Net {
 
     /// Hands a request to `node` without waiting for its answer.
     fn submit(&mut self, node: NodeId, request: ClientRequest) {
-        let id = self.next_request;
-        self.next_request += 1;
-        let now = self.now();
-        self.nodes[node as usize].handle_client(now, id, request);
-        self.drain(node);
+        self.net.submit(node, request);
     }
 
     fn get(&mut self, node: NodeId, key: &str) -> ClientReply {
@@ -181,20 +107,35 @@ impl Net {
     }
 
     fn isolate(&mut self, nodes: &[NodeId]) {
-        for &a in nodes {
-            for b in 0..self.nodes.len() as NodeId {
-                if !nodes.contains(&b) {
-                    self.cut.insert((a, b));
-                    self.cut.insert((b, a));
-                }
-            }
-        }
+        self.net.isolate(nodes);
+    }
+
+    fn heal(&mut self) {
+        self.net.heal();
+    }
+
+    /// Kills `node`: it stays down until [`Net::start`].
+    fn kill(&mut self, node: NodeId) {
+        self.net.sim.kill(node);
+    }
+
+    /// Starts a killed `node` again from what it persisted.
+    fn start(&mut self, node: NodeId) {
+        self.net.sim.restart(node);
     }
 
     /// Crashes and restarts `node` from what it persisted.
     fn restart(&mut self, node: NodeId) {
-        let records = self.persisted[node as usize].clone();
-        self.nodes[node as usize] = RaftNode::new(node, self.settings.clone(), 99, records);
+        self.kill(node);
+        self.start(node);
+    }
+
+    fn notes(&self, node: NodeId) -> Vec<&Value> {
+        let notes = self.net.sim.notes().iter();
+        notes
+            .filter(|(id, _)| *id == node)
+            .map(|(_, n)| n)
+            .collect()
     }
 
     fn assert_one_leader_per_term(&self) {
@@ -209,8 +150,8 @@ fn an_election_converges_on_one_leader() {
     let mut net = Net::new(5, "");
     net.wait(2000);
     let leader = net.leader().expect("a leader");
-    for n in &net.nodes {
-        assert_eq!(n.leader, Some(leader), "everyone follows it");
+    for id in 0..5 {
+        assert_eq!(net.node(id).leader, Some(leader), "everyone follows it");
     }
     net.assert_one_leader_per_term();
 }
@@ -247,7 +188,7 @@ fn committed_entries_survive_the_leader_crashing() {
     for i in 0..5 {
         assert_eq!(net.put(old, &format!("k{i}"), json!(i)).status(), 200);
     }
-    net.down.insert(old);
+    net.kill(old);
     net.wait(3000);
     let new = net.leader().expect("a new leader");
     assert_ne!(new, old);
@@ -258,10 +199,9 @@ fn committed_entries_survive_the_leader_crashing() {
         assert_eq!(value, json!(i));
     }
     // The old leader comes back from its log and catches up.
-    net.down.remove(&old);
-    net.restart(old);
+    net.start(old);
     net.wait(2000);
-    assert_eq!(net.nodes[old as usize].kv.get("k4"), Some(&json!(4)));
+    assert_eq!(net.node(old).kv.get("k4"), Some(&json!(4)));
     net.assert_one_leader_per_term();
 }
 
@@ -311,14 +251,10 @@ fn the_vote_is_durable_unless_forget_vote() {
         let mut net = Net::new(3, settings);
         net.wait(2000);
         let voter = (net.leader().unwrap() + 1) % 3;
-        let before = net.nodes[voter as usize].voted_for;
+        let before = net.node(voter).voted_for;
         assert!(before.is_some());
         net.restart(voter);
-        assert_eq!(
-            net.nodes[voter as usize].voted_for.is_some(),
-            durable,
-            "{settings}"
-        );
+        assert_eq!(net.node(voter).voted_for.is_some(), durable, "{settings}");
     }
 }
 
@@ -336,15 +272,15 @@ fn a_log_conflict_is_resolved_by_the_leader() {
     net.wait(2000);
     let new = net.leader().unwrap();
     assert_eq!(net.put(new, "kept", json!(1)).status(), 200);
-    net.cut.clear();
+    net.heal();
     net.wait(2000);
-    let rejoined = &net.nodes[old as usize];
+    let rejoined = net.node(old);
     assert_eq!(rejoined.kv.get("kept"), Some(&json!(1)));
     assert!(
         !rejoined.kv.contains_key("lost0"),
         "uncommitted entries were replaced"
     );
-    assert_eq!(rejoined.log.len(), net.nodes[new as usize].log.len());
+    assert_eq!(rejoined.log.len(), net.node(new).log.len());
 }
 
 #[test]
@@ -359,7 +295,7 @@ fn an_idempotency_key_applies_once_across_a_leader_change() {
         idempotency_key: Some("order-7".into()),
     };
     assert_eq!(net.request(old, cas(1)).status(), 200);
-    net.down.insert(old);
+    net.kill(old);
     net.wait(3000);
     let new = net.leader().unwrap();
     // Without the key this cas would fail: the value is 1, not null. The retry gets the first
@@ -390,37 +326,30 @@ fn figure_8(settings: &str) -> (Option<Value>, Option<Value>) {
     let l1 = net.leader().unwrap();
     let a = (l1 + 1) % 5;
     // (a) L1 appends x=1 and reaches only A.
-    for other in 0..5 {
-        if other != l1 && other != a {
-            net.cut.insert((l1, other));
-            net.cut.insert((other, l1));
-        }
-    }
+    net.isolate(&[l1, a]);
     net.submit(l1, put_x(1));
-    net.deliver();
+    net.wait(20);
     // (b) L1 and A crash; B is elected by the other three, appends x=2 alone, and crashes.
-    net.down.extend([l1, a]);
-    net.cut.clear();
+    net.kill(l1);
+    net.kill(a);
+    net.heal();
     net.wait(2000);
     let b = net.leader().expect("a leader among the other three");
-    for other in 0..5 {
-        net.cut.insert((b, other));
-    }
+    net.isolate(&[b]);
     net.submit(b, put_x(2));
-    net.down.insert(b);
-    net.cut.clear();
+    net.wait(10);
+    net.kill(b);
+    net.heal();
     // (c) L1 and A come back; the new leader spreads what it has to a majority.
-    net.restart(l1);
-    net.restart(a);
-    net.down.remove(&l1);
-    net.down.remove(&a);
+    net.start(l1);
+    net.start(a);
     net.wait(2000);
     let l3 = net.leader().expect("a leader");
-    let committed = net.nodes[l3 as usize].kv.get("x").cloned();
+    let committed = net.node(l3).kv.get("x").cloned();
     // (d) L1 and A crash again; B comes back.
-    net.down.extend([l1, a]);
-    net.restart(b);
-    net.down.remove(&b);
+    net.kill(l1);
+    net.kill(a);
+    net.start(b);
     net.wait(3000);
     let leader = net.leader().expect("a leader among B and the other two");
     let last = match net.get(leader, "x") {
@@ -475,23 +404,24 @@ fn a_simulated_cluster_keeps_election_and_state_machine_safety_under_chaos() {
 #[test]
 fn a_candidate_asks_again_a_peer_that_did_not_answer() {
     let mut net = Net::new(3, "election-ms=300,heartbeat-ms=50");
-    net.down.extend([1, 2]);
+    net.kill(1);
+    net.kill(2);
     let mut waited = 0;
-    while !matches!(net.nodes[0].role, Role::Candidate(_)) {
+    while !matches!(net.node(0).role, Role::Candidate(_)) {
         net.wait(5);
         waited += 5;
         assert!(waited < 2000, "n1 never stood");
     }
-    let term = net.nodes[0].term;
+    let term = net.node(0).term;
     // Its requests were lost; the peer comes back well before the election times out.
-    net.down.remove(&1);
+    net.start(1);
     net.wait(150);
     assert!(
-        matches!(net.nodes[0].role, Role::Leader(_)),
+        matches!(net.node(0).role, Role::Leader(_)),
         "n1 did not ask again: {:?}",
-        net.nodes[0].role
+        net.node(0).role
     );
-    assert_eq!(net.nodes[0].term, term, "won in the term it stood in");
+    assert_eq!(net.node(0).term, term, "won in the term it stood in");
 }
 
 #[test]
@@ -501,11 +431,11 @@ fn the_nodes_note_who_led_and_what_they_applied() {
     let leader = net.leader().unwrap();
     assert_eq!(net.put(leader, "k", json!(7)).status(), 200);
     net.wait(200);
-    let term = net.nodes[leader as usize].term;
-    assert!(net.notes[leader as usize].contains(&json!({ "led": term })));
-    for notes in &net.notes {
-        let write = notes
-            .iter()
+    let term = net.node(leader).term;
+    assert!(net.notes(leader).contains(&&json!({ "led": term })));
+    for id in 0..3 {
+        let notes = net.notes(id);
+        let write = (notes.iter())
             .find(|n| n["command"]["Write"]["value"] == json!(7))
             .expect("every node applied the write");
         assert_eq!(write["applied"], json!(2), "after the leader's no-op");
@@ -598,7 +528,7 @@ fn with_pre_vote_a_new_leader_follows_a_crashed_one_and_commits() {
     net.wait(2000);
     let old = net.leader().expect("a leader with pre-vote");
     assert_eq!(net.put(old, "k", json!(1)).status(), 200);
-    net.down.insert(old);
+    net.kill(old);
     net.wait(3000);
     let new = net.leader().expect("a new leader with pre-vote");
     assert_ne!(new, old);
@@ -611,11 +541,11 @@ fn rejoin(settings: &str) -> (u64, u64, bool) {
     let mut net = Net::new(5, settings);
     net.wait(2000);
     let leader = net.leader().unwrap();
-    let before = net.nodes[leader as usize].term;
+    let before = net.node(leader).term;
     let loner = (leader + 1) % 5;
     net.isolate(&[loner]);
     net.wait(3000);
-    net.cut.clear();
+    net.heal();
     net.wait(2000);
     net.assert_one_leader_per_term();
     (before, net.max_term(), net.leader() == Some(leader))
@@ -636,51 +566,28 @@ fn pre_vote_keeps_a_node_that_was_cut_off_from_deposing_the_leader() {
     );
 }
 
-/// Driven only at the deadlines the nodes give (no polling), a cluster elects a leader,
-/// commits a write and keeps its leader with heartbeats, waking a few times per heartbeat
-/// interval rather than every millisecond.
+/// Driven only at the deadlines the nodes give (the simulator ticks a node at the deadline
+/// it asked for and never polls), a cluster elects a leader, commits a write and keeps its
+/// leader with heartbeats, waking a few times per heartbeat interval rather than every
+/// millisecond.
 #[test]
 fn nodes_driven_only_at_their_deadlines_elect_and_commit() {
-    let mut net = Net::new(3, "election-ms=300,heartbeat-ms=50");
-    // The first clock reading arms every node's election timer.
-    net.wait(5);
-    let mut wakes = 0;
-    while net.leader().is_none() {
-        assert!(
-            net.jump_to_next_deadline(),
-            "a follower always has an election timer"
-        );
-        wakes += 1;
-        assert!(wakes < 50, "no leader after {wakes} wake-ups");
-    }
-    let leader = net.leader().unwrap();
-    let id = net.next_request;
-    net.submit(
-        leader,
-        ClientRequest::Put {
-            key: "k".into(),
-            value: json!(1),
-            context: None,
-            idempotency_key: None,
-        },
-    );
-    // Delivery is instant here, so the write commits as soon as the messages are delivered.
-    net.deliver();
-    assert!(
-        net.replies
-            .iter()
-            .any(|(r, reply)| *r == id && reply.status() == 200),
-        "{:?}",
-        net.replies
-    );
-    let (start, term) = (net.mono, net.nodes[leader as usize].term);
-    let mut wakes = 0;
-    while net.mono < start + 2_000 {
-        assert!(net.jump_to_next_deadline());
-        wakes += 1;
-    }
+    let mut net = Net::traced(3, "election-ms=300,heartbeat-ms=50");
+    net.wait(1_000);
+    let leader = net.leader().expect("a leader within a second");
+    assert_eq!(net.put(leader, "k", json!(1)).status(), 200);
+    let term = net.node(leader).term;
+    let ticks = |net: &Net| {
+        let trace = net.net.sim.trace().expect("kept");
+        (trace.events().iter())
+            .filter(|e| e.what == What::Tick && e.node == leader)
+            .count()
+    };
+    let before = ticks(&net);
+    net.wait(2_000);
     assert_eq!(net.leader(), Some(leader), "heartbeats kept the leader");
-    assert_eq!(net.nodes[leader as usize].term, term);
+    assert_eq!(net.node(leader).term, term);
     // One wake per heartbeat (50 ms) for 2 s, give or take: not 2,000.
+    let wakes = ticks(&net) - before;
     assert!((30..=60).contains(&wakes), "{wakes} wake-ups in 2 s");
 }

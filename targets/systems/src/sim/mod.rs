@@ -178,8 +178,9 @@ impl<N: Node> Sim<N> {
             counters: Counters::default(),
             trace: None,
         };
+        // A starting node reads its clock (and arms its timers), as a starting process does.
         for id in 0..nodes {
-            sim.drain(id);
+            sim.tick(id);
         }
         sim
     }
@@ -375,7 +376,11 @@ impl<N: Node> Sim<N> {
                 Output::Persist(record) => {
                     let kind = record.kind();
                     #[cfg(test)]
-                    assert_eq!(kind, crate::serde_variant(&record), "a record's kind is its name");
+                    assert_eq!(
+                        kind,
+                        crate::serde_variant(&record),
+                        "a record's kind is its name"
+                    );
                     self.records[id as usize].push(record);
                     self.faults[id as usize].crashes_after(Done::Persisted(kind))
                 }
@@ -391,7 +396,11 @@ impl<N: Node> Sim<N> {
                 Output::Send { to, msg } => {
                     let kind = msg.kind();
                     #[cfg(test)]
-                    assert_eq!(kind, crate::serde_variant(&msg), "a message's kind is its name");
+                    assert_eq!(
+                        kind,
+                        crate::serde_variant(&msg),
+                        "a message's kind is its name"
+                    );
                     self.send(id, to, msg)
                         .then(|| self.faults[id as usize].crashes_after(Done::Sent(kind)))
                         .flatten()
@@ -480,7 +489,7 @@ impl<N: Node> Sim<N> {
         let records = self.records[id as usize].clone();
         let incarnation = records.len() as u64 + (self.starts << 32);
         self.slots[id as usize] = Slot::Up((self.make)(id, records, incarnation));
-        self.drain(id);
+        self.tick(id);
     }
 
     /// Pauses node `id` (as SIGSTOP): it gets no input and no tick until [`Sim::resume`].

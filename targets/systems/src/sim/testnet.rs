@@ -84,14 +84,16 @@ impl<N: Node> TestNet<N> {
     /// Waits up to `within_ms` for the answer to request `id`: the reply (a refusal, from a
     /// node that was down, as a 503).
     pub(crate) fn await_reply(&mut self, id: RequestId, within_ms: u64) -> ClientReply {
-        for _ in 0..within_ms {
+        for waited in 0..=within_ms {
+            if waited > 0 {
+                self.wait(1);
+            }
             if let Some(answer) = self.answer(id) {
                 return match answer.clone() {
                     Answer::Reply(reply) => reply,
                     Answer::Refused(why) => ClientReply::Unavailable(why),
                 };
             }
-            self.wait(1);
         }
         panic!("no answer to request {id} within {within_ms} ms");
     }

@@ -121,6 +121,11 @@ impl Trace {
         self.0.push(event);
     }
 
+    /// The events, in order.
+    pub fn events(&self) -> &[TraceEvent] {
+        &self.0
+    }
+
     /// How many events.
     pub fn len(&self) -> usize {
         self.0.len()
