@@ -147,7 +147,17 @@ pub struct Sim<N: Node> {
     notes: Vec<(NodeId, serde_json::Value)>,
     counters: Counters,
     trace: Option<Trace>,
+    /// Tests: sees every message a node sends and keeps it (true) or drops it.
+    #[cfg(test)]
+    pub(crate) send_hook: Option<SendHook<N::Message>>,
+    /// Tests: crashes a node right after it persists its k-th record (node, k).
+    #[cfg(test)]
+    pub(crate) crash_at_record: Option<(NodeId, usize)>,
 }
+
+/// A test's look at every message sent (from, to, message): keep it or drop it.
+#[cfg(test)]
+pub(crate) type SendHook<M> = Box<dyn FnMut(NodeId, NodeId, &M) -> bool + Send>;
 
 impl<N: Node> Sim<N> {
     /// A cluster of `nodes` built by `make`, every link taking `latency`; `seed` drives the
@@ -177,6 +187,10 @@ impl<N: Node> Sim<N> {
             notes: Vec::new(),
             counters: Counters::default(),
             trace: None,
+            #[cfg(test)]
+            send_hook: None,
+            #[cfg(test)]
+            crash_at_record: None,
         };
         // A starting node reads its clock (and arms its timers), as a starting process does.
         for id in 0..nodes {
@@ -260,6 +274,16 @@ impl<N: Node> Sim<N> {
             self.step();
         }
         self.now = self.now.max(t);
+    }
+
+    /// Runs the next event, whenever it is; false if nothing is due ever.
+    pub fn run_next(&mut self) -> bool {
+        let Some(at) = self.next_at() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        self.step();
+        true
     }
 
     /// Runs one event: the earliest of the queue and the deadlines (the queue first at a tie,
@@ -382,6 +406,12 @@ impl<N: Node> Sim<N> {
                         "a record's kind is its name"
                     );
                     self.records[id as usize].push(record);
+                    #[cfg(test)]
+                    if self.crash_at_record == Some((id, self.records[id as usize].len())) {
+                        self.crash_at_record = None;
+                        self.crash(id, 1);
+                        return;
+                    }
                     self.faults[id as usize].crashes_after(Done::Persisted(kind))
                 }
                 Output::Reply { id: rid, reply } => {
@@ -407,10 +437,7 @@ impl<N: Node> Sim<N> {
                 }
             };
             if let Some(down_ms) = crash {
-                self.counters.crashes += 1;
-                self.record_event(TraceEvent::crash(self.now, id));
-                self.take_down(id);
-                self.schedule(self.now + down_ms.max(1), Event::Restart { node: id });
+                self.crash(id, down_ms);
                 return;
             }
         }
@@ -422,8 +449,23 @@ impl<N: Node> Sim<N> {
         };
     }
 
+    /// A crash point struck node `id`: down now, back from its records `down_ms` later.
+    fn crash(&mut self, id: NodeId, down_ms: u64) {
+        self.counters.crashes += 1;
+        self.record_event(TraceEvent::crash(self.now, id));
+        self.take_down(id);
+        self.schedule(self.now + down_ms.max(1), Event::Restart { node: id });
+    }
+
     /// Sends `msg` through the sender's fault layer; whether it left.
     fn send(&mut self, from: NodeId, to: NodeId, msg: N::Message) -> bool {
+        #[cfg(test)]
+        if let Some(keep) = &mut self.send_hook {
+            if !keep(from, to, &msg) {
+                self.counters.messages_dropped += 1;
+                return false;
+            }
+        }
         let fate = self.faults[from as usize].outgoing(to);
         if fate.copies == 0 || to as usize >= self.slots.len() {
             self.counters.messages_dropped += 1;
