@@ -61,7 +61,7 @@ impl BundledBackend {
                 self.processes.serving(node);
             }
             if wanted.process == Process::Running {
-                post(&self.http, &self.urls[node as usize], &&wanted.faults()).await?;
+                post(&self.http, &self.urls[node as usize], &wanted.faults()).await?;
             }
         }
         Ok(())

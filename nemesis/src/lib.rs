@@ -228,7 +228,7 @@ pub async fn run<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     loop {
-        let Some(step) = schedule.next() else {
+        let Some(step) = schedule.upcoming() else {
             // A replayed schedule is over: no more faults until the stop.
             let _ = stop.wait_for(|s| *s).await;
             return Ok(());

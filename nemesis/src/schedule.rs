@@ -179,7 +179,7 @@ impl Schedule {
     }
 
     /// The next step, or `None` when a replayed schedule has no more.
-    pub fn next(&mut self) -> Option<Step> {
+    pub fn upcoming(&mut self) -> Option<Step> {
         match &mut self.replay {
             Some(steps) => steps.pop_front(),
             None => Some(self.next_step()),
@@ -190,7 +190,7 @@ impl Schedule {
     pub fn planned(&mut self, limit: Duration) -> ScheduleFile {
         let mut at = Duration::ZERO;
         let mut planned = Vec::new();
-        while let Some(step) = self.next() {
+        while let Some(step) = self.upcoming() {
             at += step.wait;
             if at >= limit {
                 break;
@@ -578,5 +578,71 @@ mod tests {
         let mut s = Schedule::new(vec![Kind::Kill], Vec::new(), interval, 3, 9)
             .with_gap(Duration::from_millis(40));
         assert!((0..50).all(|_| s.next_step().wait < Duration::from_millis(40)));
+    }
+
+    #[test]
+    fn a_planned_schedule_replays_the_seeds_steps_in_order_and_time() {
+        let kinds = Kind::ALL.to_vec();
+        let interval = Duration::from_millis(500);
+        let mut seeded = Schedule::new(kinds.clone(), Vec::new(), interval, 5, 3);
+        let file =
+            Schedule::new(kinds, Vec::new(), interval, 5, 3).planned(Duration::from_secs(20));
+        assert!(file.steps.len() > 5);
+        // Through JSON and back, as a file on disk would go.
+        let text = serde_json::to_string(&file).unwrap();
+        let file: ScheduleFile = serde_json::from_str(&text).unwrap();
+        let mut replayed = Schedule::replaying(&file);
+        for _ in 0..file.steps.len() {
+            assert_eq!(replayed.upcoming(), Some(seeded.next_step()));
+        }
+        assert_eq!(replayed.upcoming(), None, "no more faults after the file's");
+    }
+
+    #[test]
+    fn removing_a_step_keeps_the_others_at_their_times() {
+        let step = |at_ms, hold_ms| PlannedStep {
+            at_ms,
+            hold_ms,
+            fault: Fault::Kill { nodes: vec![0] },
+        };
+        let file = ScheduleFile::new(vec![step(3_000, 500), step(1_000, 500)]);
+        let waits: Vec<Duration> = file.steps().iter().map(|s| s.wait).collect();
+        assert_eq!(
+            waits,
+            [Duration::from_millis(1_000), Duration::from_millis(1_500)]
+        );
+    }
+
+    #[test]
+    fn every_kind_reads_from_the_readmes_json() {
+        for (text, kind) in [
+            (
+                r#"{"kind": "partition", "shape": "halves", "one_way": false, "groups": [[0], [1, 2]], "cuts": [[0, 1], [1, 0]]}"#,
+                Kind::Partition,
+            ),
+            (r#"{"kind": "kill", "nodes": [1]}"#, Kind::Kill),
+            (r#"{"kind": "pause", "nodes": [0, 2]}"#, Kind::Pause),
+            (
+                r#"{"kind": "clock", "mode": "bump", "offsets": [[3, 1757]]}"#,
+                Kind::Clock,
+            ),
+            (
+                r#"{"kind": "clock", "mode": {"strobe": {"period_ms": 50}}, "offsets": [[0, -300]]}"#,
+                Kind::Clock,
+            ),
+            (
+                r#"{"kind": "packet", "nodes": [1], "delay_ms": 20, "jitter_ms": 10, "loss": 0.1, "duplicate": 0.05}"#,
+                Kind::Packet,
+            ),
+            (
+                r#"{"kind": "crash", "nodes": [0], "rules": [{"point": {"persist": ["Entries"]}, "chance": 0.7}], "down_ms": 500}"#,
+                Kind::Crash,
+            ),
+        ] {
+            let fault: Fault = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(fault.kind(), kind);
+        }
+        let unknown = r#"{"kind": "kill", "nodes": [1], "when": "now"}"#;
+        assert!(serde_json::from_str::<Fault>(unknown).is_err());
     }
 }

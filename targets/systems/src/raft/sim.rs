@@ -106,7 +106,7 @@ pub(super) fn simulate(chaos: &Chaos, settings: &str, seed: u64, ms: u64) -> Res
     for id in 0..chaos.nodes {
         sim.set_faults(id, chaos.faults(id, None));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc4a0_5);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x000c_4a05);
     let mut seen = Seen {
         checked: vec![0; chaos.nodes as usize],
         ..Seen::default()

@@ -5,11 +5,11 @@
 use serde_json::Value;
 
 use super::*;
+use crate::Node;
 use crate::faults::{CrashPlan, Faults};
 use crate::orders::OrderRequest;
 use crate::sim::testnet::TestNet;
 use crate::sim::{DEFAULT_LATENCY, Request, Sim};
-use crate::Node;
 
 struct Net {
     net: TestNet<TwoPcNode>,
