@@ -424,11 +424,17 @@ impl QuorumNode {
     fn new_version(&mut self, value: Value, context: VClock, read: &[Version]) -> Version {
         match (self.settings.mode, self.settings.resolution) {
             (Mode::Abd, _) => {
-                let seq = read.iter().map(|v| v.stamp.time).max().unwrap_or(0) + 1;
+                // The tag: above every tag the read saw, and above every tag this node issued
+                // before (two writes it coordinates at once read the same tags; they must not
+                // both take the next one). Persisted, so a restart does not reuse one either.
+                let seen = read.iter().map(|v| v.stamp.time).max().unwrap_or(0);
+                self.counter = self.counter.max(seen) + 1;
+                self.outbox
+                    .push_back(Output::Persist(Record::Counter(self.counter)));
                 Version {
                     value,
                     stamp: Stamp {
-                        time: seq,
+                        time: self.counter,
                         node: self.id,
                     },
                     clock: VClock::default(),

@@ -275,3 +275,31 @@ fn reordered_and_duplicated_messages_change_nothing() {
         assert_eq!(net.net.answers_to(id), 1, "one reply per request");
     }
 }
+
+#[test]
+fn abd_writes_through_one_coordinator_at_once_take_distinct_tags() {
+    let mut net = Net::new(settings("n=3,r=2,w=3,mode=abd"));
+    let owners = net.owners("k");
+    let put = |value: i64| ClientRequest::Put {
+        key: "k".into(),
+        value: json!(value),
+        context: None,
+        idempotency_key: None,
+    };
+    // Both read the same (no) tag before either writes.
+    let a = net.net.submit(owners[0], put(1));
+    let b = net.net.submit(owners[0], put(2));
+    assert_eq!(net.net.await_reply(a, 2_000).status(), 200);
+    assert_eq!(net.net.await_reply(b, 2_000).status(), 200);
+    let held: Vec<(u64, Value)> = (owners.iter())
+        .map(|&o| {
+            let version = &net.node(o).store["k"][0];
+            (version.stamp.time, version.value.clone())
+        })
+        .collect();
+    assert!(
+        held.windows(2).all(|w| w[0] == w[1]),
+        "every replica holds the same last write: {held:?}"
+    );
+    assert_eq!(held[0].0, 2, "the second write took the next tag: {held:?}");
+}
