@@ -321,7 +321,7 @@ pub(crate) struct RunOptions {
 
     /// With --runtime sim: run the seed twice and compare every simulated event and the
     /// history's bytes (the determinism guard); exit 4 naming the first difference.
-    #[arg(long)]
+    #[arg(long, env = "FAULTLINE_CHECK_DETERMINISM")]
     pub(crate) check_determinism: bool,
 }
 
@@ -364,7 +364,8 @@ impl Runtime {
 ///   faultline hunt --target bundled:raft --set bug=no-read-index --workload cas
 ///   faultline hunt --target bundled:quorum --set n=3,r=1,w=1 --workload register --nemesis partition
 ///   faultline hunt --target bundled:raft --swarm --seeds 1..10000 --time-limit 10m
-///   faultline hunt --target bundled:raft --set bug=forget-vote -- --crash-points send:VoteGranted@1
+///   faultline hunt --target bundled:raft --set bug=forget-vote,link-ms=100 --nemesis crash,partition \
+///       -- --crash-points 'send:VoteGranted@1~50ms' --partition-shapes leader --crash-all
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct HuntArgs {

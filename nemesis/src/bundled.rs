@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use faultline_targets::cluster::{Cluster, wait_healthy};
 use faultline_targets::runtime::Faults;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::Backend;
 use crate::desired::{Desired, Process};
-use crate::fault::{ClockMode, Fault, Kind, NodeId, name};
+use crate::fault::{Fault, Kind, NodeId, name};
 use crate::processes::Processes;
+use crate::strobe::{Strobe, strobing};
 
 /// How long a node may take to answer an admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,7 +29,7 @@ pub struct BundledBackend {
     urls: Vec<String>,
     http: reqwest::Client,
     desired: Desired,
-    strobe: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    strobe: Strobe,
 }
 
 impl BundledBackend {
@@ -47,7 +46,7 @@ impl BundledBackend {
             urls,
             processes: Processes::new(cluster),
             http: reqwest::Client::new(),
-            strobe: None,
+            strobe: Strobe::default(),
         })
     }
 
@@ -91,13 +90,6 @@ impl BundledBackend {
         }
         crate::most_named(named, self.urls.len())
     }
-
-    async fn stop_strobe(&mut self) {
-        if let Some((stop, task)) = self.strobe.take() {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
-    }
 }
 
 impl Backend for BundledBackend {
@@ -112,29 +104,29 @@ impl Backend for BundledBackend {
             .unwrap_or_else(|| fault.clone());
         let changed = self.desired.apply(&resolved);
         self.push(&changed).await?;
-        if let Fault::Clock {
-            mode: ClockMode::Strobe { period_ms },
-            offsets,
-        } = &resolved
-        {
-            let nodes = offsets
-                .iter()
-                .map(|&(n, _)| {
-                    let faults = self.desired.node(n).faults();
-                    (self.urls[n as usize].clone(), faults)
-                })
+        if let Some((nodes, period)) = strobing(&resolved) {
+            let nodes: Vec<(String, Faults)> = (nodes.iter())
+                .map(|&n| (self.urls[n as usize].clone(), self.desired.node(n).faults()))
                 .collect();
-            let (stop, stopped) = watch::channel(false);
-            let period = Duration::from_millis(*period_ms);
-            let task = tokio::spawn(strobe(self.http.clone(), nodes, period, stopped));
-            self.strobe = Some((stop, task));
+            let http = self.http.clone();
+            self.strobe.start(period, move |on| {
+                let (http, nodes) = (http.clone(), nodes.clone());
+                async move {
+                    for (url, mut faults) in nodes {
+                        if !on {
+                            faults.clock_offset_ms = 0;
+                        }
+                        let _ = post(&http, &url, &faults).await;
+                    }
+                }
+            });
         }
         Ok(resolved)
     }
 
     async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         if matches!(fault, Fault::Clock { .. }) {
-            self.stop_strobe().await;
+            self.strobe.stop().await;
         }
         let changed = self.desired.heal(fault);
         self.push(&changed).await
@@ -143,7 +135,7 @@ impl Backend for BundledBackend {
     /// Heals everything: clocks reset, partitions and packet faults cleared, paused nodes
     /// continued, killed nodes restarted. Idempotent: every node is brought to health.
     async fn heal_all(&mut self) -> Result<(), String> {
-        self.stop_strobe().await;
+        self.strobe.stop().await;
         self.desired.heal_all();
         let every: Vec<NodeId> = (0..self.desired.len() as NodeId).collect();
         self.push(&every).await
@@ -182,29 +174,5 @@ async fn post_once(http: &reqwest::Client, url: &str, faults: &Faults) -> Result
             response.status(),
             response.text().await.unwrap_or_default()
         ))
-    }
-}
-
-/// Switches each node's clock between its offset and none until `stop` fires.
-async fn strobe(
-    http: reqwest::Client,
-    nodes: Vec<(String, Faults)>,
-    period: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut on = true;
-    loop {
-        for (url, faults) in &nodes {
-            let mut faults = faults.clone();
-            if !on {
-                faults.clock_offset_ms = 0;
-            }
-            let _ = post(&http, url, &faults).await;
-        }
-        on = !on;
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
     }
 }

@@ -33,6 +33,7 @@ mod schedule;
 mod server;
 mod sim;
 mod ssh;
+mod strobe;
 
 pub use bundled::BundledBackend;
 pub use command::{CommandBackend, ENVIRONMENT};

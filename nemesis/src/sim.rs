@@ -2,21 +2,18 @@
 //! The same [`Desired`] state as the bundled backend's, pushed straight into the world: fault
 //! layers set, nodes killed and restarted from their records, paused and resumed.
 
-use std::time::Duration;
-
 use faultline_targets::sim::SimCluster;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::Backend;
 use crate::desired::{Desired, Process};
-use crate::fault::{ClockMode, Fault, Kind, NodeId, name};
+use crate::fault::{Fault, Kind, NodeId, name};
+use crate::strobe::{Strobe, strobing};
 
 /// Applies faults to a simulated cluster.
 pub struct SimBackend {
     cluster: SimCluster,
     desired: Desired,
-    strobe: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    strobe: Strobe,
 }
 
 impl SimBackend {
@@ -25,7 +22,7 @@ impl SimBackend {
         SimBackend {
             desired: Desired::new(cluster.nodes()),
             cluster,
-            strobe: None,
+            strobe: Strobe::default(),
         }
     }
 
@@ -61,13 +58,6 @@ impl SimBackend {
         });
         crate::most_named(named, nodes)
     }
-
-    async fn stop_strobe(&mut self) {
-        if let Some((stop, task)) = self.strobe.take() {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
-    }
 }
 
 impl Backend for SimBackend {
@@ -81,29 +71,27 @@ impl Backend for SimBackend {
             .unwrap_or_else(|| fault.clone());
         let changed = self.desired.apply(&resolved);
         self.push(&changed);
-        if let Fault::Clock {
-            mode: ClockMode::Strobe { period_ms },
-            offsets,
-        } = &resolved
-        {
-            let nodes: Vec<NodeId> = offsets.iter().map(|&(n, _)| n).collect();
-            let (stop, stopped) = watch::channel(false);
-            let period = Duration::from_millis(*period_ms);
-            let task = tokio::spawn(strobe(
-                self.cluster.clone(),
-                self.desired.clone(),
-                nodes,
-                period,
-                stopped,
-            ));
-            self.strobe = Some((stop, task));
+        if let Some((nodes, period)) = strobing(&resolved) {
+            let (cluster, desired) = (self.cluster.clone(), self.desired.clone());
+            self.strobe.start(period, move |on| {
+                cluster.with_world(|world| {
+                    for &node in &nodes {
+                        let mut faults = desired.node(node).faults();
+                        if !on {
+                            faults.clock_offset_ms = 0;
+                        }
+                        world.set_faults(node, faults);
+                    }
+                });
+                std::future::ready(())
+            });
         }
         Ok(resolved)
     }
 
     async fn heal(&mut self, fault: &Fault) -> Result<(), String> {
         if matches!(fault, Fault::Clock { .. }) {
-            self.stop_strobe().await;
+            self.strobe.stop().await;
         }
         let changed = self.desired.heal(fault);
         self.push(&changed);
@@ -111,38 +99,10 @@ impl Backend for SimBackend {
     }
 
     async fn heal_all(&mut self) -> Result<(), String> {
-        self.stop_strobe().await;
+        self.strobe.stop().await;
         self.desired.heal_all();
         let every: Vec<NodeId> = (0..self.desired.len() as NodeId).collect();
         self.push(&every);
         Ok(())
-    }
-}
-
-/// Switches each node's clock between its offset and none every `period` until `stop`.
-async fn strobe(
-    cluster: SimCluster,
-    desired: Desired,
-    nodes: Vec<NodeId>,
-    period: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut on = true;
-    loop {
-        cluster.with_world(|world| {
-            for &node in &nodes {
-                let mut faults = desired.node(node).faults();
-                if !on {
-                    faults.clock_offset_ms = 0;
-                }
-                world.set_faults(node, faults);
-            }
-        });
-        on = !on;
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(period) => {}
-        }
     }
 }
