@@ -28,17 +28,27 @@ use crate::run::{CANNOT_RUN, Finished, execute};
 /// One simulated run, as the command line that makes it.
 #[derive(Clone, Debug)]
 pub(crate) struct RunCommand {
+    /// `--target`: a bundled system.
     pub(crate) target: String,
+    /// `--set`, each as given.
     pub(crate) settings: Vec<String>,
+    /// `--workload`.
     pub(crate) workload: Workload,
+    /// `--nodes`.
     pub(crate) nodes: u32,
+    /// `--clients`.
     pub(crate) clients: usize,
+    /// `--rate`.
     pub(crate) rate: f64,
+    /// `--time-limit`: the run's virtual length.
     pub(crate) time_limit: Duration,
     /// The fault kinds, or `None` when a schedule file gives the faults.
     pub(crate) nemesis: Option<String>,
+    /// `--nemesis-interval`, when chosen (by --swarm).
     pub(crate) nemesis_interval: Option<Duration>,
+    /// `--schedule`: the faults to replay instead of the seed's.
     pub(crate) schedule: Option<std::path::PathBuf>,
+    /// `--seed`.
     pub(crate) seed: u64,
     /// The user's own run options, passed as they are.
     pub(crate) extra: Vec<String>,
@@ -119,6 +129,7 @@ impl RunCommand {
 /// How a run ended, as the hunt needs to know it.
 #[derive(Clone, Debug)]
 pub(crate) struct Outcome {
+    /// The run's verdict.
     pub(crate) validity: Validity,
     /// The checkers that failed.
     pub(crate) failing: Vec<String>,
@@ -254,58 +265,33 @@ fn hunt(args: &HuntArgs) -> Result<ExitCode, String> {
     );
     let scratch =
         tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
-    let started = Instant::now();
-    let next = AtomicU64::new(first);
-    let done = AtomicU64::new(0);
-    let passed = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let running = AtomicUsize::new(jobs);
-    let found: Mutex<Option<Found>> = Mutex::new(None);
-    let error: Mutex<Option<String>> = Mutex::new(None);
+    let hunt = Hunt {
+        args,
+        base,
+        kinds,
+        scratch: scratch.path(),
+        started: Instant::now(),
+        next: AtomicU64::new(first),
+        done: AtomicU64::new(0),
+        passed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        running: AtomicUsize::new(jobs),
+        found: Mutex::new(None),
+        error: Mutex::new(None),
+    };
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| {
-                let _leaving = Leaving(&running);
-                while !stop.load(Ordering::Relaxed) && started.elapsed() < args.time_limit {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed > last {
-                        break;
-                    }
-                    let command = command_for(&base, &kinds, seed, args.swarm);
-                    match command.outcome(scratch.path()) {
-                        Ok(outcome) => {
-                            done.fetch_add(1, Ordering::Relaxed);
-                            match outcome.validity {
-                                Validity::Fail => {
-                                    stop.store(true, Ordering::Relaxed);
-                                    let mut found = found.lock().expect("not poisoned");
-                                    if found.as_ref().is_none_or(|f| f.command.seed > seed) {
-                                        *found = Some(Found { command, outcome });
-                                    }
-                                }
-                                Validity::Pass => {
-                                    passed.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Validity::Unknown => {}
-                            }
-                        }
-                        Err(e) => {
-                            stop.store(true, Ordering::Relaxed);
-                            error.lock().expect("not poisoned").get_or_insert(e);
-                        }
-                    }
-                }
-            });
+            scope.spawn(|| hunt.work());
         }
-        scope.spawn(|| progress(&done, &running, started));
+        scope.spawn(|| progress(&hunt.done, &hunt.running, hunt.started));
     });
-    if let Some(e) = error.into_inner().expect("not poisoned") {
+    if let Some(e) = hunt.error.into_inner().expect("not poisoned") {
         return Err(e);
     }
-    let done = done.load(Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let Some(found) = found.into_inner().expect("not poisoned") else {
-        let passed = passed.load(Ordering::Relaxed);
+    let done = hunt.done.load(Ordering::Relaxed);
+    let elapsed = hunt.started.elapsed();
+    let Some(found) = hunt.found.into_inner().expect("not poisoned") else {
+        let passed = hunt.passed.load(Ordering::Relaxed);
         println!(
             "no failure in {done} seeds ({passed} PASS, {} UNKNOWN) in {:.1} s ({:.0} runs/s)",
             done - passed,
@@ -316,6 +302,67 @@ fn hunt(args: &HuntArgs) -> Result<ExitCode, String> {
     };
     report_failure(args, &found, done, elapsed)?;
     Ok(ExitCode::from(1))
+}
+
+/// What the workers of a hunt share.
+struct Hunt<'a> {
+    args: &'a HuntArgs,
+    base: RunCommand,
+    kinds: Vec<Kind>,
+    scratch: &'a Path,
+    started: Instant,
+    /// The next seed to hand out.
+    next: AtomicU64,
+    /// Seeds run, and of them passed.
+    done: AtomicU64,
+    passed: AtomicU64,
+    /// Set at the first failure or error: no more seeds are handed out.
+    stop: AtomicBool,
+    /// Workers still running.
+    running: AtomicUsize,
+    /// The lowest failing seed among those run.
+    found: Mutex<Option<Found>>,
+    /// The first run that could not be made.
+    error: Mutex<Option<String>>,
+}
+
+impl Hunt<'_> {
+    /// One worker: runs seeds until they run out, the time is up, or a seed fails.
+    fn work(&self) {
+        let _leaving = Leaving(&self.running);
+        while !self.stop.load(Ordering::Relaxed) && self.started.elapsed() < self.args.time_limit {
+            let seed = self.next.fetch_add(1, Ordering::Relaxed);
+            if seed > self.args.seeds.1 {
+                break;
+            }
+            let command = command_for(&self.base, &self.kinds, seed, self.args.swarm);
+            match command.outcome(self.scratch) {
+                Ok(outcome) => self.count(command, outcome),
+                Err(e) => {
+                    self.stop.store(true, Ordering::Relaxed);
+                    self.error.lock().expect("not poisoned").get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    /// Counts a run; a failure stops the hunt (the lowest failing seed is kept).
+    fn count(&self, command: RunCommand, outcome: Outcome) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        match outcome.validity {
+            Validity::Fail => {
+                self.stop.store(true, Ordering::Relaxed);
+                let mut found = self.found.lock().expect("not poisoned");
+                if found.as_ref().is_none_or(|f| f.command.seed > command.seed) {
+                    *found = Some(Found { command, outcome });
+                }
+            }
+            Validity::Pass => {
+                self.passed.fetch_add(1, Ordering::Relaxed);
+            }
+            Validity::Unknown => {}
+        }
+    }
 }
 
 /// Counts a worker out when it leaves, however it leaves.

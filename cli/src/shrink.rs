@@ -4,8 +4,8 @@
 //! The seed's schedule is written out as a schedule file; every trial replays a smaller file
 //! with the same seed (so the workload and the network draw as before) and keeps it if the
 //! checker that failed still fails. Faults go first (delta debugging: halves, then quarters,
-//! ... removed while the failure stays), then each hold is halved while it can be, then the
-//! run is cut short.
+//! ... removed while the failure stays; then neighbours of one kind joined into one), then
+//! each hold is halved while it can be, then the run is cut short.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -99,6 +99,9 @@ pub(crate) fn shrink(
         return Ok(());
     }
     let mut steps = fewest_faults(&mut trials, full.clone(), time_limit)?;
+    if merge_neighbours(&mut trials, &mut steps, time_limit)? {
+        steps = fewest_faults(&mut trials, steps, time_limit)?;
+    }
     shorten_holds(&mut trials, &mut steps, time_limit)?;
     while time_limit > Duration::from_secs(1) {
         let shorter = time_limit / 2;
@@ -187,6 +190,34 @@ fn fewest_faults(
         }
     }
     Ok(steps)
+}
+
+/// Joins neighbouring faults of one kind into one fault held from the first's start to the
+/// second's end (the first's choices kept) while the failure stays; whether any were joined.
+fn merge_neighbours(
+    trials: &mut Trials<'_>,
+    steps: &mut Vec<PlannedStep>,
+    time_limit: Duration,
+) -> Result<bool, String> {
+    let mut merged = false;
+    let mut i = 0;
+    while i + 1 < steps.len() {
+        let (a, b) = (&steps[i], &steps[i + 1]);
+        if a.fault.kind() != b.fault.kind() {
+            i += 1;
+            continue;
+        }
+        let mut joined = steps.clone();
+        joined[i].hold_ms = (b.at_ms + b.hold_ms).saturating_sub(a.at_ms);
+        joined.remove(i + 1);
+        if trials.fails(&joined, time_limit)? {
+            *steps = joined;
+            merged = true;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(merged)
 }
 
 /// Halves each fault's hold while the failure stays (down to 10 ms).
