@@ -116,21 +116,33 @@ pub(crate) fn shrink(
     }
     let shrunk_path: PathBuf = kept.join("schedule-shrunk.json");
     write(&shrunk_path, &steps)?;
+    print_shrunk(&trials, full.len(), &steps, time_limit, &shrunk_path);
+    Ok(())
+}
+
+/// Prints what shrinking left and the command that replays it.
+fn print_shrunk(
+    trials: &Trials<'_>,
+    faults: usize,
+    steps: &[PlannedStep],
+    time_limit: Duration,
+    path: &Path,
+) {
+    let spent = trials.started.elapsed() >= trials.budget;
     println!(
-        "shrunk:   {} faults → {} in a {} run ({} runs, {:.1} s{}); the same checker ({}) fails",
-        full.len(),
+        "shrunk:   {faults} faults → {} in a {} run ({} runs, {:.1} s{}); the same checker ({}) fails",
         steps.len(),
         humantime::format_duration(time_limit),
         trials.runs,
         trials.started.elapsed().as_secs_f64(),
-        if trials.started.elapsed() >= trials.budget {
+        if spent {
             ", the --shrink-time budget spent"
         } else {
             ""
         },
         trials.checker
     );
-    for step in &steps {
+    for step in steps {
         let mut what = step.fault.describe();
         if let Some(map) = what.as_object_mut() {
             map.remove("action");
@@ -142,11 +154,7 @@ pub(crate) fn shrink(
             step.fault.kind()
         );
     }
-    println!(
-        "replay:   {}",
-        trials.replaying(&shrunk_path, time_limit).shell()
-    );
-    Ok(())
+    println!("replay:   {}", trials.replaying(path, time_limit).shell());
 }
 
 /// Delta debugging over the faults: removes chunks (halves, then smaller) while the failure
