@@ -141,15 +141,19 @@ pub enum Record {
         /// The key.
         key: String,
     },
-    /// The vector-clock counter of writes this node coordinated.
+    /// The vector-clock counter of writes this node coordinated (and ABD's tags).
     Counter(u64),
+    /// This node started coordinating in this life (its operations' ids carry it, so that a
+    /// late answer to an operation of an earlier life is never taken for a new one's).
+    Incarnation(u64),
 }
 
 crate::kinded!(Record {
     Store,
     Hint,
     HandedOff,
-    Counter
+    Counter,
+    Incarnation
 });
 
 /// What a client asked, as the coordinator remembers it.
@@ -227,6 +231,10 @@ pub struct QuorumNode {
     /// The operations this node coordinates, by operation number.
     coordinating: BTreeMap<u64, Coordinator>,
     next_op: u64,
+    /// This life's number: one more than the last life that coordinated anything.
+    incarnation: u64,
+    /// Whether this life's number is persisted (before its first operation's messages).
+    incarnation_kept: bool,
     peers: Vec<Liveness>,
     outbox: VecDeque<Output<Message, Record>>,
     /// Transactions in progress, by the id of their current sub-request.
@@ -251,6 +259,8 @@ impl QuorumNode {
             counter: 0,
             coordinating: BTreeMap::new(),
             next_op: 1,
+            incarnation: 1,
+            incarnation_kept: false,
             outbox: VecDeque::new(),
             txns: BTreeMap::new(),
             next_txn_request: txn::TXN_BASE,
@@ -274,9 +284,24 @@ impl QuorumNode {
                     node.hints.insert((owner, key), versions);
                 }
                 Record::Counter(c) => node.counter = node.counter.max(c),
+                Record::Incarnation(n) => node.incarnation = node.incarnation.max(n + 1),
             }
         }
+        node.next_op = (node.incarnation << 32) | 1;
         node
+    }
+
+    /// The id of a new operation this node coordinates; the first of a life persists the
+    /// life's number first.
+    fn new_op(&mut self) -> u64 {
+        if !self.incarnation_kept {
+            self.incarnation_kept = true;
+            self.outbox
+                .push_back(Output::Persist(Record::Incarnation(self.incarnation)));
+        }
+        let op = self.next_op;
+        self.next_op += 1;
+        op
     }
 
     fn merge_rule(&self) -> Merge {
@@ -374,8 +399,7 @@ impl QuorumNode {
                 key, expect, value, ..
             } => (key, Request::Cas { expect, value }),
         };
-        let op = self.next_op;
-        self.next_op += 1;
+        let op = self.new_op();
         let operation = Operation {
             client,
             key,

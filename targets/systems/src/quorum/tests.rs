@@ -303,3 +303,20 @@ fn abd_writes_through_one_coordinator_at_once_take_distinct_tags() {
     );
     assert_eq!(held[0].0, 2, "the second write took the next tag: {held:?}");
 }
+
+#[test]
+fn a_restarted_coordinator_numbers_its_operations_anew() {
+    let mut net = Net::new(settings("n=3,r=2,w=2,mode=abd"));
+    assert_eq!(net.put(0, "k", json!(1)).status(), 200);
+    let before = net.node(0).next_op;
+    // Crashed and restarted: answers to its last life's operations may still be on the way.
+    net.net.sim.kill(0);
+    net.net.sim.restart(0);
+    assert_eq!(net.put(0, "k", json!(2)).status(), 200);
+    let after = net.node(0).next_op;
+    assert!(
+        after >> 32 > before >> 32,
+        "a new life's operations have ids of their own: {before:#x} then {after:#x}"
+    );
+    assert_eq!(value_of(&net.get(1, "k")), json!(2));
+}
