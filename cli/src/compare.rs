@@ -14,7 +14,7 @@ use serde_json::json;
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use crate::args::CompareArgs;
+use crate::args::{CompareArgs, Runtime};
 use crate::plan::{RunPlan, run_seed};
 use crate::run::{CANNOT_RUN, Finished, execute, interrupts, runtime};
 
@@ -352,6 +352,9 @@ fn cells(args: &CompareArgs) -> Result<Vec<RunPlan>, String> {
     if args.repeat == 0 {
         return Err("--repeat must be at least 1".into());
     }
+    if args.options.check_determinism {
+        return Err("--check-determinism checks one run: use it with faultline run".into());
+    }
     let seed = run_seed(&args.options);
     let mut plans = Vec::new();
     for target in &args.targets {
@@ -384,7 +387,13 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
         }
     };
     let opts = &args.options;
-    runtime().block_on(async {
+    // Simulated cells run one after another on one paused clock.
+    let runtime = if opts.runtime == Runtime::Sim {
+        crate::sim::runtime()
+    } else {
+        runtime()
+    };
+    runtime.block_on(async {
         let seed = plans[0].seed;
         eprintln!(
             "faultline: {} cells × {} runs, seeds {seed}..{} (replay with --seed {seed})",

@@ -315,3 +315,37 @@ fn a_broken_schedule_file_is_named_with_its_line() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("node index 7"), "{}", text(&output));
 }
+
+#[test]
+fn compare_runs_its_cells_in_the_simulator() {
+    let out = tempfile::tempdir().unwrap();
+    let output = run(&[
+        "compare",
+        "--runtime",
+        "sim",
+        "--workload",
+        "register",
+        "--nemesis",
+        "partition",
+        "--set",
+        "n=3,w=1,r=1",
+        "--set",
+        "n=3,w=2,r=2,mode=abd",
+        "--time-limit",
+        "10s",
+        "--seed",
+        "4",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    let table = said
+        .lines()
+        .find(|l| l.contains("n=3,w=1,r=1") && l.contains("FAIL 1/1"));
+    assert!(table.is_some(), "W=1,R=1 fails: {said}");
+    let abd = said
+        .lines()
+        .find(|l| l.contains("mode=abd") && l.contains("PASS 1/1"));
+    assert!(abd.is_some(), "ABD passes: {said}");
+}
