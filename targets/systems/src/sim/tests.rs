@@ -42,11 +42,11 @@ fn ask(sim: &mut Sim<QuorumNode>, node: NodeId, request: Request, ms: u64) -> Op
     answer
 }
 
-/// Faults that crash a node right after every record it persists, for `down_ms`.
-fn crash_after_every_record(down_ms: u64) -> Faults {
+/// Faults that crash a node right after every key it stores, for `down_ms`.
+fn crash_after_every_store(down_ms: u64) -> Faults {
     Faults {
         crash_after: vec![CrashRule {
-            point: CrashPoint::Persist(Vec::new()),
+            point: CrashPoint::Persist(vec!["Store".into()]),
             chance: 1.0,
             down_ms: Some(down_ms),
         }],
@@ -118,7 +118,7 @@ fn a_partition_cuts_links_one_way_too_until_healed() {
 #[test]
 fn a_crash_point_drops_the_node_and_restarts_it_from_its_records() {
     let mut sim = cluster(1, "n=3,w=1,r=1");
-    sim.set_faults(0, crash_after_every_record(50));
+    sim.set_faults(0, crash_after_every_store(50));
     // n1 crashes right after it persists the write, before it answers.
     let answer = ask(&mut sim, 0, put("x", 5), 20);
     assert!(
@@ -145,7 +145,7 @@ fn a_crash_point_drops_the_node_and_restarts_it_from_its_records() {
 #[test]
 fn a_killed_node_refuses_and_stays_down_until_restarted() {
     let mut sim = cluster(1, "n=3,w=1,r=1");
-    sim.set_faults(1, crash_after_every_record(10));
+    sim.set_faults(1, crash_after_every_store(10));
     let _ = ask(&mut sim, 1, put("x", 1), 5);
     // Killed while its crash point's restart is queued: it stays down.
     sim.kill(1);
