@@ -143,22 +143,31 @@ pub struct RaftReport {
     pub violations: Vec<Violation>,
 }
 
-/// Checks Election Safety and State Machine Safety over every node's notes; `history` (when
-/// given) names the client operations behind the entries of a violation.
-pub fn check(nodes: &[NodeNotes], history: Option<&History>) -> RaftReport {
-    let mut leaders: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    let mut applied: BTreeMap<u64, (String, u64, &Value)> = BTreeMap::new();
-    let mut diverged: BTreeMap<u64, (String, u64, &Value)> = BTreeMap::new();
-    let mut missing = Vec::new();
+/// What the nodes' notes say, gathered: who led each term, the first entry applied at each
+/// index, the first other entry applied there, and the nodes that left no notes.
+struct Gathered<'a> {
+    leaders: BTreeMap<u64, Vec<String>>,
+    applied: BTreeMap<u64, (String, u64, &'a Value)>,
+    diverged: BTreeMap<u64, (String, u64, &'a Value)>,
+    missing: Vec<String>,
+}
+
+fn gather(nodes: &[NodeNotes]) -> Gathered<'_> {
+    let mut gathered = Gathered {
+        leaders: BTreeMap::new(),
+        applied: BTreeMap::new(),
+        diverged: BTreeMap::new(),
+        missing: Vec::new(),
+    };
     for node in nodes {
         let Some(notes) = &node.notes else {
-            missing.push(node.node.clone());
+            gathered.missing.push(node.node.clone());
             continue;
         };
         for note in notes {
             match note {
                 Note::Led { led } => {
-                    let names = leaders.entry(*led).or_default();
+                    let names = gathered.leaders.entry(*led).or_default();
                     if !names.contains(&node.node) {
                         names.push(node.node.clone());
                     }
@@ -167,13 +176,16 @@ pub fn check(nodes: &[NodeNotes], history: Option<&History>) -> RaftReport {
                     applied: index,
                     term,
                     command,
-                } => match applied.get(index) {
+                } => match gathered.applied.get(index) {
                     None => {
-                        applied.insert(*index, (node.node.clone(), *term, command));
+                        gathered
+                            .applied
+                            .insert(*index, (node.node.clone(), *term, command));
                     }
                     Some((_, t, c)) if (*t, *c) == (*term, command) => {}
                     Some(_) => {
-                        diverged
+                        gathered
+                            .diverged
                             .entry(*index)
                             .or_insert_with(|| (node.node.clone(), *term, command));
                     }
@@ -181,6 +193,18 @@ pub fn check(nodes: &[NodeNotes], history: Option<&History>) -> RaftReport {
             }
         }
     }
+    gathered
+}
+
+/// Checks Election Safety and State Machine Safety over every node's notes; `history` (when
+/// given) names the client operations behind the entries of a violation.
+pub fn check(nodes: &[NodeNotes], history: Option<&History>) -> RaftReport {
+    let Gathered {
+        leaders,
+        applied,
+        diverged,
+        missing,
+    } = gather(nodes);
     let writers = history.map(writers).unwrap_or_default();
     let entry = |(node, term, command): &(String, u64, &Value)| {
         let op = writer_key(command).and_then(|k| writers.get(&k));

@@ -14,9 +14,9 @@ use serde_json::json;
 use tabled::builder::Builder;
 use tabled::settings::Style;
 
-use crate::args::{CompareArgs, Runtime};
+use crate::args::CompareArgs;
 use crate::plan::{RunPlan, run_seed};
-use crate::run::{CANNOT_RUN, Finished, execute, interrupts, runtime};
+use crate::run::{CANNOT_RUN, Finished, execute, interrupts};
 
 /// Writes a comparison's `compare.json`, `compare.md` and `junit.xml`.
 fn write_comparison(
@@ -232,94 +232,113 @@ fn percent(part: usize, whole: usize) -> String {
 
 /// The table's header and cells, shared by the terminal and Markdown renderings.
 fn table_cells(rows: &[Row]) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut checkers: Vec<String> = Vec::new();
-    for row in rows {
-        for (c, _) in &row.verdicts {
-            if !checkers.contains(c) {
-                checkers.push(c.clone());
-            }
+    let columns = Columns::of(rows);
+    let cells = rows.iter().map(|row| columns.cells(row)).collect();
+    (columns.header(), cells)
+}
+
+/// The columns a comparison's rows need beside the fixed ones.
+struct Columns {
+    /// The checkers any row has a verdict of.
+    checkers: Vec<String>,
+    /// The fault kinds to show availability under, when there are several.
+    kinds: Vec<String>,
+    /// Whether a set workload's lost and stale elements are shown.
+    with_set: bool,
+    /// Whether a checkout's half-done and blocked times are shown.
+    with_checkout: bool,
+}
+
+/// Every distinct name `names` gives over `rows`, in first-seen order.
+fn distinct<'a>(rows: &'a [Row], names: impl Fn(&'a Row) -> Vec<&'a String>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for name in rows.iter().flat_map(names) {
+        if !seen.contains(name) {
+            seen.push(name.clone());
         }
     }
-    let with_set = rows.iter().any(|r| r.lost.is_some());
-    // With several fault kinds, availability under each one too.
-    let mut kinds: Vec<String> = Vec::new();
-    for row in rows {
-        for (kind, _, _) in &row.by_kind {
-            if !kinds.contains(kind) {
-                kinds.push(kind.clone());
-            }
+    seen
+}
+
+impl Columns {
+    fn of(rows: &[Row]) -> Self {
+        let checkers = distinct(rows, |r| r.verdicts.iter().map(|(c, _)| c).collect());
+        let mut kinds = distinct(rows, |r| r.by_kind.iter().map(|(k, _, _)| k).collect());
+        // With several fault kinds, availability under each one too.
+        if kinds.len() < 2 {
+            kinds.clear();
+        }
+        Columns {
+            with_checkout: checkers.iter().any(|c| c == "saga"),
+            with_set: rows.iter().any(|r| r.lost.is_some()),
+            checkers,
+            kinds,
         }
     }
-    if kinds.len() < 2 {
-        kinds.clear();
-    }
-    let mut header: Vec<String> = [
-        "target",
-        "runs",
-        "ok/s",
-        "p50 ms",
-        "p99 ms",
-        "ok",
-        "fail",
-        "info",
-        "available under faults",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    header.extend(kinds.iter().map(|k| format!("under {k}")));
-    if with_set {
-        header.push("lost".into());
-        header.push("stale".into());
-    }
-    let with_checkout = checkers.iter().any(|c| c == "saga");
-    if with_checkout {
-        header.push("half-done p99/max ms".into());
-        header.push("blocked p99/max ms".into());
-    }
-    header.extend(checkers.iter().cloned());
-    let cells = rows
+
+    fn header(&self) -> Vec<String> {
+        let mut header: Vec<String> = [
+            "target",
+            "runs",
+            "ok/s",
+            "p50 ms",
+            "p99 ms",
+            "ok",
+            "fail",
+            "info",
+            "available under faults",
+        ]
         .iter()
-        .map(|row| {
-            let mut cells = vec![
-                row.target.clone(),
-                row.runs.to_string(),
-                format!("{:.0}", row.ok_per_s),
-                format!("{:.2}", row.p50_ms),
-                format!("{:.2}", row.p99_ms),
-                row.share(row.ok),
-                row.share(row.fail),
-                row.share(row.info),
-                row.availability(),
-            ];
-            cells.extend(kinds.iter().map(|k| row.availability_under(k)));
-            if with_set {
-                cells.push(row.lost.map_or("-".into(), |n| n.to_string()));
-                cells.push(row.stale.map_or("-".into(), |n| n.to_string()));
-            }
-            if with_checkout {
-                let pair =
-                    |p: Option<(u64, u64)>| p.map_or("-".into(), |(a, b)| format!("{a} / {b}"));
-                cells.push(pair(row.half_done_ms));
-                cells.push(pair(row.blocked_ms));
-            }
-            for checker in &checkers {
-                let text = if !row.errors.is_empty() {
-                    format!("ERROR ({} runs)", row.errors.len())
-                } else {
-                    row.verdicts
-                        .iter()
-                        .find(|(c, _)| c == checker)
-                        .map_or("-".into(), |(_, counts)| {
-                            Row::verdict_text(*counts, row.runs)
-                        })
-                };
-                cells.push(text);
-            }
-            cells
-        })
+        .map(|s| s.to_string())
         .collect();
-    (header, cells)
+        header.extend(self.kinds.iter().map(|k| format!("under {k}")));
+        if self.with_set {
+            header.push("lost".into());
+            header.push("stale".into());
+        }
+        if self.with_checkout {
+            header.push("half-done p99/max ms".into());
+            header.push("blocked p99/max ms".into());
+        }
+        header.extend(self.checkers.iter().cloned());
+        header
+    }
+
+    fn cells(&self, row: &Row) -> Vec<String> {
+        let mut cells = vec![
+            row.target.clone(),
+            row.runs.to_string(),
+            format!("{:.0}", row.ok_per_s),
+            format!("{:.2}", row.p50_ms),
+            format!("{:.2}", row.p99_ms),
+            row.share(row.ok),
+            row.share(row.fail),
+            row.share(row.info),
+            row.availability(),
+        ];
+        cells.extend(self.kinds.iter().map(|k| row.availability_under(k)));
+        if self.with_set {
+            cells.push(row.lost.map_or("-".into(), |n| n.to_string()));
+            cells.push(row.stale.map_or("-".into(), |n| n.to_string()));
+        }
+        if self.with_checkout {
+            let pair = |p: Option<(u64, u64)>| p.map_or("-".into(), |(a, b)| format!("{a} / {b}"));
+            cells.push(pair(row.half_done_ms));
+            cells.push(pair(row.blocked_ms));
+        }
+        for checker in &self.checkers {
+            cells.push(if !row.errors.is_empty() {
+                format!("ERROR ({} runs)", row.errors.len())
+            } else {
+                (row.verdicts.iter())
+                    .find(|(c, _)| c == checker)
+                    .map_or("-".into(), |(_, counts)| {
+                        Row::verdict_text(*counts, row.runs)
+                    })
+            });
+        }
+        cells
+    }
 }
 
 /// The table for a terminal, or as Markdown.
@@ -388,12 +407,7 @@ pub(crate) fn compare(args: &CompareArgs) -> ExitCode {
     };
     let opts = &args.options;
     // Simulated cells run one after another on one paused clock.
-    let runtime = if opts.runtime == Runtime::Sim {
-        crate::sim::runtime()
-    } else {
-        runtime()
-    };
-    runtime.block_on(async {
+    crate::sim::runtime_for(plans[0].simulated()).block_on(async {
         let seed = plans[0].seed;
         eprintln!(
             "faultline: {} cells × {} runs, seeds {seed}..{} (replay with --seed {seed})",

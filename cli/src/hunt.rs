@@ -436,6 +436,8 @@ fn report_failure(
     }
     println!("run:      {}", kept.dir.path.display());
     if args.no_shrink {
+        let (steps, path) = crate::shrink::keep_schedule(command, &kept.dir.path)?;
+        println!("schedule: {} faults in {}", steps.len(), path.display());
         return Ok(());
     }
     crate::shrink::shrink(command, &found.outcome, args, &kept.dir.path)

@@ -118,11 +118,7 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
             opts.out.display()
         );
     }
-    let runtime = if plan.simulated() {
-        crate::sim::runtime()
-    } else {
-        runtime()
-    };
+    let runtime = crate::sim::runtime_for(plan.simulated());
     let finished = match runtime.block_on(async { execute(&plan, dir, interrupts(), true).await }) {
         Ok(finished) => finished,
         Err(e) => {

@@ -59,14 +59,12 @@ fn write(path: &Path, steps: &[PlannedStep]) -> Result<(), String> {
     std::fs::write(path, text + "\n").map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }
 
-/// Shrinks the schedule of the failing `command` and writes the full and the shrunk schedule
-/// beside its run directory `kept`.
-pub(crate) fn shrink(
+/// Writes the faults `command`'s seed draws as `schedule.json` in `kept`: the steps and
+/// where they went.
+pub(crate) fn keep_schedule(
     command: &RunCommand,
-    outcome: &Outcome,
-    args: &HuntArgs,
     kept: &Path,
-) -> Result<(), String> {
+) -> Result<(Vec<PlannedStep>, PathBuf), String> {
     let plan = command.plan(false)?;
     let nodes = match &plan.target {
         Target::Bundled(spec) => spec.nodes as usize,
@@ -75,9 +73,21 @@ pub(crate) fn shrink(
     // Every fault that can start before the nemesis stops (the last operation may end up to
     // an operation timeout after the time limit).
     let horizon = command.time_limit + plan.opts.op_timeout + Duration::from_secs(1);
-    let full = crate::run::schedule(&plan, nodes).planned(horizon).steps;
-    let full_path = kept.join("schedule.json");
-    write(&full_path, &full)?;
+    let steps = crate::run::schedule(&plan, nodes).planned(horizon).steps;
+    let path = kept.join("schedule.json");
+    write(&path, &steps)?;
+    Ok((steps, path))
+}
+
+/// Shrinks the schedule of the failing `command` and writes the full and the shrunk schedule
+/// into its run directory `kept`.
+pub(crate) fn shrink(
+    command: &RunCommand,
+    outcome: &Outcome,
+    args: &HuntArgs,
+    kept: &Path,
+) -> Result<(), String> {
+    let (full, full_path) = keep_schedule(command, kept)?;
     let scratch =
         tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let mut trials = Trials {

@@ -14,6 +14,15 @@ use tokio::sync::watch;
 use crate::plan::RunPlan;
 use crate::run::{Answering, Finished, execute};
 
+/// The runtime a run takes: a simulated one's ([`runtime`]), or the usual one.
+pub(crate) fn runtime_for(simulated: bool) -> tokio::runtime::Runtime {
+    if simulated {
+        runtime()
+    } else {
+        crate::run::runtime()
+    }
+}
+
 /// The runtime a simulated run takes: one thread, the clock paused (it advances only when
 /// every task waits on a timer).
 pub(crate) fn runtime() -> tokio::runtime::Runtime {

@@ -27,6 +27,16 @@ pub struct Step {
     pub hold: Duration,
 }
 
+/// `nodes` split at `at` into two groups, each sorted.
+fn split(nodes: Vec<NodeId>, at: usize) -> Vec<Vec<NodeId>> {
+    let (a, b) = nodes.split_at(at.min(nodes.len()));
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    vec![a, b]
+}
+
 /// One fault of a schedule file: when it starts (from the start of the run), how long it is
 /// held, and what it is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -336,57 +346,19 @@ impl Schedule {
     /// Decides the groups (and cuts) of a partition of `shape`.
     pub fn partition(&mut self, shape: Shape) -> Fault {
         let n = self.nodes;
-        let split = |nodes: Vec<NodeId>, at: usize| -> Vec<Vec<NodeId>> {
-            let (a, b) = nodes.split_at(at.min(nodes.len()));
-            let mut a = a.to_vec();
-            let mut b = b.to_vec();
-            a.sort_unstable();
-            b.sort_unstable();
-            vec![a, b]
-        };
         let (groups, cuts, one_way) = match shape {
             Shape::Halves
             | Shape::RandomHalves
             | Shape::One
             | Shape::Minority
             | Shape::Majority => {
-                let groups = match shape {
-                    Shape::Halves => split((0..n as NodeId).collect(), n / 2),
-                    Shape::RandomHalves => {
-                        let nodes = self.shuffled();
-                        split(nodes, n / 2)
-                    }
-                    Shape::One => {
-                        let nodes = self.shuffled();
-                        split(nodes, 1)
-                    }
-                    Shape::Minority => {
-                        let nodes = self.shuffled();
-                        let size = self.minority();
-                        split(nodes, size)
-                    }
-                    _ => {
-                        let nodes = self.shuffled();
-                        split(nodes, n / 2 + 1)
-                    }
-                };
+                let groups = self.split(shape);
                 let one_way = self.rng.random_bool(0.25);
                 let cuts = group_cuts(&groups, one_way);
                 (groups, cuts, one_way)
             }
             Shape::MajoritiesRing => {
-                let ring = self.shuffled();
-                let reach = (n / 2 + 1).saturating_sub(1).div_ceil(2);
-                let mut sees = vec![Vec::new(); n];
-                for (p, &node) in ring.iter().enumerate() {
-                    let sees = &mut sees[node as usize];
-                    for d in 0..=reach {
-                        sees.push(ring[(p + d) % n]);
-                        sees.push(ring[(p + n - d % n) % n]);
-                    }
-                    sees.sort_unstable();
-                    sees.dedup();
-                }
+                let sees = self.majorities_ring();
                 let cuts = visibility_cuts(&sees);
                 (sees, cuts, false)
             }
@@ -416,6 +388,41 @@ impl Schedule {
             groups,
             cuts,
         }
+    }
+
+    /// The two groups of a plain split of `shape` (halves, random halves, one, minority,
+    /// majority).
+    fn split(&mut self, shape: Shape) -> Vec<Vec<NodeId>> {
+        let n = self.nodes;
+        match shape {
+            Shape::Halves => split((0..n as NodeId).collect(), n / 2),
+            Shape::RandomHalves => split(self.shuffled(), n / 2),
+            Shape::One => split(self.shuffled(), 1),
+            Shape::Minority => {
+                let nodes = self.shuffled();
+                split(nodes, self.minority())
+            }
+            _ => split(self.shuffled(), n / 2 + 1),
+        }
+    }
+
+    /// What each node sees in a majorities ring: itself and its neighbours on a random ring,
+    /// a majority each, no two the same.
+    fn majorities_ring(&mut self) -> Vec<Vec<NodeId>> {
+        let n = self.nodes;
+        let ring = self.shuffled();
+        let reach = (n / 2 + 1).saturating_sub(1).div_ceil(2);
+        let mut sees = vec![Vec::new(); n];
+        for (p, &node) in ring.iter().enumerate() {
+            let sees = &mut sees[node as usize];
+            for d in 0..=reach {
+                sees.push(ring[(p + d) % n]);
+                sees.push(ring[(p + n - d % n) % n]);
+            }
+            sees.sort_unstable();
+            sees.dedup();
+        }
+        sees
     }
 }
 

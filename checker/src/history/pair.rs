@@ -49,28 +49,7 @@ impl Pairer {
             message,
         };
         if event.kind == EventKind::Invoke {
-            if let Some(&open) = self.open.get(&process) {
-                return Err(fail(format!(
-                    "process {process} invokes `{}` while its `{}` from line {} has not completed; \
-                     a process runs one operation at a time",
-                    event.f, self.history.ops[open].f, self.history.ops[open].line
-                )));
-            }
-            let id = self.history.ops.len();
-            self.open.insert(process, id);
-            self.history.ops.push(Operation {
-                id,
-                process,
-                f: event.f,
-                key: event.key,
-                input: event.value,
-                output: serde_json::Value::Null,
-                call: event.time,
-                ret: None,
-                status: Status::Info,
-                line: event.line,
-            });
-            return Ok(());
+            return self.invoke(process, event);
         }
         let Some(id) = self.open.remove(&process) else {
             return Err(fail(format!(
@@ -115,6 +94,35 @@ impl Pairer {
             }
             EventKind::Info | EventKind::Invoke => {}
         }
+        Ok(())
+    }
+
+    /// Opens `process`'s operation at an invoke event.
+    fn invoke(&mut self, process: u64, event: Event) -> Result<(), PairError> {
+        if let Some(&open) = self.open.get(&process) {
+            return Err(PairError {
+                line: event.line,
+                message: format!(
+                    "process {process} invokes `{}` while its `{}` from line {} has not \
+                     completed; a process runs one operation at a time",
+                    event.f, self.history.ops[open].f, self.history.ops[open].line
+                ),
+            });
+        }
+        let id = self.history.ops.len();
+        self.open.insert(process, id);
+        self.history.ops.push(Operation {
+            id,
+            process,
+            f: event.f,
+            key: event.key,
+            input: event.value,
+            output: serde_json::Value::Null,
+            call: event.time,
+            ret: None,
+            status: Status::Info,
+            line: event.line,
+        });
         Ok(())
     }
 

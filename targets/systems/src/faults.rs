@@ -408,7 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn crash_points_parse_print_and_strike_where_armed() {
+    fn crash_points_parse_and_print() {
         for text in [
             "persist",
             "persist:Entries",
@@ -422,6 +422,31 @@ mod tests {
         assert!(CrashPoint::parse("send:VoteReply|").is_err());
         assert!(CrashPoint::parse("fsync").is_err());
         assert!(CrashPoint::parse("fsync:Entries").is_err());
+        for bad in [
+            "persist~",
+            "persist~5",
+            "persist~0ms",
+            "persist~1.5s",
+            "persist@0.1~x",
+        ] {
+            assert!(CrashPlan::parse(bad).is_err(), "{bad}");
+        }
+        assert!(CrashPlan::parse("persist@2").is_err());
+        assert!(CrashPlan::parse("persist@x").is_err());
+        let plan = CrashPlan::parse("send:VoteGranted@1~50ms+send:Append@0.01~2s+persist").unwrap();
+        let rules: Vec<String> = plan.rules(0.3).iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rules,
+            [
+                "send:VoteGranted@1~50ms",
+                "send:Append@0.01~2000ms",
+                "persist@0.3"
+            ]
+        );
+    }
+
+    #[test]
+    fn crash_points_strike_where_armed_for_their_down_time() {
         let mut layer = FaultLayer::new(3, 0, 1);
         assert_eq!(
             layer.crashes_after(Done::Persisted("Meta")),
@@ -453,16 +478,6 @@ mod tests {
             ..Faults::default()
         };
         assert!(bad.validate(3).is_err());
-        let plan = CrashPlan::parse("send:VoteGranted@1~50ms+send:Append@0.01~2s+persist").unwrap();
-        let rules: Vec<String> = plan.rules(0.3).iter().map(|r| r.to_string()).collect();
-        assert_eq!(
-            rules,
-            [
-                "send:VoteGranted@1~50ms",
-                "send:Append@0.01~2000ms",
-                "persist@0.3"
-            ]
-        );
         // Each point crashes for its own down time, or the fault's.
         let plan = CrashPlan::parse("send:VoteReply~50ms+send:Append@1~2s+persist").unwrap();
         layer.set(Faults {
@@ -481,17 +496,6 @@ mod tests {
         });
         assert_eq!(layer.crashes_after(Done::Persisted("Meta")), None);
         assert_eq!(layer.crashes_after(Done::Persisted("Entries")), Some(10));
-        for bad in [
-            "persist~",
-            "persist~5",
-            "persist~0ms",
-            "persist~1.5s",
-            "persist@0.1~x",
-        ] {
-            assert!(CrashPlan::parse(bad).is_err(), "{bad}");
-        }
-        assert!(CrashPlan::parse("persist@2").is_err());
-        assert!(CrashPlan::parse("persist@x").is_err());
     }
 
     #[test]

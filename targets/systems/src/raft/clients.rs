@@ -102,49 +102,11 @@ impl RaftNode {
             }
         }
         if !matches!(self.role, Role::Leader(_)) {
-            match self.leader {
-                // Forward to the leader; its answer comes back as a ForwardReply.
-                Some(leader) if client < REMOTE_BASE => {
-                    let id = client;
-                    let deadline = self.now.mono_ms + self.settings.timeout_ms;
-                    self.forwarded.insert(id, (client, deadline));
-                    self.send(leader, Message::Forward { id, request });
-                }
-                Some(leader) => {
-                    let why = format!("not the leader; {} leads", node_name(leader));
-                    self.reply(client, ClientReply::Unavailable(why));
-                }
-                None => {
-                    let why = "no leader is known; try again shortly".to_string();
-                    self.reply(client, ClientReply::Unavailable(why));
-                }
-            }
+            self.forward(client, request);
             return;
         }
-        let deadline = self.now.mono_ms + self.settings.timeout_ms;
         let command = match request {
-            ClientRequest::Get { key } => {
-                if self.bug(Bug::NoReadIndex) {
-                    let reply = self.read_value(&key);
-                    self.reply(client, reply);
-                    return;
-                }
-                let Role::Leader(leader) = &self.role else {
-                    unreachable!("checked above")
-                };
-                // Confirm leadership with the next round of heartbeats.
-                let round = leader.round + 1;
-                self.reads.push(PendingRead {
-                    client,
-                    key,
-                    round,
-                    index: None,
-                    deadline,
-                });
-                self.broadcast();
-                self.serve_reads();
-                return;
-            }
+            ClientRequest::Get { key } => return self.read(client, key),
             ClientRequest::Put {
                 key,
                 value,
@@ -176,6 +138,56 @@ impl RaftNode {
                 idempotency_key,
             },
         };
+        self.append(client, command);
+    }
+
+    /// A follower hands a runtime client's request to the leader it knows (its answer comes
+    /// back as a ForwardReply); a forwarded request, or one with no leader known, is refused.
+    fn forward(&mut self, client: RequestId, request: ClientRequest) {
+        match self.leader {
+            Some(leader) if client < REMOTE_BASE => {
+                let id = client;
+                let deadline = self.now.mono_ms + self.settings.timeout_ms;
+                self.forwarded.insert(id, (client, deadline));
+                self.send(leader, Message::Forward { id, request });
+            }
+            Some(leader) => {
+                let why = format!("not the leader; {} leads", node_name(leader));
+                self.reply(client, ClientReply::Unavailable(why));
+            }
+            None => {
+                let why = "no leader is known; try again shortly".to_string();
+                self.reply(client, ClientReply::Unavailable(why));
+            }
+        }
+    }
+
+    /// The leader reads `key` once the next round of heartbeats confirms it still leads (at
+    /// once with the `no-read-index` bug).
+    fn read(&mut self, client: RequestId, key: String) {
+        if self.bug(Bug::NoReadIndex) {
+            let reply = self.read_value(&key);
+            self.reply(client, reply);
+            return;
+        }
+        let Role::Leader(leader) = &self.role else {
+            unreachable!("only a leader reads")
+        };
+        let round = leader.round + 1;
+        self.reads.push(PendingRead {
+            client,
+            key,
+            round,
+            index: None,
+            deadline: self.now.mono_ms + self.settings.timeout_ms,
+        });
+        self.broadcast();
+        self.serve_reads();
+    }
+
+    /// The leader appends `command` to its log for `client`, who is answered when it applies.
+    fn append(&mut self, client: RequestId, command: Command) {
+        let deadline = self.now.mono_ms + self.settings.timeout_ms;
         self.log.push(Entry {
             term: self.term,
             command,

@@ -126,6 +126,44 @@ impl RaftNode {
     }
 
     /// An AppendEntries from the leader `from`.
+    /// Where a leader whose entry at `prev_index` does not match should go back to: past the
+    /// whole conflicting term at once (or to this log's end if it is shorter).
+    fn back_off_hint(&self, prev_index: u64) -> u64 {
+        if prev_index > self.last_index() {
+            return self.last_index();
+        }
+        let conflict = self.term_at(prev_index);
+        let mut i = prev_index;
+        while i > 0 && self.term_at(i) == conflict {
+            i -= 1;
+        }
+        i
+    }
+
+    /// Stores `entries` after `prev_index`: an entry that conflicts with this log truncates it
+    /// there; what changed is persisted in one record.
+    fn store_entries(&mut self, prev_index: u64, entries: Vec<Entry>) {
+        let mut changed_from = None;
+        for (i, entry) in entries.into_iter().enumerate() {
+            let index = prev_index + 1 + i as u64;
+            if index <= self.last_index() {
+                if self.term_at(index) == entry.term {
+                    continue;
+                }
+                self.log.truncate(index as usize - 1);
+            }
+            changed_from.get_or_insert(index);
+            self.log.push(entry);
+        }
+        if let Some(from_index) = changed_from {
+            let entries = self.log[from_index as usize - 1..].to_vec();
+            self.outbox.push_back(Output::Persist(Record::Entries {
+                from: from_index,
+                entries,
+            }));
+        }
+    }
+
     pub(super) fn on_append(&mut self, from: NodeId, append: AppendEntries) {
         let AppendEntries {
             term,
@@ -151,17 +189,7 @@ impl RaftNode {
         self.heard_leader_ms = Some(self.now.mono_ms);
         self.reset_election();
         if prev_index > self.last_index() || self.term_at(prev_index) != prev_term {
-            // Back off past the whole conflicting term at once.
-            let hint = if prev_index > self.last_index() {
-                self.last_index()
-            } else {
-                let conflict = self.term_at(prev_index);
-                let mut i = prev_index;
-                while i > 0 && self.term_at(i) == conflict {
-                    i -= 1;
-                }
-                i
-            };
+            let hint = self.back_off_hint(prev_index);
             self.send(
                 from,
                 Message::AppendReply {
@@ -173,27 +201,8 @@ impl RaftNode {
             );
             return;
         }
-        let count = entries.len() as u64;
-        let mut changed_from = None;
-        for (i, entry) in entries.into_iter().enumerate() {
-            let index = prev_index + 1 + i as u64;
-            if index <= self.last_index() {
-                if self.term_at(index) == entry.term {
-                    continue;
-                }
-                self.log.truncate(index as usize - 1);
-            }
-            changed_from.get_or_insert(index);
-            self.log.push(entry);
-        }
-        if let Some(from_index) = changed_from {
-            let entries = self.log[from_index as usize - 1..].to_vec();
-            self.outbox.push_back(Output::Persist(Record::Entries {
-                from: from_index,
-                entries,
-            }));
-        }
-        let last_new = prev_index + count;
+        let last_new = prev_index + entries.len() as u64;
+        self.store_entries(prev_index, entries);
         if commit > self.commit {
             self.commit = commit.min(last_new);
         }
