@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::generator::{Generator, Workload, element_key};
+use crate::generator::{Generator, Workload, WorkloadOp, element_key};
 use crate::recorder::{EventLine, Recorder, Who};
 
 /// What to run.
@@ -254,40 +254,52 @@ async fn client_loop<C: Client>(
             }
             _ = stop_fired(stop.clone()) => return Ok(()),
         };
-        let (kind, value, error, meta) = match &completion {
-            // A read completes with the value read, a transaction with its reads filled in,
-            // an echo with what came back, a generate with its id; the rest repeat their input.
-            Completion::Ok { value, meta } => (
-                "ok",
-                if matches!(
-                    op.op,
-                    Op::Read { .. } | Op::Txn { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate
-                ) {
-                    value
-                } else {
-                    &op.value
-                },
-                None,
-                meta.as_ref(),
-            ),
-            Completion::Fail { error } => ("fail", &op.value, Some(error.as_str()), None),
-            Completion::Info { error } => ("info", &op.value, Some(error.as_str()), None),
-        };
-        recorder.record(&EventLine {
-            process: Who::Client(process),
-            kind,
-            f: op.f,
-            key: (!op.key.is_empty()).then_some(op.key.as_str()),
-            value,
-            node: node_name.as_deref(),
-            error,
-            meta,
-        })?;
+        let kind = record_completion(recorder, process, &op, node_name.as_deref(), &completion)?;
         if kind == "info" {
             process = shared.next_process.fetch_add(1, Ordering::Relaxed);
         }
     }
     Ok(())
+}
+
+/// Records how `op` of `process` ended; its kind (`ok`, `fail`, `info`).
+fn record_completion(
+    recorder: &Recorder,
+    process: u64,
+    op: &WorkloadOp,
+    node: Option<&str>,
+    completion: &Completion,
+) -> io::Result<&'static str> {
+    let (kind, value, error, meta) = match completion {
+        // A read completes with the value read, a transaction with its reads filled in,
+        // an echo with what came back, a generate with its id; the rest repeat their input.
+        Completion::Ok { value, meta } => (
+            "ok",
+            if matches!(
+                op.op,
+                Op::Read { .. } | Op::Txn { .. } | Op::ReadAll | Op::Echo { .. } | Op::Generate
+            ) {
+                value
+            } else {
+                &op.value
+            },
+            None,
+            meta.as_ref(),
+        ),
+        Completion::Fail { error } => ("fail", &op.value, Some(error.as_str()), None),
+        Completion::Info { error } => ("info", &op.value, Some(error.as_str()), None),
+    };
+    recorder.record(&EventLine {
+        process: Who::Client(process),
+        kind,
+        f: op.f,
+        key: (!op.key.is_empty()).then_some(op.key.as_str()),
+        value,
+        node,
+        error,
+        meta,
+    })?;
+    Ok(kind)
 }
 
 /// One node's final read as the history records it: a `read` of `key` by a fresh process,
