@@ -46,7 +46,19 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts ChromeDriver, again on another port if it exits at once (a port another test
+    /// took between our check and its bind).
     fn start() -> Driver {
+        for _ in 0..3 {
+            if let Some(driver) = Self::start_once() {
+                return driver;
+            }
+        }
+        panic!("chromedriver exited at once three times");
+    }
+
+    /// ChromeDriver answering on a free port; `None` if it exited before it answered.
+    fn start_once() -> Option<Driver> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -58,7 +70,7 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let driver = Driver {
+        let mut driver = Driver {
             child,
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::blocking::Client::new(),
@@ -70,13 +82,16 @@ impl Driver {
             .send()
             .is_err()
         {
+            if driver.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
             assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "chromedriver did not start"
+                started.elapsed() < Duration::from_secs(60),
+                "chromedriver did not answer within 60 s"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        driver
+        Some(driver)
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
