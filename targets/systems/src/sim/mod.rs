@@ -3,8 +3,9 @@
 //!
 //! [`Sim`] owns the nodes, their durable records and an event queue ordered by (virtual time,
 //! sequence number). Messages pass through each sender's [`FaultLayer`] — the same partitions,
-//! loss, duplication, delay and crash points the process runtime applies — and then take the
-//! link's own latency, drawn from the seed, so they reorder as on a real network. A node is
+//! loss, duplication, delay and crash points the process runtime applies — and then take a
+//! latency drawn from their link's own distribution ([`Link`]: each link's range is drawn from
+//! the seed), so they reorder as on a real network. A node is
 //! ticked exactly at the deadline it asks for. A crash drops the node and every output it had
 //! not acted on, and restarts it from its records; a pause holds its inputs until it resumes.
 //!
@@ -12,6 +13,7 @@
 //! event for event. [`Sim::trace`] keeps every event when asked, so that two runs of a seed can
 //! be compared (the determinism guard).
 
+mod links;
 mod systems;
 #[cfg(test)]
 pub(crate) mod testnet;
@@ -19,31 +21,24 @@ pub(crate) mod testnet;
 mod tests;
 mod trace;
 
+pub use links::{Latency, Link};
 pub use systems::{DEFAULT_LATENCY, World, for_system};
 pub use trace::{Trace, TraceEvent, What};
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::faults::{Done, FaultLayer, Faults};
 use crate::kv::node_name;
 use crate::orders::OrderRequest;
 use crate::{ClientReply, ClientRequest, Kinded, Node, NodeId, Now, Output, RequestId};
+use links::Links;
 
 /// The wall clock a simulated run starts at (2023-11-14), so that systems stamping data see
 /// plausible times.
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
-
-/// How long a message takes on a link: uniform in `min_ms..=max_ms`, drawn per message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Latency {
-    /// The shortest.
-    pub min_ms: u64,
-    /// The longest.
-    pub max_ms: u64,
-}
 
 /// A request from a simulated client.
 #[derive(Clone, Debug, PartialEq)]
@@ -134,7 +129,7 @@ pub struct Sim<N: Node> {
     deadlines: Vec<Option<u64>>,
     records: Vec<Vec<N::Record>>,
     faults: Vec<FaultLayer>,
-    latency: Latency,
+    links: Links,
     rng: ChaCha8Rng,
     make: Make<N>,
     starts: u64,
@@ -160,12 +155,14 @@ pub struct Sim<N: Node> {
 pub(crate) type SendHook<M> = Box<dyn FnMut(NodeId, NodeId, &M) -> bool + Send>;
 
 impl<N: Node> Sim<N> {
-    /// A cluster of `nodes` built by `make`, every link taking `latency`; `seed` drives the
-    /// network and the fault layers.
+    /// A cluster of `nodes` built by `make`, each link's latency range drawn inside `latency`;
+    /// `seed` drives the network and the fault layers.
     pub fn new(nodes: u32, latency: Latency, seed: u64, mut make: Make<N>) -> Self {
         let slots = (0..nodes)
             .map(|id| Slot::Up(make(id, Vec::new(), 0)))
             .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let links = Links::drawn(nodes as usize, latency, &mut rng);
         let mut sim = Sim {
             now: 0,
             seq: 0,
@@ -176,8 +173,8 @@ impl<N: Node> Sim<N> {
             faults: (0..nodes)
                 .map(|id| FaultLayer::new(nodes, 0, seed ^ (u64::from(id) << 48) ^ 0xfa17))
                 .collect(),
-            latency,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            links,
+            rng,
             make,
             starts: nodes as u64,
             killed: vec![false; nodes as usize],
@@ -208,6 +205,25 @@ impl<N: Node> Sim<N> {
     /// The events kept, if asked for.
     pub fn trace(&self) -> Option<&Trace> {
         self.trace.as_ref()
+    }
+
+    /// `link`'s latency range.
+    pub fn latency(&self, link: Link) -> Latency {
+        self.links.range(link)
+    }
+
+    /// Gives `link` the latency range `latency` from now on (a slow or a steady link).
+    ///
+    /// # Panics
+    ///
+    /// If `latency.min_ms` exceeds `latency.max_ms`, or the link names a node the cluster
+    /// does not have.
+    pub fn set_latency(&mut self, link: Link, latency: Latency) {
+        assert!(
+            latency.min_ms <= latency.max_ms,
+            "an empty range: {latency:?}"
+        );
+        self.links.set(link, latency);
     }
 
     /// Virtual milliseconds since the start.
@@ -322,24 +338,19 @@ impl<N: Node> Sim<N> {
         let id = self.next_request;
         self.next_request += 1;
         self.counters.client_requests += 1;
-        let at = self.now + self.latency();
+        let at = self.now + self.links.draw(Link::Client(node), &mut self.rng);
         self.schedule(at, Event::Arrive { node, id, request });
         id
     }
 
-    /// Sends a reply back to its client.
-    fn answer(&mut self, id: RequestId, reply: ClientReply) {
-        self.answer_with(id, Answer::Reply(reply));
+    /// Sends node `node`'s reply back to its client.
+    fn answer(&mut self, node: NodeId, id: RequestId, reply: ClientReply) {
+        self.answer_with(node, id, Answer::Reply(reply));
     }
 
-    fn answer_with(&mut self, id: RequestId, answer: Answer) {
-        let at = self.now + self.latency();
+    fn answer_with(&mut self, node: NodeId, id: RequestId, answer: Answer) {
+        let at = self.now + self.links.draw(Link::Client(node), &mut self.rng);
         self.schedule(at, Event::Answer { id, answer });
-    }
-
-    /// One draw of a link's latency.
-    fn latency(&mut self) -> u64 {
-        (self.rng).random_range(self.latency.min_ms..=self.latency.max_ms)
     }
 
     /// The replies given since the last call, in order.
@@ -358,7 +369,7 @@ impl<N: Node> Sim<N> {
                 Input::Peer { .. } => self.counters.messages_dropped += 1,
                 Input::Client { id: rid, .. } => {
                     let why = format!("{} is down", node_name(id));
-                    self.answer_with(rid, Answer::Refused(why));
+                    self.answer_with(id, rid, Answer::Refused(why));
                 }
             },
             Slot::Paused { held, .. } => held.push(input),
@@ -375,7 +386,7 @@ impl<N: Node> Sim<N> {
                             node.handle_client(now, rid, request);
                         }
                         Request::Order(order) => match node.handle_order(now, rid, order) {
-                            Some(reply) => self.answer(rid, reply),
+                            Some(reply) => self.answer(id, rid, reply),
                             None => {
                                 self.pending.insert(rid, id);
                             }
@@ -416,7 +427,7 @@ impl<N: Node> Sim<N> {
                 }
                 Output::Reply { id: rid, reply } => {
                     self.pending.remove(&rid);
-                    self.answer(rid, reply);
+                    self.answer(id, rid, reply);
                     None
                 }
                 Output::Note(note) => {
@@ -480,7 +491,7 @@ impl<N: Node> Sim<N> {
 
     /// Queues one copy of a message, after the fault layer's delay and the link's latency.
     fn put_on_link(&mut self, from: NodeId, to: NodeId, delay_ms: u64, msg: N::Message) {
-        let at = self.now + delay_ms + self.latency();
+        let at = self.now + delay_ms + self.links.draw(Link::Peer { from, to }, &mut self.rng);
         self.counters.messages_sent += 1;
         self.schedule(at, Event::Deliver { from, to, msg });
     }
@@ -507,7 +518,7 @@ impl<N: Node> Sim<N> {
                 "{} crashed; the request may or may not have taken effect",
                 node_name(id)
             );
-            self.answer(rid, ClientReply::Timeout(why));
+            self.answer(id, rid, ClientReply::Timeout(why));
         }
     }
 

@@ -129,7 +129,7 @@ fn a_crash_point_drops_the_node_and_restarts_it_from_its_records() {
     assert!(sim.node(0).is_none(), "down for 50 ms");
     assert!(!sim.records(0).is_empty(), "what it synced is kept");
     assert!(matches!(
-        ask(&mut sim, 0, get("x"), 5),
+        ask(&mut sim, 0, get("x"), 20),
         Some(Answer::Refused(_))
     ));
     sim.set_faults(0, Faults::default());
@@ -189,6 +189,63 @@ fn clock_offsets_move_only_that_nodes_wall_clock() {
     sim.run_until(10);
     assert_eq!(sim.clock(0).wall_ms - sim.clock(1).wall_ms, 5_000);
     assert_eq!(sim.clock(0).mono_ms, sim.clock(1).mono_ms);
+}
+
+#[test]
+fn every_link_draws_its_own_latency_range_inside_the_clusters() {
+    let sim = cluster(3, "n=3");
+    let mut links: Vec<Link> = (0..3)
+        .flat_map(|from| (0..3).map(move |to| Link::Peer { from, to }))
+        .collect();
+    links.extend((0..3).map(Link::Client));
+    let ranges: Vec<Latency> = links.iter().map(|&link| sim.latency(link)).collect();
+    for range in &ranges {
+        assert!(DEFAULT_LATENCY.min_ms <= range.min_ms, "{range:?}");
+        assert!(range.min_ms <= range.max_ms, "{range:?}");
+        assert!(range.max_ms <= DEFAULT_LATENCY.max_ms, "{range:?}");
+    }
+    assert!(
+        ranges.iter().any(|r| *r != ranges[0]),
+        "links differ: {ranges:?}"
+    );
+    let again = cluster(3, "n=3");
+    assert!(
+        links.iter().all(|&l| again.latency(l) == sim.latency(l)),
+        "one seed, one network"
+    );
+}
+
+#[test]
+fn a_slow_link_delays_only_what_crosses_it() {
+    let mut sim = cluster(1, "n=3,w=3,r=1").with_trace();
+    let slow = Latency {
+        min_ms: 200,
+        max_ms: 200,
+    };
+    sim.set_latency(Link::Peer { from: 0, to: 2 }, slow);
+    let id = sim.submit(0, put("x", 1));
+    sim.run_until(1_000);
+    let replied: Vec<RequestId> = sim.replies().map(|(r, _)| r).collect();
+    assert_eq!(replied, [id], "the write completes, late");
+    let trace = sim.trace().expect("kept").events();
+    let arrived = |to: NodeId| {
+        trace
+            .iter()
+            .find(|e| e.node == to && e.other == 0 && matches!(e.what, What::Deliver(_)))
+            .map(|e| e.at)
+            .expect("n1 wrote to every replica")
+    };
+    let client = trace
+        .iter()
+        .find(|e| e.what == What::Client)
+        .expect("the request arrived")
+        .at;
+    assert!(arrived(1) - client <= DEFAULT_LATENCY.max_ms);
+    assert_eq!(
+        arrived(2) - client,
+        200,
+        "n1 to n3 takes the slow link's 200 ms"
+    );
 }
 
 /// A busy run: writes and reads through every node, a partition, a crash point, a kill.
