@@ -249,8 +249,42 @@ pub(crate) fn run(args: &HuntArgs) -> ExitCode {
     }
 }
 
+/// Set by the first Ctrl-C of a hunt: no more seeds are started and shrinking stops where it
+/// is; the second Ctrl-C exits at once.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the user asked the hunt to stop.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Watches Ctrl-C in a thread of its own: the first sets [`interrupted`], the second exits.
+fn watch_interrupts() {
+    std::thread::spawn(|| {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            eprintln!(
+                "\nfaultline: stopping after the runs in progress (Ctrl-C again to quit at once)"
+            );
+            INTERRUPTED.store(true, Ordering::Relaxed);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    });
+}
+
 fn hunt(args: &HuntArgs) -> Result<ExitCode, String> {
     let (base, kinds) = base_command(args)?;
+    watch_interrupts();
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -292,6 +326,14 @@ fn hunt(args: &HuntArgs) -> Result<ExitCode, String> {
     let elapsed = hunt.started.elapsed();
     let Some(found) = hunt.found.into_inner().expect("not poisoned") else {
         let passed = hunt.passed.load(Ordering::Relaxed);
+        if interrupted() {
+            println!(
+                "interrupted: no failure in {done} seeds ({passed} PASS, {} UNKNOWN) in {:.1} s",
+                done - passed,
+                elapsed.as_secs_f64()
+            );
+            return Ok(ExitCode::from(130));
+        }
         println!(
             "no failure in {done} seeds ({passed} PASS, {} UNKNOWN) in {:.1} s ({:.0} runs/s)",
             done - passed,
@@ -330,7 +372,10 @@ impl Hunt<'_> {
     /// One worker: runs seeds until they run out, the time is up, or a seed fails.
     fn work(&self) {
         let _leaving = Leaving(&self.running);
-        while !self.stop.load(Ordering::Relaxed) && self.started.elapsed() < self.args.time_limit {
+        while !self.stop.load(Ordering::Relaxed)
+            && !interrupted()
+            && self.started.elapsed() < self.args.time_limit
+        {
             let seed = self.next.fetch_add(1, Ordering::Relaxed);
             if seed > self.args.seeds.1 {
                 break;

@@ -28,9 +28,9 @@ struct Trials<'a> {
 
 impl Trials<'_> {
     /// Whether `steps` in a run of `time_limit` still fail the checker (`false` once the
-    /// budget is spent: nothing more is removed).
+    /// budget is spent or the user pressed Ctrl-C: nothing more is removed).
     fn fails(&mut self, steps: &[PlannedStep], time_limit: Duration) -> Result<bool, String> {
-        if self.started.elapsed() >= self.budget {
+        if self.stopped() {
             return Ok(false);
         }
         self.runs += 1;
@@ -39,6 +39,11 @@ impl Trials<'_> {
         let trial = self.replaying(&file, time_limit);
         let outcome: Outcome = trial.outcome(self.scratch)?;
         Ok(outcome.failing.contains(&self.checker))
+    }
+
+    /// Whether trials must end: the budget is spent or the hunt was interrupted.
+    fn stopped(&self) -> bool {
+        self.started.elapsed() >= self.budget || crate::hunt::interrupted()
     }
 
     /// The failing command with `file`'s faults instead of the seed's.
@@ -100,6 +105,14 @@ pub(crate) fn shrink(
     };
     let mut time_limit = command.time_limit;
     if !trials.fails(&full, time_limit)? {
+        if crate::hunt::interrupted() {
+            println!(
+                "shrunk:   not shrunk (interrupted); its {} faults are in {}",
+                full.len(),
+                full_path.display()
+            );
+            return Ok(());
+        }
         println!(
             "shrunk:   not shrunk: its {} faults replayed from {} did not fail {} again",
             full.len(),
@@ -138,18 +151,20 @@ fn print_shrunk(
     time_limit: Duration,
     path: &Path,
 ) {
-    let spent = trials.started.elapsed() >= trials.budget;
+    let stopped = if crate::hunt::interrupted() {
+        ", interrupted"
+    } else if trials.started.elapsed() >= trials.budget {
+        ", the --shrink-time budget spent"
+    } else {
+        ""
+    };
     println!(
         "shrunk:   {faults} faults → {} in a {} run ({} runs, {:.1} s{}); the same checker ({}) fails",
         steps.len(),
         humantime::format_duration(time_limit),
         trials.runs,
         trials.started.elapsed().as_secs_f64(),
-        if spent {
-            ", the --shrink-time budget spent"
-        } else {
-            ""
-        },
+        stopped,
         trials.checker
     );
     for step in steps {

@@ -217,6 +217,39 @@ fn hunt_over_a_correct_system_finds_nothing() {
     assert!(said.contains("no failure in 20 seeds (20 PASS"), "{said}");
 }
 
+#[test]
+fn ctrl_c_stops_a_hunt_with_its_count_and_leaves_no_scratch() {
+    let out = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let child = faultline()
+        .args(["hunt", "--target", "bundled:raft", "--swarm"])
+        .args(["--time-limit", "10m", "--out"])
+        .arg(out.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The scratch directory appears once the hunt runs seeds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(tmp.path()).unwrap().next().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hunt never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(130), "{said}");
+    assert!(said.starts_with("interrupted: no failure in "), "{said}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "scratch left behind: {left:?}");
+}
+
 fn shell_words(line: &str) -> Vec<String> {
     shell_words::split(line).expect("the hunt prints commands a shell can read")
 }
