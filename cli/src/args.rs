@@ -358,8 +358,8 @@ impl Runtime {
 /// (where it may pass: real timing is not the simulator's).
 ///
 /// Exit codes: 0 no seed failed, 1 a seed failed (printed with the command that replays it),
-/// 4 a run could not be made, 2 bad usage, 130 interrupted (Ctrl-C stops after the runs in
-/// progress; a second Ctrl-C quits at once).
+/// 4 a run could not be made, 2 bad usage, 130 interrupted before a seed failed (Ctrl-C stops
+/// after the runs in progress, or stops shrinking where it is; a second Ctrl-C quits at once).
 ///
 /// Examples:
 ///   faultline hunt --target bundled:raft --set bug=no-read-index --workload cas
