@@ -259,23 +259,30 @@ pub(crate) fn interrupted() -> bool {
 }
 
 /// Watches Ctrl-C in a thread of its own: the first sets [`interrupted`], the second exits.
+/// The handler is in place when this returns.
 fn watch_interrupts() {
-    std::thread::spawn(|| {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let registered = {
+        let _inside = runtime.enter();
+        signal(SignalKind::interrupt())
+    };
+    let Ok(mut sigint) = registered else { return };
+    std::thread::spawn(move || {
         runtime.block_on(async {
-            if tokio::signal::ctrl_c().await.is_err() {
+            if sigint.recv().await.is_none() {
                 return;
             }
             eprintln!(
                 "\nfaultline: stopping after the runs in progress (Ctrl-C again to quit at once)"
             );
             INTERRUPTED.store(true, Ordering::Relaxed);
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if sigint.recv().await.is_some() {
                 std::process::exit(130);
             }
         });

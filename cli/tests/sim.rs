@@ -230,7 +230,7 @@ fn ctrl_c_stops_a_hunt_with_its_count_and_leaves_no_scratch() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The scratch directory appears once the hunt runs seeds.
+    // The scratch directory appears once the hunt runs seeds (Ctrl-C is watched by then).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::fs::read_dir(tmp.path()).unwrap().next().is_none() {
         assert!(
