@@ -480,48 +480,6 @@ fn the_simulation_catches_early_commit() {
     }
 }
 
-/// A measuring tool, not a check: runs the simulation with the chaos and settings given in
-/// the environment and prints how many seeds broke safety. For example:
-///
-/// ```text
-/// N=3 MIN_DELAY=150 MAX_DELAY=150 CRASH=0.005 DOWN=50 ISOLATE=0 ISOLATION=300 WITH_LEADER=0 WRITE_EVERY=5 \
-///   CRASH_AFTER_VOTE=1 CRASH_AFTER_ENTRIES=0 \
-///   SET=election-ms=300,heartbeat-ms=50,bug=forget-vote SEEDS=10 MS=60000 \
-///   cargo test --release -p faultline-targets --lib explore_chaos -- --ignored --nocapture
-/// ```
-#[test]
-#[ignore = "a measuring tool driven by environment variables"]
-fn explore_chaos() {
-    let var = |k: &str| -> f64 {
-        let text = std::env::var(k).unwrap_or_else(|_| panic!("set {k}"));
-        text.parse()
-            .unwrap_or_else(|_| panic!("{k}={text}: expected a number"))
-    };
-    let chaos = super::sim::Chaos {
-        nodes: var("N") as u32,
-        min_delay_ms: var("MIN_DELAY") as u64,
-        max_delay_ms: var("MAX_DELAY") as u64,
-        crash_per_ms: var("CRASH"),
-        max_down_ms: var("DOWN") as u64,
-        isolate_per_ms: var("ISOLATE"),
-        max_isolation_ms: var("ISOLATION") as u64,
-        with_leader: var("WITH_LEADER") as usize,
-        write_every_ms: var("WRITE_EVERY") as u64,
-        crash_after_vote: var("CRASH_AFTER_VOTE"),
-        crash_after_entries: var("CRASH_AFTER_ENTRIES"),
-    };
-    let settings = std::env::var("SET").unwrap_or_default();
-    let seeds = var("SEEDS") as u64;
-    let mut broken = 0;
-    for seed in 0..seeds {
-        if let Err(why) = super::sim::simulate(&chaos, &settings, seed, var("MS") as u64) {
-            broken += 1;
-            println!("seed {seed}: {why}");
-        }
-    }
-    println!("{settings}: safety broken in {broken} of {seeds} seeds");
-}
-
 #[test]
 fn with_pre_vote_a_new_leader_follows_a_crashed_one_and_commits() {
     let mut net = Net::new(5, "pre-vote=true");
