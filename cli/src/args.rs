@@ -74,7 +74,8 @@ pub(crate) enum Command {
 ///       --nemesis-gap 0s --crash-points persist:Entries@0.7 --crash-down 1s --nemesis-interval 1s
 ///   faultline run --target bundled:saga --workload checkout --nemesis kill,partition
 ///   faultline run --runtime sim --target bundled:raft --seed 7 --check-determinism
-///   faultline run --runtime sim --schedule results/latest/schedule-shrunk.json --seed 1
+///   faultline run --runtime sim --target bundled:quorum --set n=3,r=1,w=1 --workload register \
+///       --schedule results/latest/schedule-shrunk.json --seed 1
 ///   faultline run --target local:etcd --nodes 3 --nemesis partition,kill,pause --time-limit 30s
 ///   faultline run --target local:etcd --nodes 3 --set serializable=true --nemesis partition
 ///   faultline run --target etcd:// --cluster cluster.toml --nemesis partition,kill,pause

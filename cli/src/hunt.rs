@@ -464,12 +464,14 @@ fn report_failure(
             args.out.display()
         )
     })?;
+    if let Err(e) = dir.point_latest(&args.out) {
+        eprintln!(
+            "faultline: cannot point {}/latest at the run: {e}",
+            args.out.display()
+        );
+    }
     let kept = command.run(dir, true)?;
-    let scratch =
-        tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
-    let again_dir = RunDir::create_named(scratch.path(), "again")
-        .map_err(|e| format!("cannot make a scratch run directory: {e}"))?;
-    let again = command.run(again_dir, false)?;
+    let (_scratch, again) = crate::sim::run_again(&command.plan(false)?)?;
     let bytes = |f: &Finished| std::fs::read(f.dir.history()).unwrap_or_default();
     let (a, b) = (bytes(&kept), bytes(&again));
     let same_verdict = Outcome::of(&kept).failing == found.outcome.failing

@@ -128,6 +128,11 @@ impl RunPlan {
         })
     }
 
+    /// How many nodes the target's cluster has.
+    pub(crate) fn nodes(&self) -> usize {
+        cluster_nodes(&self.opts, &self.target)
+    }
+
     /// Whether its nodes run in the simulator.
     pub(crate) fn simulated(&self) -> bool {
         self.opts.runtime == Runtime::Sim
@@ -365,11 +370,15 @@ fn read_schedule(opts: &RunOptions, target: &Target) -> Result<Option<ScheduleFi
     if opts.nemesis.is_some() {
         return Err("--schedule and --nemesis both say which faults to inject: give one".into());
     }
-    let nodes = match target {
+    ScheduleFile::read(path, cluster_nodes(opts, target)).map(Some)
+}
+
+/// How many nodes the target's cluster has: a bundled system's own count, else `--nodes`.
+fn cluster_nodes(opts: &RunOptions, target: &Target) -> usize {
+    match target {
         Target::Bundled(spec) => spec.nodes as usize,
         _ => opts.nodes as usize,
-    };
-    ScheduleFile::read(path, nodes).map(Some)
+    }
 }
 
 /// The kinds of a schedule file's faults, each checked against the target as `--nemesis`

@@ -239,7 +239,7 @@ pub(crate) async fn execute(
         let _ = progress.await;
     }
     let network = network_figures(&live, &dir, &summary).await?;
-    live.stop(&dir, plan.target.writes_notes()).await?;
+    let trace = live.stop(&dir, plan.target.writes_notes()).await?;
     let summary = summary?;
     let (judged, stats, verdict_json, history) = judge_run(
         plan,
@@ -268,7 +268,7 @@ pub(crate) async fn execute(
         verdict_json,
         summary,
         nemesis_error,
-        trace: live.trace.take(),
+        trace,
     })
 }
 
@@ -304,8 +304,6 @@ struct Live {
     /// The nemesis backend, until the nemesis task takes it (none without faults).
     backend: Option<AnyBackend>,
     client: Arc<AnyClient>,
-    /// A simulated run's events, once it stopped (if they were kept).
-    trace: Option<Trace>,
 }
 
 /// Whatever faultline started for a run: a bundled cluster, a local etcd cluster or a local
@@ -343,8 +341,9 @@ impl Drop for Held {
 
 impl Live {
     /// Step 5, stop: every node (keeping the notes of a system whose nodes write them) and
-    /// every member; a cluster on other machines is stopped over ssh and its logs kept.
-    async fn stop(&mut self, dir: &RunDir, notes: bool) -> Result<(), String> {
+    /// every member; a cluster on other machines is stopped over ssh and its logs kept. A
+    /// simulated run's events, if they were kept.
+    async fn stop(&mut self, dir: &RunDir, notes: bool) -> Result<Option<Trace>, String> {
         if let Some(mut remote) = self.held.remote.lock().await.take() {
             remote.stop(&dir.path).await?;
         }
@@ -364,9 +363,9 @@ impl Live {
             if notes {
                 crate::sim::keep_notes(&sim, dir)?;
             }
-            self.trace = sim.trace();
+            return Ok(sim.trace());
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The simulated cluster, if the run is simulated.
@@ -398,7 +397,6 @@ async fn start(plan: &RunPlan, dir: &RunDir, show: bool) -> Result<Live, String>
         held,
         started,
         backend,
-        trace: None,
     };
     // A cluster just started over ssh may take a while to serve.
     let patience = if plan.cluster.is_some() {

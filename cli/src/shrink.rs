@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use faultline_nemesis::{PlannedStep, ScheduleFile};
-use faultline_targets::target::Target;
 
 use crate::args::HuntArgs;
 use crate::hunt::{Outcome, RunCommand};
@@ -71,14 +70,12 @@ pub(crate) fn keep_schedule(
     kept: &Path,
 ) -> Result<(Vec<PlannedStep>, PathBuf), String> {
     let plan = command.plan(false)?;
-    let nodes = match &plan.target {
-        Target::Bundled(spec) => spec.nodes as usize,
-        _ => plan.opts.nodes as usize,
-    };
     // Every fault that can start before the nemesis stops (the last operation may end up to
     // an operation timeout after the time limit).
     let horizon = command.time_limit + plan.opts.op_timeout + Duration::from_secs(1);
-    let steps = crate::run::schedule(&plan, nodes).planned(horizon).steps;
+    let steps = crate::run::schedule(&plan, plan.nodes())
+        .planned(horizon)
+        .steps;
     let path = kept.join("schedule.json");
     write(&path, &steps)?;
     Ok((steps, path))

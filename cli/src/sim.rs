@@ -52,7 +52,7 @@ pub(crate) fn start(
         );
     }
     let trace = plan.opts.check_determinism;
-    let sim = SimCluster::start(settings.clone(), spec.nodes, plan.seed, trace);
+    let sim = SimCluster::start(&settings, spec.nodes, plan.seed, trace);
     let urls = (0..spec.nodes)
         .map(|i| format!("sim:{}", node_name(i)))
         .collect();
@@ -91,16 +91,23 @@ pub(crate) fn keep_notes(sim: &SimCluster, dir: &RunDir) -> Result<(), String> {
     Ok(())
 }
 
-/// The determinism guard: runs `plan` again on a fresh simulator and compares every event and
-/// the history's bytes with the run `first` made; the first difference, if any.
-pub(crate) fn check_determinism(plan: &RunPlan, first: &Finished) -> Result<(), String> {
+/// Runs `plan` again, simulated, into a scratch directory that lives as long as the returned
+/// guard.
+pub(crate) fn run_again(plan: &RunPlan) -> Result<(tempfile::TempDir, Finished), String> {
     let scratch =
         tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
     let dir = RunDir::create_named(scratch.path(), "again")
         .map_err(|e| format!("cannot make a scratch run directory: {e}"))?;
     let (_keep, stop) = watch::channel(false);
-    eprintln!("faultline: running seed {} again to compare", plan.seed);
     let again = runtime().block_on(execute(plan, dir, stop, false))?;
+    Ok((scratch, again))
+}
+
+/// The determinism guard: runs `plan` again on a fresh simulator and compares every event and
+/// the history's bytes with the run `first` made; the first difference, if any.
+pub(crate) fn check_determinism(plan: &RunPlan, first: &Finished) -> Result<(), String> {
+    eprintln!("faultline: running seed {} again to compare", plan.seed);
+    let (_scratch, again) = run_again(plan)?;
     let (Some(a), Some(b)) = (&first.trace, &again.trace) else {
         return Err("a run kept no trace of its events".into());
     };

@@ -164,6 +164,9 @@ fn hunt_finds_a_planted_bug_replays_it_and_shrinks_its_schedule() {
     let said = text(&output);
     assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(said.contains("FAIL at seed"), "{said}");
+    // results/latest is the failing run, its schedules beside it.
+    assert!(latest(out.path()).join("schedule-shrunk.json").is_file());
+    assert!(latest(out.path()).join("report.html").is_file());
     assert!(
         said.contains("replayed: twice, the same verdict and the same"),
         "{said}"

@@ -27,16 +27,6 @@ pub struct Step {
     pub hold: Duration,
 }
 
-/// `nodes` split at `at` into two groups, each sorted.
-fn split(nodes: Vec<NodeId>, at: usize) -> Vec<Vec<NodeId>> {
-    let (a, b) = nodes.split_at(at.min(nodes.len()));
-    let mut a = a.to_vec();
-    let mut b = b.to_vec();
-    a.sort_unstable();
-    b.sort_unstable();
-    vec![a, b]
-}
-
 /// One fault of a schedule file: when it starts (from the start of the run), how long it is
 /// held, and what it is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -424,6 +414,16 @@ impl Schedule {
         }
         sees
     }
+}
+
+/// `nodes` split at `at` into two groups, each sorted.
+fn split(nodes: Vec<NodeId>, at: usize) -> Vec<Vec<NodeId>> {
+    let (a, b) = nodes.split_at(at.min(nodes.len()));
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    vec![a, b]
 }
 
 #[cfg(test)]

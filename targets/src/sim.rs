@@ -18,9 +18,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client::{Client, Completion, Op, completion_of, not_taken};
-use crate::systems::faults::Faults;
 use crate::systems::orders::{Order, OrderRequest};
-use crate::systems::sim::{Answer, Counters, Request, Trace, World, for_system};
+use crate::systems::sim::{Answer, Request, Trace, World, for_system};
 use crate::systems::{ClientRequest, NodeId, RequestId, SystemSettings};
 
 /// The world and the clients waiting on it.
@@ -68,15 +67,14 @@ impl Shared {
 pub struct SimCluster {
     shared: Arc<Shared>,
     clock: Arc<JoinHandle<()>>,
-    settings: SystemSettings,
 }
 
 impl SimCluster {
     /// Starts a simulated cluster of `nodes` nodes (call inside a tokio runtime, paused for a
     /// deterministic run); `trace` keeps every event for the determinism guard.
-    pub fn start(settings: SystemSettings, nodes: u32, seed: u64, trace: bool) -> Self {
+    pub fn start(settings: &SystemSettings, nodes: u32, seed: u64, trace: bool) -> Self {
         let shared = Arc::new(Shared {
-            world: Mutex::new(for_system(&settings, nodes, seed, trace)),
+            world: Mutex::new(for_system(settings, nodes, seed, trace)),
             waiting: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
             start: Instant::now(),
@@ -85,13 +83,7 @@ impl SimCluster {
         SimCluster {
             shared,
             clock: Arc::new(clock),
-            settings,
         }
-    }
-
-    /// The system's resolved settings.
-    pub fn settings(&self) -> &SystemSettings {
-        &self.settings
     }
 
     /// How many nodes.
@@ -102,11 +94,6 @@ impl SimCluster {
     /// Runs `f` on the world at the current virtual time (a fault, a kill, a look at a node).
     pub fn with_world<R>(&self, f: impl FnOnce(&mut dyn World) -> R) -> R {
         self.shared.with_world(true, f)
-    }
-
-    /// Replaces a node's faults.
-    pub fn set_faults(&self, node: NodeId, faults: Faults) {
-        self.with_world(|w| w.set_faults(node, faults));
     }
 
     /// Sends `request` to `node` and waits up to `timeout` (virtual) for its answer.
@@ -149,11 +136,6 @@ impl SimCluster {
         self.with_world(|w| w.notes().to_vec())
     }
 
-    /// What the simulated network did.
-    pub fn counters(&self) -> Counters {
-        self.with_world(|w| w.counters().clone())
-    }
-
     /// The events kept, if asked for at the start.
     pub fn trace(&self) -> Option<Trace> {
         self.with_world(|w| w.trace().cloned())
@@ -190,9 +172,7 @@ impl SimCluster {
 
 impl std::fmt::Debug for SimCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimCluster")
-            .field("system", &self.settings.system())
-            .finish_non_exhaustive()
+        f.debug_struct("SimCluster").finish_non_exhaustive()
     }
 }
 

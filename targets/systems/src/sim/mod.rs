@@ -105,7 +105,7 @@ enum Event<M> {
 pub type Make<N> = Box<dyn FnMut(NodeId, Vec<<N as Node>::Record>, u64) -> N + Send>;
 
 /// Counts of what the simulated network did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Messages sent (each copy of a duplicate once).
     pub messages_sent: u64,

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{Answer, Counters, Latency, Request, Sim, Trace};
+use super::{Answer, Latency, Request, Sim, Trace};
 use crate::faults::Faults;
 use crate::quorum::QuorumNode;
 use crate::raft::RaftNode;
@@ -13,8 +13,6 @@ use crate::{Node, NodeId, RequestId, SystemSettings};
 
 /// A simulated cluster, whatever its system: what a harness driving it needs.
 pub trait World: Send {
-    /// Virtual milliseconds since the start.
-    fn now(&self) -> u64;
     /// When the next event happens, if any is due.
     fn next_at(&self) -> Option<u64>;
     /// Runs every event due by `t` and moves the clock there.
@@ -37,8 +35,6 @@ pub trait World: Send {
     fn describe(&mut self, node: NodeId) -> Option<Value>;
     /// The notes the nodes wrote.
     fn notes(&self) -> &[(NodeId, Value)];
-    /// What the network did.
-    fn counters(&self) -> &Counters;
     /// The events kept, if asked for.
     fn trace(&self) -> Option<&Trace>;
     /// How many nodes.
@@ -46,9 +42,6 @@ pub trait World: Send {
 }
 
 impl<N: Node> World for Sim<N> {
-    fn now(&self) -> u64 {
-        Sim::now(self)
-    }
     fn next_at(&self) -> Option<u64> {
         Sim::next_at(self)
     }
@@ -81,9 +74,6 @@ impl<N: Node> World for Sim<N> {
     }
     fn notes(&self) -> &[(NodeId, Value)] {
         Sim::notes(self)
-    }
-    fn counters(&self) -> &Counters {
-        Sim::counters(self)
     }
     fn trace(&self) -> Option<&Trace> {
         Sim::trace(self)

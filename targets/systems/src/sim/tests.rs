@@ -146,7 +146,11 @@ fn a_crash_point_drops_the_node_and_restarts_it_from_its_records() {
 fn a_killed_node_refuses_and_stays_down_until_restarted() {
     let mut sim = cluster(1, "n=3,w=1,r=1");
     sim.set_faults(1, crash_after_every_store(10));
-    let _ = ask(&mut sim, 1, put("x", 1), 5);
+    sim.submit(1, put("x", 1));
+    while sim.counters().crashes == 0 {
+        assert!(sim.run_next(), "the write reaches n2 and crashes it");
+    }
+    assert!(sim.node(1).is_none(), "down, its restart queued");
     // Killed while its crash point's restart is queued: it stays down.
     sim.kill(1);
     sim.run_until(sim.now() + 100);
